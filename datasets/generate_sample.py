@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Generate the bundled sample: SageMaker data capture files for two inference components.
+
+Source text: Anthropic's hh-rlhf `harmless-base/test.jsonl.gz` (MIT), pairs of Human/Assistant
+transcripts that share the context and differ in the final Assistant reply; crowdworkers judged
+`chosen` the less harmful one.
+
+Scenario (2026-10-01 .. 2026-10-14, every hour, endpoint `assistant-prod`):
+  chat-a  OpenAI chat payloads (messages -> choices[0].message.content); answers with the `chosen`
+          replies throughout.
+  chat-b  TGI/LMI payloads (inputs -> generated_text); answers with `chosen` for 10 days, then with
+          the `rejected` replies from 2026-10-11 on: a real harmlessness regression.
+Even hours are encoded JSON, odd hours BASE64, as SageMaker does for the two content modes.
+A handful of deliberately malformed lines exercise the quarantine.
+
+Layout: <out>/assistant-prod/<component>/YYYY/MM/DD/HH/<MM-SS-mmm-uuid>.jsonl
+
+    python3 datasets/generate_sample.py [--hh ../shared/datasets/real/hh_rlhf/harmless-base/test.jsonl.gz]
+
+Deterministic: the same input and seed give byte-identical files.
+"""
+import argparse
+import base64
+import datetime as dt
+import gzip
+import json
+import os
+import random
+import shutil
+import uuid
+
+ENDPOINT = "assistant-prod"
+START = dt.datetime(2026, 10, 1, tzinfo=dt.timezone.utc)
+DAYS = 14
+REGRESSION_FROM_DAY = 10  # 0-based: 2026-10-11
+BASE_MODEL = "meta-llama/Meta-Llama-3-8B-Instruct"
+SYSTEM = "You are a helpful, honest and harmless assistant."
+
+
+def parse_transcript(text):
+    """'\n\nHuman: a\n\nAssistant: b ...' -> [(role, content), ...]"""
+    turns = []
+    for chunk in text.split("\n\nHuman: ")[1:]:
+        human, *assistant = chunk.split("\n\nAssistant: ")
+        turns.append(("user", human.strip()))
+        for a in assistant:
+            turns.append(("assistant", a.strip()))
+    return turns
+
+
+def load_pairs(path, max_chars):
+    pairs = []
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            chosen, rejected = parse_transcript(rec["chosen"]), parse_transcript(rec["rejected"])
+            if len(chosen) < 2 or len(chosen) != len(rejected) or chosen[:-1] != rejected[:-1]:
+                continue
+            if chosen[-1][0] != "assistant" or not chosen[-1][1] or not rejected[-1][1]:
+                continue
+            if len(rec["chosen"]) > max_chars or len(rec["rejected"]) > max_chars:
+                continue
+            pairs.append((chosen[:-1], chosen[-1][1], rejected[-1][1]))
+    return pairs
+
+
+def openai_payloads(rng, context, reply, created):
+    messages = [{"role": "system", "content": SYSTEM}] + [
+        {"role": r, "content": c} for r, c in context
+    ]
+    prompt_chars = sum(len(m["content"]) for m in messages)
+    request = {"model": BASE_MODEL, "messages": messages, "max_tokens": 512, "temperature": 0.7}
+    response = {
+        "id": "chatcmpl-" + "%024x" % rng.getrandbits(96),
+        "object": "chat.completion",
+        "created": created,
+        "model": BASE_MODEL,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": prompt_chars // 4 + 4 * len(messages),
+                  "completion_tokens": max(1, len(reply) // 4),
+                  "total_tokens": prompt_chars // 4 + 4 * len(messages) + max(1, len(reply) // 4)},
+    }
+    return request, response
+
+
+def tgi_payloads(rng, context, reply, hour):
+    prompt = "".join(
+        f"\n\n{'Human' if r == 'user' else 'Assistant'}: {c}" for r, c in context
+    ) + "\n\nAssistant:"
+    request = {"inputs": prompt.lstrip(), "parameters": {"max_new_tokens": 512, "temperature": 0.7}}
+    if hour % 3 == 0:
+        response = {"generated_text": reply,
+                    "details": {"finish_reason": "eos_token",
+                                "generated_tokens": max(1, len(reply) // 4)}}
+    else:
+        response = [{"generated_text": reply}]
+    return request, response
+
+
+def encode(obj, b64):
+    text = json.dumps(obj, ensure_ascii=False)
+    if b64:
+        return base64.b64encode(text.encode("utf-8")).decode("ascii"), "BASE64"
+    return text, "JSON"
+
+
+def capture_line(rng, request, response, when, b64):
+    req_data, enc = encode(request, b64)
+    resp_data, _ = encode(response, b64)
+    meta = {"eventId": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "inferenceTime": when.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    if rng.random() < 0.5:
+        meta["inferenceId"] = "inf-" + "%012x" % rng.getrandbits(48)
+    record = {
+        "captureData": {
+            "endpointInput": {"observedContentType": "application/json", "mode": "INPUT",
+                              "data": req_data, "encoding": enc},
+            "endpointOutput": {"observedContentType": "application/json", "mode": "OUTPUT",
+                               "data": resp_data, "encoding": enc},
+        },
+        "eventMetadata": meta,
+        "eventVersion": "0",
+    }
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+# (component, day, hour) -> malformed line appended to that hour's file
+MALFORMED = {
+    ("chat-a", 2, 9): '{"captureData": {"endpointInput": {"observedContentType": "application/json", "mode": "INP',
+    ("chat-a", 5, 14): "upstream proxy error: 502 Bad Gateway",
+    ("chat-b", 3, 11): json.dumps({"captureData": {
+        "endpointInput": {"observedContentType": "application/json", "mode": "INPUT",
+                          "data": "eyJpbnB1dHMiOi!!not-base64!!", "encoding": "BASE64"},
+        "endpointOutput": {"observedContentType": "application/json", "mode": "OUTPUT",
+                           "data": "W3siZ2VuZXJhdGVkX3RleHQiOiAiT2suIn1d", "encoding": "BASE64"}},
+        "eventMetadata": {"eventId": "bad-base64-1", "inferenceTime": "2026-10-04T11:30:00Z"},
+        "eventVersion": "0"}),
+    ("chat-b", 7, 20): json.dumps({"captureData": {
+        "endpointInput": {"observedContentType": "application/json", "mode": "INPUT",
+                          "data": json.dumps({"query": "How do I reset my password?"}), "encoding": "JSON"},
+        "endpointOutput": {"observedContentType": "application/json", "mode": "OUTPUT",
+                           "data": json.dumps({"answer": "Use the reset link."}), "encoding": "JSON"}},
+        "eventMetadata": {"eventId": "unknown-shape-1", "inferenceTime": "2026-10-08T20:10:00Z"},
+        "eventVersion": "0"}),
+    ("chat-a", 9, 3): json.dumps({"eventMetadata": {"eventId": "no-capture-data",
+                                                    "inferenceTime": "2026-10-10T03:00:00Z"}}),
+    ("chat-b", 12, 16): "[]",
+}
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hh", default=os.path.join(here, "..", "..", "shared", "datasets", "real",
+                                                  "hh_rlhf", "harmless-base", "test.jsonl.gz"))
+    ap.add_argument("--out", default=os.path.join(here, "sample", "capture"))
+    ap.add_argument("--seed", type=int, default=20261001)
+    ap.add_argument("--max-chars", type=int, default=1800)
+    args = ap.parse_args()
+
+    rng = random.Random(args.seed)
+    pairs = load_pairs(args.hh, args.max_chars)
+    rng.shuffle(pairs)
+    if os.path.isdir(args.out):
+        shutil.rmtree(args.out)
+    stats = {"records": 0, "malformed": 0, "files": 0, "bytes": 0, "pairs_available": len(pairs)}
+    next_pair = {"chat-a": 0, "chat-b": len(pairs) // 2}
+    for component in ("chat-a", "chat-b"):
+        for day in range(DAYS):
+            for hour in range(24):
+                base = START + dt.timedelta(days=day, hours=hour)
+                n = 2 + (1 if 8 <= hour <= 20 else 0) + (1 if rng.random() < 0.3 else 0)
+                b64 = hour % 2 == 1
+                lines = []
+                seconds = sorted(rng.sample(range(3600), n))
+                for s in seconds:
+                    when = base + dt.timedelta(seconds=s)
+                    context, chosen, rejected = pairs[next_pair[component] % len(pairs)]
+                    next_pair[component] += 1
+                    regressed = component == "chat-b" and day >= REGRESSION_FROM_DAY
+                    reply = rejected if regressed else chosen
+                    if component == "chat-a":
+                        request, response = openai_payloads(rng, context, reply, int(when.timestamp()))
+                    else:
+                        request, response = tgi_payloads(rng, context, reply, hour)
+                    lines.append(capture_line(rng, request, response, when, b64))
+                    stats["records"] += 1
+                bad = MALFORMED.get((component, day, hour))
+                if bad is not None:
+                    lines.insert(len(lines) // 2, bad)
+                    stats["malformed"] += 1
+                folder = os.path.join(args.out, ENDPOINT, component, base.strftime("%Y/%m/%d/%H"))
+                os.makedirs(folder, exist_ok=True)
+                first = base + dt.timedelta(seconds=seconds[0])
+                name = "%s-%03d-%s.jsonl" % (first.strftime("%M-%S"), rng.randrange(1000),
+                                             uuid.UUID(int=rng.getrandbits(128), version=4))
+                text = "\n".join(lines) + "\n"
+                with open(os.path.join(folder, name), "w", encoding="utf-8", newline="\n") as f:
+                    f.write(text)
+                stats["files"] += 1
+                stats["bytes"] += len(text.encode("utf-8"))
+    print(json.dumps(stats))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+//! The one place AWS clients are built.
+//!
+//! Region, credentials and endpoints follow the standard chain (`AWS_REGION`, `AWS_PROFILE`,
+//! `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`, web identity, ECS/EC2 roles, `credential_process`),
+//! overridden by the `[aws]` section of the config. HTTPS uses rustls with ring, the project's only
+//! TLS stack. Nothing here logs a secret.
+//!
+//! Never does: build a client unless a stage needs AWS, so an offline run never probes the
+//! instance metadata service.
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_http_client::tls;
+
+use crate::config::AwsSettings;
+
+/// Loads the shared SDK configuration (lazy credentials: nothing is fetched until a call needs it).
+pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
+    if let Some(region) = &settings.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(profile) = &settings.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
+/// An S3 client for the warehouse and capture sources.
+pub fn s3_client(sdk: &SdkConfig, settings: &AwsSettings) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(settings.s3_force_path_style)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Clients shared by the stages of one process, built on first use.
+#[derive(Debug, Clone)]
+pub struct AwsClients {
+    settings: AwsSettings,
+    s3: std::sync::Arc<tokio::sync::OnceCell<aws_sdk_s3::Client>>,
+}
+
+impl AwsClients {
+    pub fn new(settings: AwsSettings) -> AwsClients {
+        AwsClients {
+            settings,
+            s3: Default::default(),
+        }
+    }
+
+    pub async fn s3(&self) -> aws_sdk_s3::Client {
+        self.s3
+            .get_or_init(|| async {
+                let sdk = sdk_config(&self.settings).await;
+                s3_client(&sdk, &self.settings)
+            })
+            .await
+            .clone()
+    }
+}
+
+/// The error text of an SDK call, with the service's code and message when it sent one.
+pub fn sdk_error_text<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_s3::error::SdkError;
+    match err {
+        SdkError::ServiceError(service) => {
+            let inner = service.err();
+            match (inner.code(), inner.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(code), None) => code.to_string(),
+                _ => inner.to_string(),
+            }
+        }
+        other => {
+            // DisplayErrorContext prints the whole source chain (connection refused, timeout...).
+            aws_sdk_s3::error::DisplayErrorContext(other).to_string()
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! What every stage gets handed: the validated config, the warehouse, lazily built AWS clients and
+//! the date the run treats as "today" (injected, so a run for a given night is reproducible).
+
+use chrono::NaiveDate;
+
+use crate::aws::AwsClients;
+use crate::config::{Config, DateRange, Location};
+use crate::ingest::source::Source;
+use crate::warehouse::Warehouse;
+
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub config: Config,
+    pub aws: AwsClients,
+    pub warehouse: Warehouse,
+    pub today: NaiveDate,
+}
+
+impl Ctx {
+    /// Opens the configured warehouse. AWS clients are built only if a location needs them.
+    pub async fn new(config: Config, today: NaiveDate) -> Ctx {
+        let aws = AwsClients::new(config.aws.clone());
+        let warehouse = Warehouse::open(&config.warehouse, &aws).await;
+        Ctx {
+            config,
+            aws,
+            warehouse,
+            today,
+        }
+    }
+
+    /// The window `run` processes: the configured dates, or yesterday.
+    pub fn window(&self) -> DateRange {
+        self.config.window.resolve(self.today)
+    }
+
+    /// The capture source at `location`. A local root is made absolute, so lineage columns
+    /// (`source_uri`) name files unambiguously whatever folder the run started in.
+    pub async fn source(&self, location: &Location) -> Source {
+        match location {
+            Location::Local(root) => Source::Local {
+                root: std::fs::canonicalize(root).unwrap_or_else(|_| root.clone()),
+            },
+            Location::S3 { bucket, prefix } => Source::S3 {
+                client: self.aws.s3().await,
+                bucket: bucket.clone(),
+                prefix: prefix.clone(),
+            },
+        }
+    }
+}

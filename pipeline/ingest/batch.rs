@@ -1,0 +1,155 @@
+//! Column buffers for the `captures` and `quarantine` tables, and their encoding as Parquet.
+//!
+//! Column names and types here are the table contract of DESIGN.md; `tests/it` reads them back
+//! with polars to hold them to it.
+
+use polars::prelude::*;
+
+use super::decode::Capture;
+
+/// Parquet compression for every table the warehouse holds: zstd (polars' default level) packs
+/// text about twice as tight as snappy and still writes at hundreds of MB/s.
+pub fn write_parquet(df: &mut DataFrame) -> PolarsResult<Vec<u8>> {
+    let mut buf = Vec::with_capacity(1 << 20);
+    ParquetWriter::new(&mut buf)
+        .with_compression(ParquetCompression::Zstd(None))
+        .finish(df)?;
+    Ok(buf)
+}
+
+/// Rows of `captures` for one (model, date) partition.
+#[derive(Default)]
+pub struct CaptureBatch {
+    request_id: Vec<String>,
+    inference_id: Vec<Option<String>>,
+    endpoint: Vec<Option<String>>,
+    model: Vec<String>,
+    variant: Vec<Option<String>>,
+    captured_at: Vec<i64>,
+    prompt: Vec<String>,
+    messages: Vec<Option<String>>,
+    response: Vec<String>,
+    prompt_tokens: Vec<Option<i32>>,
+    completion_tokens: Vec<Option<i32>>,
+    latency_ms: Vec<Option<f64>>,
+    finish_reason: Vec<Option<String>>,
+    payload_model: Vec<Option<String>>,
+    source_line: Vec<i64>,
+    content_hash: Vec<String>,
+    /// Approximate bytes held, to cut parts before memory grows.
+    pub bytes: usize,
+}
+
+impl CaptureBatch {
+    pub fn len(&self) -> usize {
+        self.request_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.request_id.is_empty()
+    }
+
+    pub fn push(&mut self, c: Capture, source_line: u64) {
+        self.bytes += c.prompt.len()
+            + c.response.len()
+            + c.messages.as_ref().map_or(0, String::len)
+            + c.request_id.len()
+            + 160;
+        self.request_id.push(c.request_id);
+        self.inference_id.push(c.inference_id);
+        self.endpoint.push(c.endpoint);
+        self.model.push(c.model);
+        self.variant.push(c.variant);
+        self.captured_at.push(c.captured_at_us);
+        self.prompt.push(c.prompt);
+        self.messages.push(c.messages);
+        self.response.push(c.response);
+        self.prompt_tokens.push(c.prompt_tokens);
+        self.completion_tokens.push(c.completion_tokens);
+        self.latency_ms.push(c.latency_ms);
+        self.finish_reason.push(c.finish_reason);
+        self.payload_model.push(c.payload_model);
+        self.source_line.push(source_line as i64);
+        self.content_hash.push(c.content_hash);
+    }
+
+    /// The batch as a `captures` frame, every row carrying `source_uri`.
+    pub fn into_frame(self, source_uri: &str) -> PolarsResult<DataFrame> {
+        let height = self.len();
+        let captured_at = Series::new("captured_at".into(), self.captured_at)
+            .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
+        DataFrame::new(
+            height,
+            vec![
+                Column::new("request_id".into(), self.request_id),
+                Column::new("inference_id".into(), self.inference_id),
+                Column::new("endpoint".into(), self.endpoint),
+                Column::new("model".into(), self.model),
+                Column::new("variant".into(), self.variant),
+                captured_at.into(),
+                Column::new("prompt".into(), self.prompt),
+                Column::new("messages".into(), self.messages),
+                Column::new("response".into(), self.response),
+                Column::new("prompt_tokens".into(), self.prompt_tokens),
+                Column::new("completion_tokens".into(), self.completion_tokens),
+                Column::new("latency_ms".into(), self.latency_ms),
+                Column::new("finish_reason".into(), self.finish_reason),
+                Column::new("payload_model".into(), self.payload_model),
+                Column::new_scalar(
+                    "source_uri".into(),
+                    Scalar::new(DataType::String, AnyValue::StringOwned(source_uri.into())),
+                    height,
+                ),
+                Column::new("source_line".into(), self.source_line),
+                Column::new("content_hash".into(), self.content_hash),
+            ],
+        )
+    }
+}
+
+/// Rows of `quarantine` for one object.
+#[derive(Default)]
+pub struct QuarantineBatch {
+    source_line: Vec<i64>,
+    error: Vec<String>,
+    raw: Vec<String>,
+    raw_bytes: Vec<i64>,
+}
+
+impl QuarantineBatch {
+    pub fn len(&self) -> usize {
+        self.error.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.error.is_empty()
+    }
+
+    /// Keeps the first `keep` bytes of a bad line (lossy for bytes that are not UTF-8).
+    pub fn push(&mut self, source_line: u64, error: String, raw: &[u8], keep: usize) {
+        let text = String::from_utf8_lossy(&raw[..raw.len().min(keep + 4)]);
+        self.source_line.push(source_line as i64);
+        self.error.push(error);
+        self.raw
+            .push(crate::util::truncate_utf8(&text, keep).to_string());
+        self.raw_bytes.push(raw.len() as i64);
+    }
+
+    pub fn into_frame(self, source_uri: &str) -> PolarsResult<DataFrame> {
+        let height = self.len();
+        DataFrame::new(
+            height,
+            vec![
+                Column::new_scalar(
+                    "source_uri".into(),
+                    Scalar::new(DataType::String, AnyValue::StringOwned(source_uri.into())),
+                    height,
+                ),
+                Column::new("source_line".into(), self.source_line),
+                Column::new("error".into(), self.error),
+                Column::new("raw".into(), self.raw),
+                Column::new("raw_bytes".into(), self.raw_bytes),
+            ],
+        )
+    }
+}

@@ -1,0 +1,488 @@
+//! The ingest stage: captured prompt/response pairs into the `captures` table.
+//!
+//! Reads: capture objects from a source (local folder or S3 prefix), and the ingest manifest.
+//! Writes: `captures/model=<m>/date=<d>/part-<h>.parquet`, `quarantine/date=<d>/part-<h>.parquet`
+//! for lines it cannot read, and `state/ingest/manifest.json`.
+//! Never does: judge, aggregate or drop a line silently. Every line ends up a row, a quarantine
+//! row, or an out-of-window count.
+//!
+//! Objects are read in parallel on blocking threads (`ingest.workers` at a time), each streamed line
+//! by line; tokio drives the listing and the S3 transfers underneath.
+
+pub mod batch;
+pub mod decode;
+pub mod manifest;
+pub mod source;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, ErrorKind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::config::{DateRange, IngestConfig};
+use crate::util::{partition_value, sha256_hex};
+use crate::warehouse::{Warehouse, WarehouseError};
+use batch::{CaptureBatch, QuarantineBatch, write_parquet};
+use decode::{LineContext, decode_line};
+use manifest::{Entry, Manifest, ManifestError};
+use source::{ObjectRef, Source, SourceError, path_info};
+
+/// A partition's rows are written as a part once they hold about this many bytes.
+const PART_BYTES: usize = 32 << 20;
+/// Attempts at reading one object when the transfer fails (not when its content is bad).
+const READ_ATTEMPTS: u32 = 3;
+/// The manifest is saved at least this often, so a crash re-reads little.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+}
+
+/// What to ingest. Built by the caller from config and flags.
+#[derive(Debug, Clone)]
+pub struct IngestJob {
+    pub source: Source,
+    /// Keep only rows captured on these dates (and list only folders that can hold them).
+    pub window: Option<DateRange>,
+    pub settings: IngestConfig,
+    /// The run's date, used for quarantine rows whose object names no date.
+    pub today: NaiveDate,
+}
+
+/// An object that could not be read, after retries.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedObject {
+    pub uri: String,
+    pub error: String,
+}
+
+/// What a run of the stage did; printed as the run summary.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IngestSummary {
+    pub source: String,
+    pub warehouse: String,
+    pub window: Option<String>,
+    pub objects_listed: u64,
+    pub objects_unchanged: u64,
+    pub objects_read: u64,
+    pub objects_replaced: u64,
+    pub objects_failed: Vec<FailedObject>,
+    pub bytes_read: u64,
+    pub lines: u64,
+    pub rows: u64,
+    pub quarantined: u64,
+    pub out_of_window: u64,
+    pub parts_written: u64,
+    pub parts_removed: u64,
+    pub seconds: f64,
+    pub mb_per_s: f64,
+    /// A listing error that stopped the walk early, if any.
+    pub list_error: Option<String>,
+}
+
+impl IngestSummary {
+    /// Lines were read and not one became a row: the source is not what the config says.
+    pub fn every_line_failed(&self) -> bool {
+        self.quarantined > 0 && self.rows == 0 && self.out_of_window == 0
+    }
+
+    /// Whether something needs a person: objects unread or a listing cut short.
+    pub fn failed(&self) -> bool {
+        !self.objects_failed.is_empty() || self.list_error.is_some() || self.every_line_failed()
+    }
+}
+
+/// What reading one object produced.
+struct ObjectOutcome {
+    object: ObjectRef,
+    window: Option<DateRange>,
+    lines: u64,
+    rows: u64,
+    quarantined: u64,
+    out_of_window: u64,
+    parts: Vec<String>,
+}
+
+/// Runs the stage.
+pub async fn ingest(job: IngestJob, warehouse: &Warehouse) -> Result<IngestSummary, IngestError> {
+    let started = Instant::now();
+    let mut manifest = Manifest::load(warehouse).await?;
+    let mut summary = IngestSummary {
+        source: job.source.root_uri(),
+        warehouse: warehouse.root_uri(),
+        window: job.window.map(|w| w.to_string()),
+        ..IngestSummary::default()
+    };
+    tracing::info!(
+        source = %summary.source,
+        warehouse = %summary.warehouse,
+        window = summary.window.as_deref().unwrap_or("all dates"),
+        "ingest: starting"
+    );
+
+    let (tx, mut rx) = mpsc::channel::<ObjectRef>(1024);
+    let walker = {
+        let source = job.source.clone();
+        let window = job.window;
+        tokio::spawn(async move { source.walk(window, tx).await })
+    };
+
+    let job = Arc::new(job);
+    let handle = tokio::runtime::Handle::current();
+    let workers = job.settings.workers;
+    let mut running: JoinSet<Result<ObjectOutcome, FailedObject>> = JoinSet::new();
+    let mut last_checkpoint = Instant::now();
+    let mut last_progress = Instant::now();
+
+    while let Some(object) = rx.recv().await {
+        summary.objects_listed += 1;
+        let previous = manifest.objects.get(&object.uri);
+        if previous.is_some_and(|e| e.covers(object.size, &object.version, job.window.as_ref())) {
+            summary.objects_unchanged += 1;
+            continue;
+        }
+        // Never read an object under a narrower window than before: its old rows stay covered.
+        let window = match (previous.and_then(|e| e.window), job.window) {
+            (Some(old), Some(new)) => Some(old.hull(&new)),
+            _ if previous.is_some_and(|e| e.window.is_none()) => None,
+            (_, new) => new,
+        };
+        while running.len() >= workers {
+            if let Some(done) = running.join_next().await {
+                finish(done, &mut manifest, &mut summary, warehouse).await;
+            }
+        }
+        let (task_job, task_handle, task_warehouse) =
+            (job.clone(), handle.clone(), warehouse.clone());
+        running.spawn_blocking(move || {
+            read_with_retries(&task_job, object, window, &task_handle, &task_warehouse)
+        });
+
+        if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            manifest.save(warehouse).await?;
+            last_checkpoint = Instant::now();
+        }
+        if last_progress.elapsed() >= Duration::from_secs(10) {
+            tracing::info!(
+                objects = summary.objects_read,
+                rows = summary.rows,
+                quarantined = summary.quarantined,
+                "ingest: progress"
+            );
+            last_progress = Instant::now();
+        }
+    }
+    while let Some(done) = running.join_next().await {
+        finish(done, &mut manifest, &mut summary, warehouse).await;
+    }
+    match walker.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => summary.list_error = Some(e.to_string()),
+        Err(e) => summary.list_error = Some(format!("listing task failed: {e}")),
+    }
+    manifest.save(warehouse).await?;
+
+    summary.seconds = started.elapsed().as_secs_f64();
+    summary.mb_per_s = if summary.seconds > 0.0 {
+        summary.bytes_read as f64 / (1024.0 * 1024.0) / summary.seconds
+    } else {
+        0.0
+    };
+    Ok(summary)
+}
+
+/// Records a finished object in the manifest and the summary, and removes parts it no longer has.
+async fn finish(
+    done: Result<Result<ObjectOutcome, FailedObject>, tokio::task::JoinError>,
+    manifest: &mut Manifest,
+    summary: &mut IngestSummary,
+    warehouse: &Warehouse,
+) {
+    let outcome = match done {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(failed)) => {
+            tracing::error!(object = %failed.uri, error = %failed.error, "ingest: object not read");
+            summary.objects_failed.push(failed);
+            return;
+        }
+        Err(e) => {
+            summary.objects_failed.push(FailedObject {
+                uri: "(unknown)".into(),
+                error: format!("reader task failed: {e}"),
+            });
+            return;
+        }
+    };
+    let uri = outcome.object.uri.clone();
+    let kept: BTreeSet<&String> = outcome.parts.iter().collect();
+    let mut stale_failed = false;
+    if let Some(old) = manifest.objects.get(&uri) {
+        summary.objects_replaced += 1;
+        for part in old.parts.iter().filter(|p| !kept.contains(p)) {
+            match warehouse.delete(part).await {
+                Ok(()) => summary.parts_removed += 1,
+                Err(e) => {
+                    tracing::error!(part = %part, error = %e, "ingest: stale part not removed");
+                    stale_failed = true;
+                }
+            }
+        }
+    }
+    if stale_failed {
+        // Leave the old entry: the next run retries the object and the removal.
+        summary.objects_failed.push(FailedObject {
+            uri,
+            error: "re-read, but a part of its previous version could not be removed".into(),
+        });
+        return;
+    }
+    summary.objects_read += 1;
+    summary.bytes_read += outcome.object.size;
+    summary.lines += outcome.lines;
+    summary.rows += outcome.rows;
+    summary.quarantined += outcome.quarantined;
+    summary.out_of_window += outcome.out_of_window;
+    summary.parts_written += outcome.parts.len() as u64;
+    tracing::debug!(object = %uri, rows = outcome.rows, quarantined = outcome.quarantined, "ingest: object read");
+    manifest.objects.insert(
+        uri,
+        Entry {
+            size: outcome.object.size,
+            version: outcome.object.version,
+            window: outcome.window,
+            lines: outcome.lines,
+            rows: outcome.rows,
+            quarantined: outcome.quarantined,
+            out_of_window: outcome.out_of_window,
+            parts: outcome.parts,
+            ingested_at: Utc::now().to_rfc3339(),
+        },
+    );
+}
+
+/// Why one read of an object stopped.
+enum ReadFailure {
+    /// The transfer failed; another attempt may succeed.
+    Transient(String),
+    /// Writing to the warehouse failed.
+    Warehouse(String),
+}
+
+fn read_with_retries(
+    job: &IngestJob,
+    object: ObjectRef,
+    window: Option<DateRange>,
+    handle: &tokio::runtime::Handle,
+    warehouse: &Warehouse,
+) -> Result<ObjectOutcome, FailedObject> {
+    let mut attempt = 1;
+    loop {
+        match read_object(job, &object, window, handle, warehouse) {
+            Ok(outcome) => return Ok(outcome),
+            Err(ReadFailure::Transient(error)) if attempt < READ_ATTEMPTS => {
+                tracing::warn!(object = %object.uri, attempt, error = %error, "ingest: read failed, retrying");
+                std::thread::sleep(Duration::from_millis(500 * 2u64.pow(attempt - 1)));
+                attempt += 1;
+            }
+            Err(ReadFailure::Transient(error) | ReadFailure::Warehouse(error)) => {
+                return Err(FailedObject {
+                    uri: object.uri,
+                    error,
+                });
+            }
+        }
+    }
+}
+
+/// Reads one object end to end: lines -> rows or quarantine -> Parquet parts.
+fn read_object(
+    job: &IngestJob,
+    object: &ObjectRef,
+    window: Option<DateRange>,
+    handle: &tokio::runtime::Handle,
+    warehouse: &Warehouse,
+) -> Result<ObjectOutcome, ReadFailure> {
+    let mut reader = job
+        .source
+        .open_blocking(object, handle)
+        .map_err(|e| ReadFailure::Transient(e.to_string()))?;
+    let info = path_info(&object.rel);
+    let ctx = LineContext {
+        source_uri: &object.uri,
+        path_endpoint: info.endpoint.as_deref(),
+        path_component: info.component.as_deref(),
+        default_model: job.settings.default_model.as_deref(),
+        model_from_payload: job.settings.model_from_payload,
+    };
+    let keep = job.settings.quarantine_raw_bytes;
+    let mut writer = PartWriter {
+        object,
+        warehouse,
+        handle,
+        parts: Vec::new(),
+        seq: 0,
+    };
+    let mut open: BTreeMap<(String, NaiveDate), CaptureBatch> = BTreeMap::new();
+    let mut quarantine = QuarantineBatch::default();
+    let (mut lines, mut rows, mut out_of_window) = (0u64, 0u64, 0u64);
+    let mut buf = Vec::with_capacity(64 * 1024);
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if is_damaged_content(&e) => {
+                // A truncated or corrupt gzip: keep what was read, quarantine the rest as one entry.
+                quarantine.push(
+                    lines + 1,
+                    format!(
+                        "the object is damaged after line {lines}: {e}; the rest is unreadable"
+                    ),
+                    &buf,
+                    keep,
+                );
+                break;
+            }
+            Err(e) => {
+                return Err(ReadFailure::Transient(format!(
+                    "read failed after line {lines}: {e}"
+                )));
+            }
+        }
+        let line = trim_newline(&buf);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        lines += 1;
+        let text = match std::str::from_utf8(line) {
+            Ok(text) => text,
+            Err(e) => {
+                quarantine.push(lines, format!("not UTF-8: {e}"), line, keep);
+                continue;
+            }
+        };
+        match decode_line(text, lines, &ctx) {
+            Ok(capture) => {
+                let date = DateTime::from_timestamp_micros(capture.captured_at_us)
+                    .map_or(job.today, |t| t.date_naive());
+                if window.is_some_and(|w| !w.contains(date)) {
+                    out_of_window += 1;
+                    continue;
+                }
+                rows += 1;
+                let key = (capture.model.clone(), date);
+                let batch = open.entry(key.clone()).or_default();
+                batch.push(capture, lines);
+                if batch.bytes >= PART_BYTES {
+                    let full = std::mem::take(batch);
+                    writer.write_captures(&key.0, key.1, full)?;
+                }
+            }
+            Err(error) => quarantine.push(lines, error, line, keep),
+        }
+    }
+    for ((model, date), batch) in open {
+        if !batch.is_empty() {
+            writer.write_captures(&model, date, batch)?;
+        }
+    }
+    let quarantined = quarantine.len() as u64;
+    if !quarantine.is_empty() {
+        let date = info.date.unwrap_or(job.today);
+        writer.write_quarantine(date, quarantine)?;
+    }
+    Ok(ObjectOutcome {
+        object: object.clone(),
+        window,
+        lines,
+        rows,
+        quarantined,
+        out_of_window,
+        parts: writer.parts,
+    })
+}
+
+fn trim_newline(buf: &[u8]) -> &[u8] {
+    let mut end = buf.len();
+    while end > 0 && matches!(buf[end - 1], b'\n' | b'\r') {
+        end -= 1;
+    }
+    &buf[..end]
+}
+
+/// Errors that mean the bytes are bad (gzip truncated or corrupt), not that the transfer failed.
+fn is_damaged_content(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::UnexpectedEof | ErrorKind::InvalidInput | ErrorKind::InvalidData
+    )
+}
+
+/// Writes an object's parts under names derived from its URI, so a re-read overwrites them.
+struct PartWriter<'a> {
+    object: &'a ObjectRef,
+    warehouse: &'a Warehouse,
+    handle: &'a tokio::runtime::Handle,
+    parts: Vec<String>,
+    seq: u32,
+}
+
+impl PartWriter<'_> {
+    fn part_name(&mut self) -> String {
+        let name = sha256_hex(format!("{}\0{}", self.object.uri, self.seq).as_bytes());
+        self.seq += 1;
+        format!("part-{}.parquet", &name[..16])
+    }
+
+    fn put(&mut self, key: String, bytes: Vec<u8>) -> Result<(), ReadFailure> {
+        self.handle
+            .block_on(self.warehouse.put(&key, bytes))
+            .map_err(|e| ReadFailure::Warehouse(e.to_string()))?;
+        self.parts.push(key);
+        Ok(())
+    }
+
+    fn write_captures(
+        &mut self,
+        model: &str,
+        date: NaiveDate,
+        batch: CaptureBatch,
+    ) -> Result<(), ReadFailure> {
+        let encode = |e: polars::error::PolarsError| {
+            ReadFailure::Warehouse(format!("cannot encode captures as Parquet: {e}"))
+        };
+        let mut df = batch.into_frame(&self.object.uri).map_err(encode)?;
+        let bytes = write_parquet(&mut df).map_err(encode)?;
+        let key = format!(
+            "captures/model={}/date={date}/{}",
+            partition_value(model),
+            self.part_name()
+        );
+        self.put(key, bytes)
+    }
+
+    fn write_quarantine(
+        &mut self,
+        date: NaiveDate,
+        batch: QuarantineBatch,
+    ) -> Result<(), ReadFailure> {
+        let encode = |e: polars::error::PolarsError| {
+            ReadFailure::Warehouse(format!("cannot encode quarantine as Parquet: {e}"))
+        };
+        let mut df = batch.into_frame(&self.object.uri).map_err(encode)?;
+        let bytes = write_parquet(&mut df).map_err(encode)?;
+        let key = format!("quarantine/date={date}/{}", self.part_name());
+        self.put(key, bytes)
+    }
+}

@@ -1,0 +1,12 @@
+//! evalwatch: watches the quality and the cost of LLMs served in production.
+//!
+//! The stages (only `ingest` so far) each live in their own module and talk to each other only
+//! through the warehouse. [`run::run`] holds their order. See ARCHITECTURE.md for the map.
+
+pub mod aws;
+pub mod config;
+pub mod context;
+pub mod ingest;
+pub mod run;
+pub mod util;
+pub mod warehouse;

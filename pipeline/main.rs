@@ -1,0 +1,307 @@
+//! The `evalwatch` command line: parses flags, sets up logs, calls the library, maps outcomes to
+//! the documented exit codes (0 ok, 1 failed, 2 bad usage or config, 3 alert or failed gate).
+//!
+//! stdout carries data (summaries as JSON); stderr carries logs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use chrono::{NaiveDate, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use evalwatch::config::{self, ConfigError, DateRange, Location, WindowSpec};
+use evalwatch::context::Ctx;
+use evalwatch::ingest::{IngestJob, IngestSummary, ingest};
+use evalwatch::run::{new_run_id, run};
+
+#[derive(Parser)]
+#[command(
+    name = "evalwatch",
+    version,
+    about = "Watches the quality and the cost of LLMs served in production.",
+    long_about = "Watches the quality and the cost of LLMs served in production.\n\n\
+        Without --config it runs on the bundled sample (datasets/sample) with a local warehouse \
+        and no cloud: run it from the repository root."
+)]
+struct Cli {
+    /// Config file (TOML). Default: the built-in config for the bundled sample.
+    #[arg(long, global = true, env = "EVALWATCH_CONFIG")]
+    config: Option<PathBuf>,
+    /// Warehouse location, a folder or s3://bucket/prefix; overrides `warehouse.path`.
+    #[arg(long, global = true)]
+    warehouse: Option<String>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    /// The date the run treats as today (UTC), for reproducible backfills. Default: today.
+    #[arg(long, global = true, value_parser = parse_date_arg, hide = true)]
+    today: Option<NaiveDate>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every stage for the configured window (default: yesterday, UTC).
+    Run(WindowArgs),
+    /// Read captured requests into the `captures` table.
+    Ingest(IngestArgs),
+    /// Write a commented starter evalwatch.toml.
+    Init(InitArgs),
+}
+
+#[derive(Args)]
+struct WindowArgs {
+    /// First capture date, YYYY-MM-DD (UTC, inclusive).
+    #[arg(long, value_parser = parse_date_arg)]
+    since: Option<NaiveDate>,
+    /// Last capture date, YYYY-MM-DD (UTC, inclusive). Default: --since.
+    #[arg(long, value_parser = parse_date_arg)]
+    until: Option<NaiveDate>,
+}
+
+#[derive(Args)]
+struct IngestArgs {
+    /// Capture source, a folder or s3://bucket/prefix; overrides `ingest.source`.
+    #[arg(long)]
+    source: Option<String>,
+    /// Keep captures from these dates only. Without them every date is read.
+    #[command(flatten)]
+    window: WindowArgs,
+}
+
+#[derive(Args)]
+struct InitArgs {
+    /// Where to write it.
+    #[arg(long, default_value = "evalwatch.toml")]
+    path: PathBuf,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    force: bool,
+}
+
+fn parse_date_arg(text: &str) -> Result<NaiveDate, String> {
+    config::parse_date(text)
+}
+
+/// An error the user can fix, with a hint; exits 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct UsageError {
+    message: String,
+    hint: Option<String>,
+}
+
+fn usage(message: impl Into<String>, hint: impl Into<Option<String>>) -> anyhow::Error {
+    UsageError {
+        message: message.into(),
+        hint: hint.into(),
+    }
+    .into()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            let code = report(&err);
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Prints an error chain and its hint (uv style: message, causes, then `hint:`); returns the
+/// exit code.
+fn report(err: &anyhow::Error) -> u8 {
+    eprintln!("error: {err}");
+    for cause in err.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+    if let Some(usage) = err.downcast_ref::<UsageError>() {
+        if let Some(hint) = &usage.hint {
+            eprintln!("hint: {hint}");
+        }
+        return 2;
+    }
+    if let Some(config) = err.downcast_ref::<ConfigError>() {
+        let hint = match config {
+            ConfigError::Read { .. } => "check the path given to --config",
+            _ => "`evalwatch init` writes a starter file that lists every key",
+        };
+        eprintln!("hint: {hint}");
+        return 2;
+    }
+    1
+}
+
+fn init_logs(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("EVALWATCH_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_target(false)
+            .init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    if let Command::Init(args) = &cli.command {
+        return init(args);
+    }
+    let mut config = config::load(cli.config.as_deref())?;
+    if let Some(warehouse) = &cli.warehouse {
+        config.warehouse = Location::parse(warehouse, &cwd())
+            .map_err(|m| usage(format!("--warehouse: {m}"), None))?;
+    }
+    let today = cli.today.unwrap_or_else(|| Utc::now().date_naive());
+
+    match cli.command {
+        Command::Init(_) => unreachable!("handled above"),
+        Command::Run(window) => {
+            if let Some(range) = window_flags(&window)? {
+                config.window = WindowSpec::Dates(range);
+            }
+            let ctx = Ctx::new(config, today).await;
+            check_local_source(&ctx)?;
+            let run_id = new_run_id();
+            let outcome = run(&ctx, &run_id).await?;
+            print_ingest(&outcome.ingest);
+            tracing::info!(
+                run_id,
+                status = outcome.manifest.status,
+                manifest = %ctx.warehouse.uri(&format!("runs/{run_id}/manifest.json")),
+                "run: finished"
+            );
+            Ok(if outcome.failed() { 1 } else { 0 })
+        }
+        Command::Ingest(args) => {
+            if let Some(source) = &args.source {
+                config.ingest.source = Some(
+                    Location::parse(source, &cwd())
+                        .map_err(|m| usage(format!("--source: {m}"), None))?,
+                );
+            }
+            let window = window_flags(&args.window)?;
+            let ctx = Ctx::new(config, today).await;
+            check_local_source(&ctx)?;
+            let location = ctx.config.ingest.source.clone().ok_or_else(|| {
+                usage(
+                    "no capture source: `ingest.source` is not set".to_string(),
+                    Some("pass --source DIR|s3://bucket/prefix or set `ingest.source`".into()),
+                )
+            })?;
+            let job = IngestJob {
+                source: ctx.source(&location).await,
+                window,
+                settings: ctx.config.ingest.clone(),
+                today,
+            };
+            let summary = ingest(job, &ctx.warehouse).await.context("ingest failed")?;
+            print_ingest(&summary);
+            Ok(if summary.failed() { 1 } else { 0 })
+        }
+    }
+}
+
+fn cwd() -> PathBuf {
+    std::env::current_dir().unwrap_or_default()
+}
+
+fn window_flags(args: &WindowArgs) -> anyhow::Result<Option<DateRange>> {
+    match (args.since, args.until) {
+        (None, None) => Ok(None),
+        (Some(since), until) => DateRange::new(since, until.unwrap_or(since))
+            .map(Some)
+            .map_err(|m| usage(format!("--until: {m}"), None)),
+        (None, Some(_)) => Err(usage(
+            "--until needs --since",
+            Some("pass both, e.g. --since 2026-10-01 --until 2026-10-14".to_string()),
+        )),
+    }
+}
+
+/// A missing local source folder is a usage error with a hint, not a failed run.
+fn check_local_source(ctx: &Ctx) -> anyhow::Result<()> {
+    if let Some(Location::Local(path)) = &ctx.config.ingest.source
+        && !path.is_dir()
+    {
+        let hint = if ctx.config.origin == "built-in" {
+            "the built-in config reads the bundled sample: run from the repository root, \
+             or pass --source / --config"
+        } else {
+            "check `ingest.source` or pass --source"
+        };
+        return Err(usage(
+            format!("capture source `{}` is not a folder", path.display()),
+            Some(hint.to_string()),
+        ));
+    }
+    Ok(())
+}
+
+/// The summary: one JSON line on stdout for machines, one line on stderr for people.
+fn print_ingest(summary: &IngestSummary) {
+    tracing::info!(
+        "ingest: {} objects read ({} unchanged, {} failed), {} lines -> {} rows, {} quarantined, \
+         {} outside the window, {:.1} MB/s",
+        summary.objects_read,
+        summary.objects_unchanged,
+        summary.objects_failed.len(),
+        summary.lines,
+        summary.rows,
+        summary.quarantined,
+        summary.out_of_window,
+        summary.mb_per_s
+    );
+    for failed in &summary.objects_failed {
+        tracing::error!("ingest: `{}` was not read: {}", failed.uri, failed.error);
+    }
+    if let Some(e) = &summary.list_error {
+        tracing::error!("ingest: listing stopped early: {e}");
+    }
+    if summary.every_line_failed() {
+        tracing::error!(
+            "ingest: every line was quarantined; hint: look at quarantine/ for the reasons"
+        );
+    }
+    let json = serde_json::json!({ "ingest": summary });
+    println!("{json}");
+}
+
+fn init(args: &InitArgs) -> anyhow::Result<u8> {
+    if args.path.exists() && !args.force {
+        return Err(usage(
+            format!("`{}` already exists", args.path.display()),
+            Some("pass --force to overwrite it".to_string()),
+        ));
+    }
+    std::fs::write(&args.path, config::STARTER_CONFIG)
+        .with_context(|| format!("cannot write `{}`", args.path.display()))?;
+    eprintln!("wrote {}", args.path.display());
+    Ok(0)
+}

@@ -1,0 +1,300 @@
+//! Test support: the real binary, real protocol servers on loopback, and readers of the warehouse.
+//!
+//! ministack (an AWS emulator speaking S3, CloudWatch and Bedrock) is installed on first use into a
+//! venv under `target/` and started once per test binary on a free loopback port. A small Python
+//! watchdog ends it when this process ends, so nothing outlives the test run.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use polars::prelude::*;
+
+pub const MINISTACK_VERSION: &str = "1.5.33";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn sample_capture() -> PathBuf {
+    repo_root().join("datasets/sample/capture")
+}
+
+/// The `evalwatch` binary, with a clean, offline environment.
+pub fn evalwatch() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_evalwatch"));
+    cmd.env_remove("EVALWATCH_CONFIG")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ENDPOINT_URL_S3")
+        .current_dir(repo_root());
+    cmd
+}
+
+/// Runs a command to completion, returning its output; panics only if it cannot start.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("the evalwatch binary runs")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The `ingest` object of the last JSON line on stdout.
+pub fn ingest_summary(output: &Output) -> serde_json::Value {
+    let text = stdout(output);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON summary on stdout; stderr:\n{}", stderr(output)));
+    let value: serde_json::Value = serde_json::from_str(line).expect("summary is JSON");
+    value["ingest"].clone()
+}
+
+pub fn count(summary: &serde_json::Value, key: &str) -> u64 {
+    summary[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("summary has no count `{key}`: {summary}"))
+}
+
+/// Reads a Hive-partitioned table of a local warehouse as polars would in a notebook.
+pub fn read_table(warehouse: &Path, table: &str) -> DataFrame {
+    let dir = warehouse.join(table);
+    let args = ScanArgsParquet {
+        hive_options: polars::io::HiveOptions::new_enabled(),
+        ..ScanArgsParquet::default()
+    };
+    let path = format!("{}/", dir.display());
+    LazyFrame::scan_parquet(PlRefPath::from(path.as_str()), args)
+        .and_then(|lf| lf.collect())
+        .unwrap_or_else(|e| panic!("polars reads {}: {e}", dir.display()))
+}
+
+pub fn strings(df: &DataFrame, column: &str) -> Vec<String> {
+    df.column(column)
+        .unwrap_or_else(|e| panic!("column {column}: {e}"))
+        .str()
+        .unwrap_or_else(|e| panic!("column {column} is text: {e}"))
+        .iter()
+        .map(|v| v.unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Copies a folder tree.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Every file under `dir`, sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// ministack
+
+pub struct Ministack {
+    pub endpoint: String,
+    _child: Child,
+}
+
+static MINISTACK: OnceLock<Ministack> = OnceLock::new();
+
+/// The ministack of this test binary, installed and started on first use.
+pub fn ministack() -> &'static Ministack {
+    MINISTACK.get_or_init(start_ministack)
+}
+
+fn ministack_venv() -> PathBuf {
+    // target/ministack-venv, beside the build outputs (CARGO_TARGET_TMPDIR is target/tmp).
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join(format!("ministack-venv-{MINISTACK_VERSION}"))
+}
+
+fn install_ministack(venv: &Path) -> PathBuf {
+    let bin = venv.join("bin/ministack");
+    if bin.exists() {
+        return bin;
+    }
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(venv)
+        .status()
+        .expect("python3 is installed");
+    assert!(status.success(), "python3 -m venv {}", venv.display());
+    let output = Command::new(venv.join("bin/pip"))
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            &format!("ministack=={MINISTACK_VERSION}"),
+        ])
+        .output()
+        .expect("pip runs");
+    assert!(
+        output.status.success(),
+        "pip install ministack=={MINISTACK_VERSION} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    bin
+}
+
+/// Ends the child when the test process (its parent) is gone, however it ended.
+const WATCHDOG: &str = r#"
+import os, subprocess, sys, time
+parent = os.getppid()
+child = subprocess.Popen(sys.argv[1:], stdout=sys.stdout, stderr=subprocess.STDOUT)
+try:
+    while child.poll() is None:
+        if os.getppid() != parent:
+            break
+        time.sleep(0.3)
+finally:
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+"#;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn start_ministack() -> Ministack {
+    let bin = install_ministack(&ministack_venv());
+    let port = free_port();
+    let mut child = Command::new("python3")
+        .args(["-c", WATCHDOG])
+        .arg(&bin)
+        .env("GATEWAY_PORT", port.to_string())
+        .env("BIND_HOST", "127.0.0.1")
+        .env("LOG_LEVEL", "WARNING")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ministack starts");
+    // Drain its output so it never blocks on a full pipe.
+    if let Some(out) = child.stdout.take() {
+        std::thread::spawn(move || for _ in BufReader::new(out).lines() {});
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "ministack did not listen on 127.0.0.1:{port} within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ministack {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        _child: child,
+    }
+}
+
+impl Ministack {
+    /// An S3 client for the test's own setup, through the same builder evalwatch uses.
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .http_client(
+                aws_smithy_http_client::Builder::new()
+                    .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                        aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+                    ))
+                    .build_https(),
+            )
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// A config file pointing evalwatch at this server.
+    pub fn config(&self, dir: &Path, body: &str) -> PathBuf {
+        let path = dir.join("evalwatch.toml");
+        let text = format!(
+            "{body}\n[aws]\nregion = \"us-east-1\"\nendpoint-url = \"{}\"\ns3-force-path-style = true\n",
+            self.endpoint
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+/// A fresh bucket with a name unique to the test.
+pub async fn bucket(s3: &aws_sdk_s3::Client, name: &str) -> String {
+    let bucket = format!("{name}-{}", std::process::id());
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create bucket {bucket}: {e:?}"));
+    bucket
+}
+
+pub async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>) {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body.into())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("put s3://{bucket}/{key}: {e:?}"));
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
