@@ -2,6 +2,10 @@
 //!
 //! Column names and types here are the table contract of DESIGN.md; `tests/it` reads them back
 //! with polars to hold them to it.
+//!
+//! Partition columns (`model`, `date`) live in the path only, never inside the files: readers
+//! (polars, DuckDB, pyarrow) add them from `model=.../date=...`, and pyarrow refuses a column
+//! that is both in the file and in the path.
 
 use polars::prelude::*;
 
@@ -23,7 +27,6 @@ pub struct CaptureBatch {
     request_id: Vec<String>,
     inference_id: Vec<Option<String>>,
     endpoint: Vec<Option<String>>,
-    model: Vec<String>,
     variant: Vec<Option<String>>,
     captured_at: Vec<i64>,
     prompt: Vec<String>,
@@ -58,7 +61,6 @@ impl CaptureBatch {
         self.request_id.push(c.request_id);
         self.inference_id.push(c.inference_id);
         self.endpoint.push(c.endpoint);
-        self.model.push(c.model);
         self.variant.push(c.variant);
         self.captured_at.push(c.captured_at_us);
         self.prompt.push(c.prompt);
@@ -84,7 +86,6 @@ impl CaptureBatch {
                 Column::new("request_id".into(), self.request_id),
                 Column::new("inference_id".into(), self.inference_id),
                 Column::new("endpoint".into(), self.endpoint),
-                Column::new("model".into(), self.model),
                 Column::new("variant".into(), self.variant),
                 captured_at.into(),
                 Column::new("prompt".into(), self.prompt),
