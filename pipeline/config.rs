@@ -165,12 +165,20 @@ fn valid_bucket_byte(b: u8) -> bool {
     b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
 }
 
+/// `s3://bucket` or `s3://bucket/prefix`, as users write S3 locations.
+pub fn s3_uri(bucket: &str, prefix: &str) -> String {
+    if prefix.is_empty() {
+        format!("s3://{bucket}")
+    } else {
+        format!("s3://{bucket}/{prefix}")
+    }
+}
+
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Location::Local(path) => write!(f, "{}", path.display()),
-            Location::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
-            Location::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            Location::S3 { bucket, prefix } => f.write_str(&s3_uri(bucket, prefix)),
         }
     }
 }

@@ -63,8 +63,7 @@ impl Warehouse {
     pub fn root_uri(&self) -> String {
         match self {
             Warehouse::Local { root } => root.display().to_string(),
-            Warehouse::S3 { bucket, prefix, .. } if prefix.is_empty() => format!("s3://{bucket}"),
-            Warehouse::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{prefix}"),
+            Warehouse::S3 { bucket, prefix, .. } => crate::config::s3_uri(bucket, prefix),
         }
     }
 

@@ -445,7 +445,17 @@ impl PartWriter<'_> {
         format!("part-{}.parquet", &name[..16])
     }
 
-    fn put(&mut self, key: String, bytes: Vec<u8>) -> Result<(), ReadFailure> {
+    /// Encodes `frame` as Parquet and writes it as the next part under `folder`.
+    fn put(
+        &mut self,
+        folder: String,
+        frame: polars::error::PolarsResult<polars::frame::DataFrame>,
+    ) -> Result<(), ReadFailure> {
+        let encode = |e: polars::error::PolarsError| {
+            ReadFailure::Warehouse(format!("cannot encode `{folder}` as Parquet: {e}"))
+        };
+        let bytes = write_parquet(&mut frame.map_err(encode)?).map_err(encode)?;
+        let key = format!("{folder}/{}", self.part_name());
         self.handle
             .block_on(self.warehouse.put(&key, bytes))
             .map_err(|e| ReadFailure::Warehouse(e.to_string()))?;
@@ -459,17 +469,8 @@ impl PartWriter<'_> {
         date: NaiveDate,
         batch: CaptureBatch,
     ) -> Result<(), ReadFailure> {
-        let encode = |e: polars::error::PolarsError| {
-            ReadFailure::Warehouse(format!("cannot encode captures as Parquet: {e}"))
-        };
-        let mut df = batch.into_frame(&self.object.uri).map_err(encode)?;
-        let bytes = write_parquet(&mut df).map_err(encode)?;
-        let key = format!(
-            "captures/model={}/date={date}/{}",
-            partition_value(model),
-            self.part_name()
-        );
-        self.put(key, bytes)
+        let folder = format!("captures/model={}/date={date}", partition_value(model));
+        self.put(folder, batch.into_frame(&self.object.uri))
     }
 
     fn write_quarantine(
@@ -477,12 +478,9 @@ impl PartWriter<'_> {
         date: NaiveDate,
         batch: QuarantineBatch,
     ) -> Result<(), ReadFailure> {
-        let encode = |e: polars::error::PolarsError| {
-            ReadFailure::Warehouse(format!("cannot encode quarantine as Parquet: {e}"))
-        };
-        let mut df = batch.into_frame(&self.object.uri).map_err(encode)?;
-        let bytes = write_parquet(&mut df).map_err(encode)?;
-        let key = format!("quarantine/date={date}/{}", self.part_name());
-        self.put(key, bytes)
+        self.put(
+            format!("quarantine/date={date}"),
+            batch.into_frame(&self.object.uri),
+        )
     }
 }

@@ -179,8 +179,7 @@ impl Source {
     pub fn root_uri(&self) -> String {
         match self {
             Source::Local { root } => root.display().to_string(),
-            Source::S3 { bucket, prefix, .. } if prefix.is_empty() => format!("s3://{bucket}"),
-            Source::S3 { bucket, prefix, .. } => format!("s3://{bucket}/{prefix}"),
+            Source::S3 { bucket, prefix, .. } => crate::config::s3_uri(bucket, prefix),
         }
     }
 

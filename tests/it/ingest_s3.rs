@@ -57,6 +57,16 @@ async fn download(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str, dir: &Pat
     n
 }
 
+/// `evalwatch --config CONFIG --warehouse DIR ingest`.
+fn ingest_into(config: &Path, warehouse: &Path) -> std::process::Output {
+    run(evalwatch()
+        .arg("--config")
+        .arg(config)
+        .arg("--warehouse")
+        .arg(warehouse)
+        .arg("ingest"))
+}
+
 /// Content hashes, sorted (request ids of plain records derive from their URI, which differs).
 fn content_hashes(df: &polars::prelude::DataFrame) -> Vec<String> {
     let mut hashes = strings(df, "content_hash");
@@ -224,12 +234,7 @@ fn listings_of_more_than_1000_objects_are_paginated() {
         &format!("[ingest]\nsource = \"s3://{source}/c\"\nworkers = 4\n"),
     );
     let wh = tempfile::tempdir().unwrap();
-    let output = run(evalwatch()
-        .arg("--config")
-        .arg(&config)
-        .arg("--warehouse")
-        .arg(wh.path())
-        .arg("ingest"));
+    let output = ingest_into(&config, wh.path());
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let summary = ingest_summary(&output);
     assert_eq!(count(&summary, "objects_listed"), 1050);
@@ -249,12 +254,7 @@ fn an_s3_error_names_the_location_and_fails_the_run() {
         "[ingest]\nsource = \"s3://no-such-bucket-evalwatch/capture\"\n",
     );
     let wh = tempfile::tempdir().unwrap();
-    let output = run(evalwatch()
-        .arg("--config")
-        .arg(&config)
-        .arg("--warehouse")
-        .arg(wh.path())
-        .arg("ingest"));
+    let output = ingest_into(&config, wh.path());
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let err = stderr(&output);
     assert!(
