@@ -82,7 +82,7 @@ pub struct RawIngest {
     /// Let the `model` field of an OpenAI-style request payload name the model. Default: false
     /// (that field often names the base model, not the inference component).
     pub model_from_payload: Option<bool>,
-    /// Objects read in parallel. Default: the number of CPUs.
+    /// Objects read in parallel. Default: the number of CPUs plus one.
     pub workers: Option<usize>,
     /// Bytes of a malformed line kept in `quarantine/`. Default: 4096.
     pub quarantine_raw_bytes: Option<usize>,
@@ -347,7 +347,8 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
     let workers = match raw.ingest.workers {
         Some(0) => return Err(invalid("ingest.workers", "must be at least 1".into())),
         Some(n) => n,
-        None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        // One more than the CPUs, so a worker waiting on I/O leaves no core idle.
+        None => std::thread::available_parallelism().map_or(2, |n| n.get()) + 1,
     };
     let quarantine_raw_bytes = raw.ingest.quarantine_raw_bytes.unwrap_or(4096);
     if quarantine_raw_bytes < 64 {

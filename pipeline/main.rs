@@ -15,6 +15,9 @@ use evalwatch::context::Ctx;
 use evalwatch::ingest::{IngestJob, IngestSummary, ingest};
 use evalwatch::run::{new_run_id, run};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "evalwatch",
