@@ -495,35 +495,36 @@ fn parse_reply(text: &str, json: bool) -> Result<Reply, String> {
     } else {
         serde_json::from_str(text).map_err(unknown)?
     };
-    let model = payload.model.as_deref().map(str::to_string);
-    if let Some(choices) = &payload.choices {
+    // Move the texts out of the payload: they were unescaped into owned strings already.
+    let model = payload.model.map(Cow::into_owned);
+    if let Some(choices) = payload.choices {
         let choice = choices
-            .first()
+            .into_iter()
+            .next()
             .ok_or("unknown payload shape in endpointOutput: `choices` is empty")?;
         let response = choice
             .message
-            .as_ref()
-            .and_then(|m| m.content.as_deref())
-            .or(choice.text.as_deref())
-            .unwrap_or_default()
-            .to_string();
+            .and_then(|m| m.content)
+            .or(choice.text)
+            .map(Cow::into_owned)
+            .unwrap_or_default();
         return Ok(Reply {
             response,
             prompt_tokens: payload.usage.as_ref().and_then(|u| u.prompt_tokens),
             completion_tokens: payload.usage.as_ref().and_then(|u| u.completion_tokens),
-            finish_reason: choice.finish_reason.as_deref().map(str::to_string),
+            finish_reason: choice.finish_reason.map(Cow::into_owned),
             model,
         });
     }
-    if let Some(generated) = &payload.generated_text {
-        let details = payload.details.as_ref();
+    if let Some(generated) = payload.generated_text {
+        let details = payload.details;
         return Ok(Reply {
-            response: generated.to_string(),
-            prompt_tokens: details.and_then(|d| d.prompt_tokens),
-            completion_tokens: details.and_then(|d| d.generated_tokens),
+            response: generated.into_owned(),
+            prompt_tokens: details.as_ref().and_then(|d| d.prompt_tokens),
+            completion_tokens: details.as_ref().and_then(|d| d.generated_tokens),
             finish_reason: details
-                .and_then(|d| d.finish_reason.as_deref())
-                .map(str::to_string),
+                .and_then(|d| d.finish_reason)
+                .map(Cow::into_owned),
             model,
         });
     }
