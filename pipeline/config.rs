@@ -60,6 +60,9 @@ pub struct RawConfig {
 pub struct RawWarehouse {
     /// A local folder or `s3://bucket/prefix`. Default: `warehouse`. Example: `s3://my-bucket/evalwatch`.
     pub path: Option<String>,
+    /// Parquet compression, `snappy` or `zstd`. Default: `snappy` (fastest to write, read by
+    /// everything); `zstd` makes `captures` about 30% smaller for about 20% more ingest CPU.
+    pub compression: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,6 +114,7 @@ pub struct Config {
     /// Where the config came from (a path, or `built-in`), for messages.
     pub origin: String,
     pub warehouse: Location,
+    pub compression: Compression,
     pub window: WindowSpec,
     pub ingest: IngestConfig,
     pub aws: AwsSettings,
@@ -181,6 +185,14 @@ impl std::fmt::Display for Location {
             Location::S3 { bucket, prefix } => f.write_str(&s3_uri(bucket, prefix)),
         }
     }
+}
+
+/// Parquet compression of every table the warehouse holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    #[default]
+    Snappy,
+    Zstd,
 }
 
 /// Which dates a run covers, resolved against "today" by [`WindowSpec::resolve`].
@@ -309,6 +321,17 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
     let warehouse = Location::parse(raw.warehouse.path.as_deref().unwrap_or("warehouse"), base)
         .map_err(|m| invalid("warehouse.path", m))?;
 
+    let compression = match raw.warehouse.compression.as_deref() {
+        None | Some("snappy") => Compression::Snappy,
+        Some("zstd") => Compression::Zstd,
+        Some(other) => {
+            return Err(invalid(
+                "warehouse.compression",
+                format!("`{other}` is not one of `snappy`, `zstd`"),
+            ));
+        }
+    };
+
     let since = raw
         .window
         .since
@@ -375,6 +398,7 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
     Ok(Config {
         origin: origin.to_string(),
         warehouse,
+        compression,
         window,
         ingest: IngestConfig {
             source,
@@ -453,6 +477,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("window.since"), "{err}");
+        let err = parse("[warehouse]\ncompression = \"gzip\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("warehouse.compression"), "{err}");
         let today = NaiveDate::from_ymd_opt(2026, 11, 28).unwrap();
         let range = WindowSpec::Yesterday.resolve(today);
         assert_eq!(range.since, NaiveDate::from_ymd_opt(2026, 11, 27).unwrap());

@@ -223,6 +223,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 window,
                 settings: ctx.config.ingest.clone(),
                 today,
+                compression: ctx.config.compression,
             };
             let summary = ingest(job, &ctx.warehouse).await.context("ingest failed")?;
             print_ingest(&summary);

@@ -91,6 +91,7 @@ pub async fn run(ctx: &Ctx, run_id: &str) -> Result<RunOutcome, RunError> {
         window: Some(window),
         settings: ctx.config.ingest.clone(),
         today: ctx.today,
+        compression: ctx.config.compression,
     };
     let summary = ingest(job, &ctx.warehouse).await?;
     let stages = vec![StageRecord {

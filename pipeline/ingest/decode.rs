@@ -522,9 +522,7 @@ fn parse_reply(text: &str, json: bool) -> Result<Reply, String> {
             response: generated.into_owned(),
             prompt_tokens: details.as_ref().and_then(|d| d.prompt_tokens),
             completion_tokens: details.as_ref().and_then(|d| d.generated_tokens),
-            finish_reason: details
-                .and_then(|d| d.finish_reason)
-                .map(Cow::into_owned),
+            finish_reason: details.and_then(|d| d.finish_reason).map(Cow::into_owned),
             model,
         });
     }

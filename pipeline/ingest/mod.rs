@@ -24,7 +24,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::config::{DateRange, IngestConfig};
+use crate::config::{Compression, DateRange, IngestConfig};
 use crate::util::{partition_value, sha256_hex};
 use crate::warehouse::{Warehouse, WarehouseError};
 use batch::{CaptureBatch, QuarantineBatch, write_parquet};
@@ -58,6 +58,8 @@ pub struct IngestJob {
     pub settings: IngestConfig,
     /// The run's date, used for quarantine rows whose object names no date.
     pub today: NaiveDate,
+    /// Parquet compression of the parts written.
+    pub compression: Compression,
 }
 
 /// An object that could not be read, after retries.
@@ -332,6 +334,7 @@ fn read_object(
         handle,
         parts: Vec::new(),
         seq: 0,
+        compression: job.compression,
     };
     let mut open: BTreeMap<(String, NaiveDate), CaptureBatch> = BTreeMap::new();
     let mut quarantine = QuarantineBatch::default();
@@ -436,6 +439,7 @@ struct PartWriter<'a> {
     handle: &'a tokio::runtime::Handle,
     parts: Vec<String>,
     seq: u32,
+    compression: Compression,
 }
 
 impl PartWriter<'_> {
@@ -454,7 +458,7 @@ impl PartWriter<'_> {
         let encode = |e: polars::error::PolarsError| {
             ReadFailure::Warehouse(format!("cannot encode `{folder}` as Parquet: {e}"))
         };
-        let bytes = write_parquet(&mut frame.map_err(encode)?).map_err(encode)?;
+        let bytes = write_parquet(&mut frame.map_err(encode)?, self.compression).map_err(encode)?;
         let key = format!("{folder}/{}", self.part_name());
         self.handle
             .block_on(self.warehouse.put(&key, bytes))

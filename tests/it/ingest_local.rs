@@ -319,3 +319,37 @@ fn a_source_of_nothing_but_garbage_fails_the_run() {
     assert!(stderr(&output).contains("every line was quarantined"));
     assert_eq!(count(&ingest_summary(&output), "quarantined"), 2);
 }
+
+#[test]
+fn a_zstd_warehouse_holds_the_same_rows() {
+    let snappy = tempfile::tempdir().unwrap();
+    let zstd = tempfile::tempdir().unwrap();
+    let config = zstd.path().join("evalwatch.toml");
+    std::fs::write(
+        &config,
+        "[warehouse]\npath = \"wh\"\ncompression = \"zstd\"\n",
+    )
+    .unwrap();
+    let day = ["--since", "2026-10-12"];
+    let a = run(ingest_cmd(snappy.path(), &sample_capture()).args(day));
+    let b = run(evalwatch()
+        .arg("--config")
+        .arg(&config)
+        .args(["ingest", "--source"])
+        .arg(sample_capture())
+        .args(day));
+    assert_eq!(b.status.code(), Some(0), "{}", stderr(&b));
+    assert_eq!(
+        count(&ingest_summary(&a), "rows"),
+        count(&ingest_summary(&b), "rows")
+    );
+    let mut x = strings(&read_table(snappy.path(), "captures"), "content_hash");
+    let mut y = strings(
+        &read_table(&zstd.path().join("wh"), "captures"),
+        "content_hash",
+    );
+    x.sort();
+    y.sort();
+    assert_eq!(x, y);
+    assert!(!x.is_empty());
+}
