@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use evalwatch::config::{self, ConfigError, DateRange, Location, WindowSpec};
 use evalwatch::context::Ctx;
 use evalwatch::ingest::{IngestJob, IngestSummary, ingest};
+use evalwatch::rubric::{self, RubricError};
 use evalwatch::run::{new_run_id, run};
 
 #[global_allocator]
@@ -56,8 +57,29 @@ enum Command {
     Run(WindowArgs),
     /// Read captured requests into the `captures` table.
     Ingest(IngestArgs),
+    /// Check, show, hash or lock rubric files (rubrics/*.toml).
+    #[command(subcommand)]
+    Rubric(RubricCommand),
     /// Write a commented starter evalwatch.toml.
     Init(InitArgs),
+}
+
+#[derive(Subcommand)]
+enum RubricCommand {
+    /// Validate rubrics and check each against rubrics.lock (edits need a version bump).
+    Lint {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print a rubric as evalwatch reads it (JSON), with its hash.
+    Show { path: PathBuf },
+    /// Print a rubric's content hash (sha256 of its canonical form).
+    Hash { path: PathBuf },
+    /// Record rubrics' versions and hashes in rubrics.lock beside them.
+    Lock {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -153,6 +175,12 @@ fn report(err: &anyhow::Error) -> u8 {
         eprintln!("hint: {hint}");
         return 2;
     }
+    if let Some(rubric) = err.downcast_ref::<RubricError>() {
+        if matches!(rubric, RubricError::Lint { .. } | RubricError::Parse { .. }) {
+            eprintln!("hint: fix the rubric file; `evalwatch rubric show` prints what was read");
+        }
+        return 2;
+    }
     1
 }
 
@@ -173,8 +201,10 @@ fn init_logs(format: LogFormat) {
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
-    if let Command::Init(args) = &cli.command {
-        return init(args);
+    match &cli.command {
+        Command::Init(args) => return init(args),
+        Command::Rubric(command) => return rubric_command(command),
+        _ => {}
     }
     let mut config = config::load(cli.config.as_deref())?;
     if let Some(warehouse) = &cli.warehouse {
@@ -184,7 +214,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let today = cli.today.unwrap_or_else(|| Utc::now().date_naive());
 
     match cli.command {
-        Command::Init(_) => unreachable!("handled above"),
+        Command::Init(_) | Command::Rubric(_) => unreachable!("handled above"),
         Command::Run(window) => {
             if let Some(range) = window_flags(&window)? {
                 config.window = WindowSpec::Dates(range);
@@ -307,5 +337,48 @@ fn init(args: &InitArgs) -> anyhow::Result<u8> {
     std::fs::write(&args.path, config::STARTER_CONFIG)
         .with_context(|| format!("cannot write `{}`", args.path.display()))?;
     eprintln!("wrote {}", args.path.display());
+    Ok(0)
+}
+
+fn rubric_command(command: &RubricCommand) -> anyhow::Result<u8> {
+    match command {
+        RubricCommand::Lint { paths } => {
+            for path in paths {
+                let (rubric, locked) = rubric::lint(path)?;
+                let hash = rubric.hash();
+                if locked {
+                    println!("ok {} {} {}", rubric.key(), &hash[..12], path.display());
+                } else {
+                    println!(
+                        "ok {} {} {} (not in the lock)",
+                        rubric.key(),
+                        &hash[..12],
+                        path.display()
+                    );
+                    eprintln!(
+                        "warning: `{}` is not recorded in `{}`; hint: `evalwatch rubric lock {}`",
+                        rubric.key(),
+                        rubric::LOCK_FILE,
+                        path.display()
+                    );
+                }
+            }
+        }
+        RubricCommand::Show { path } => {
+            let rubric = rubric::load(path)?;
+            let json = serde_json::json!({ "hash": rubric.hash(), "rubric": rubric });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json).unwrap_or_default()
+            );
+        }
+        RubricCommand::Hash { path } => println!("{}", rubric::load(path)?.hash()),
+        RubricCommand::Lock { paths } => {
+            for path in paths {
+                let rubric = rubric::lock(path)?;
+                println!("locked {} {}", rubric.key(), rubric.hash());
+            }
+        }
+    }
     Ok(0)
 }

@@ -4,4 +4,5 @@
 mod cli;
 mod ingest_local;
 mod ingest_s3;
+mod rubric;
 mod support;
