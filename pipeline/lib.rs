@@ -7,6 +7,7 @@ pub mod aws;
 pub mod config;
 pub mod context;
 pub mod ingest;
+pub mod judge;
 pub mod rubric;
 pub mod run;
 pub mod util;
