@@ -4,5 +4,6 @@
 mod cli;
 mod ingest_local;
 mod ingest_s3;
+mod offline_judge;
 mod rubric;
 mod support;
