@@ -189,3 +189,76 @@ fn offline_safety_sees_the_bundled_regression() {
     );
     assert!(a < b - 0.05, "before {b:.3}, after {a:.3}");
 }
+
+/// AlpacaEval (GPT-4 judge, pairwise vs text_davinci_003): how often the offline composite prefers
+/// the same output as GPT-4 did, over all 10 models' annotations. Not tuned on this data; the
+/// halves are by position in each file (even / odd).
+#[test]
+fn offline_composite_agreement_with_alpaca_eval_gpt4() {
+    let results = repo_root().join("../shared/datasets/real/alpaca_eval/results");
+    if !results.exists() {
+        eprintln!("SKIPPED: {} is not here", results.display());
+        return;
+    }
+    let rubric = quality();
+    let composite = |instruction: &str, output: &str| {
+        let judged = offline::judge(&rubric, instruction, output).unwrap();
+        let scores: Vec<f64> = judged
+            .iter()
+            .zip(&rubric.dimensions)
+            .map(|(j, d)| d.scale.normalise(j.level).unwrap())
+            .collect();
+        rubric.composite_of(&scores).unwrap()
+    };
+    // [half] -> (agree, disagree, offline tie)
+    let mut tally = [(0u32, 0u32, 0u32); 2];
+    for entry in std::fs::read_dir(&results).unwrap() {
+        let path = entry
+            .unwrap()
+            .path()
+            .join("alpaca_eval_gpt4/annotations.json");
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let items: Vec<serde_json::Value> = serde_json::from_slice(&bytes).unwrap();
+        for (i, item) in items.iter().enumerate() {
+            // 1 = text_davinci_003 better, 2 = the model better; ties (0, 1.5) and nulls skipped.
+            let preference = match &item["preference"] {
+                serde_json::Value::String(text) => text.parse::<f64>().ok(),
+                value => value.as_f64(),
+            };
+            let preference = match preference {
+                Some(1.0) => 1,
+                Some(2.0) => 2,
+                _ => continue,
+            };
+            let (Some(instruction), Some(o1), Some(o2)) = (
+                item["instruction"].as_str(),
+                item["output_1"].as_str(),
+                item["output_2"].as_str(),
+            ) else {
+                continue;
+            };
+            let (c1, c2) = (composite(instruction, o1), composite(instruction, o2));
+            let t = &mut tally[i % 2];
+            if c1 == c2 {
+                t.2 += 1;
+            } else if (c2 > c1) == (preference == 2) {
+                t.0 += 1;
+            } else {
+                t.1 += 1;
+            }
+        }
+    }
+    for (half, (agree, disagree, tie)) in tally.iter().enumerate() {
+        eprintln!(
+            "AlpacaEval half {half}: offline composite agrees with GPT-4 on {agree}, disagrees on \
+             {disagree}, ties {tie} ({:.1}% of decided)",
+            100.0 * f64::from(*agree) / f64::from(agree + disagree)
+        );
+        assert!(
+            f64::from(*agree) > 1.2 * f64::from(*disagree),
+            "half {half}: agree {agree}, disagree {disagree}"
+        );
+    }
+}
