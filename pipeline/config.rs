@@ -50,9 +50,19 @@ pub struct RawConfig {
     /// Where captured requests come from and how they are read.
     #[serde(default)]
     pub ingest: RawIngest,
+    /// How captures are judged.
+    #[serde(default)]
+    pub score: RawScore,
     /// AWS client settings shared by every stage that talks to AWS.
     #[serde(default)]
     pub aws: RawAws,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawScore {
+    /// The rubric file. Default: `rubrics/quality.toml`.
+    pub rubric: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +127,8 @@ pub struct Config {
     pub compression: Compression,
     pub window: WindowSpec,
     pub ingest: IngestConfig,
+    /// The rubric file `score` judges against.
+    pub rubric: PathBuf,
     pub aws: AwsSettings,
     /// sha256 of the config text, recorded in run manifests.
     pub hash: String,
@@ -407,6 +419,12 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
             workers,
             quarantine_raw_bytes,
         },
+        rubric: base.join(
+            raw.score
+                .rubric
+                .as_deref()
+                .unwrap_or("rubrics/quality.toml"),
+        ),
         aws: AwsSettings {
             region: raw.aws.region,
             endpoint_url: raw.aws.endpoint_url,

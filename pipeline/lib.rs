@@ -10,5 +10,6 @@ pub mod ingest;
 pub mod judge;
 pub mod rubric;
 pub mod run;
+pub mod score;
 pub mod util;
 pub mod warehouse;

@@ -15,6 +15,7 @@ use evalwatch::context::Ctx;
 use evalwatch::ingest::{IngestJob, IngestSummary, ingest};
 use evalwatch::rubric::{self, RubricError};
 use evalwatch::run::{new_run_id, run};
+use evalwatch::score::{ScoreJob, ScoreSummary, score};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -57,6 +58,8 @@ enum Command {
     Run(WindowArgs),
     /// Read captured requests into the `captures` table.
     Ingest(IngestArgs),
+    /// Judge captures against a rubric into the `scores` table (offline scorer).
+    Score(ScoreArgs),
     /// Check, show, hash or lock rubric files (rubrics/*.toml).
     #[command(subcommand)]
     Rubric(RubricCommand),
@@ -98,6 +101,19 @@ struct IngestArgs {
     #[arg(long)]
     source: Option<String>,
     /// Keep captures from these dates only. Without them every date is read.
+    #[command(flatten)]
+    window: WindowArgs,
+}
+
+#[derive(Args)]
+struct ScoreArgs {
+    /// Rubric file; overrides `score.rubric`.
+    #[arg(long)]
+    rubric: Option<PathBuf>,
+    /// Only this model (inference component).
+    #[arg(long)]
+    model: Option<String>,
+    /// Score captures from these dates only. Without them every date is scored.
     #[command(flatten)]
     window: WindowArgs,
 }
@@ -223,7 +239,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             check_local_source(&ctx)?;
             let run_id = new_run_id();
             let outcome = run(&ctx, &run_id).await?;
-            print_ingest(&outcome.ingest);
+            log_ingest(&outcome.ingest);
+            log_score(&outcome.score);
+            println!(
+                "{}",
+                serde_json::json!({ "ingest": outcome.ingest, "score": outcome.score })
+            );
             tracing::info!(
                 run_id,
                 status = outcome.manifest.status,
@@ -256,10 +277,38 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 compression: ctx.config.compression,
             };
             let summary = ingest(job, &ctx.warehouse).await.context("ingest failed")?;
-            print_ingest(&summary);
+            log_ingest(&summary);
+            println!("{}", serde_json::json!({ "ingest": summary }));
             Ok(if summary.failed() { 1 } else { 0 })
         }
+        Command::Score(args) => {
+            let window = window_flags(&args.window)?;
+            let path = args.rubric.clone().unwrap_or_else(|| config.rubric.clone());
+            let ctx = Ctx::new(config, today).await;
+            let job = ScoreJob {
+                rubric: rubric::load(&path)?,
+                window,
+                model: args.model.clone(),
+                compression: ctx.config.compression,
+            };
+            let summary = score(job, &ctx.warehouse).await.context("score failed")?;
+            log_score(&summary);
+            println!("{}", serde_json::json!({ "score": summary }));
+            Ok(0)
+        }
     }
+}
+
+fn log_score(summary: &ScoreSummary) {
+    tracing::info!(
+        "score: {} captures in {} partitions judged by {} against {} -> {} ok rows, {} error rows",
+        summary.captures,
+        summary.partitions,
+        summary.judge,
+        summary.rubric,
+        summary.rows_ok,
+        summary.rows_error
+    );
 }
 
 fn cwd() -> PathBuf {
@@ -298,8 +347,8 @@ fn check_local_source(ctx: &Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The summary: one JSON line on stdout for machines, one line on stderr for people.
-fn print_ingest(summary: &IngestSummary) {
+/// The ingest summary for people, on stderr (the JSON goes to stdout).
+fn log_ingest(summary: &IngestSummary) {
     tracing::info!(
         "ingest: {} objects read ({} unchanged, {} failed), {} lines -> {} rows, {} quarantined, \
          {} outside the window, {:.1} MB/s",
@@ -323,8 +372,6 @@ fn print_ingest(summary: &IngestSummary) {
             "ingest: every line was quarantined; hint: look at quarantine/ for the reasons"
         );
     }
-    let json = serde_json::json!({ "ingest": summary });
-    println!("{json}");
 }
 
 fn init(args: &InitArgs) -> anyhow::Result<u8> {

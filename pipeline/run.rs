@@ -1,4 +1,4 @@
-//! `evalwatch run`: every stage built so far, in order, for the configured window, with a run
+//! `evalwatch run`: every stage built so far (ingest, score), in order, for the configured window, with a run
 //! manifest (`runs/<run-id>/manifest.json`) recording what ran, how long it took and what it did.
 //!
 //! This function is the one place that knows the order of the stages.
@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::context::Ctx;
 use crate::ingest::{IngestError, IngestJob, IngestSummary, ingest};
+use crate::score::{ScoreError, ScoreJob, ScoreSummary, score};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -17,6 +18,10 @@ pub enum RunError {
     NoSource { origin: String },
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Rubric(#[from] crate::rubric::RubricError),
+    #[error(transparent)]
+    Score(#[from] ScoreError),
     #[error("cannot write the run manifest: {0}")]
     Manifest(#[from] crate::warehouse::WarehouseError),
 }
@@ -48,6 +53,7 @@ pub struct RunManifest {
 pub struct RunOutcome {
     pub manifest: RunManifest,
     pub ingest: IngestSummary,
+    pub score: ScoreSummary,
 }
 
 impl RunOutcome {
@@ -94,12 +100,28 @@ pub async fn run(ctx: &Ctx, run_id: &str) -> Result<RunOutcome, RunError> {
         compression: ctx.config.compression,
     };
     let summary = ingest(job, &ctx.warehouse).await?;
-    let stages = vec![StageRecord {
+    let mut stages = vec![StageRecord {
         stage: "ingest",
         seconds: clock.elapsed().as_secs_f64(),
         status: if summary.failed() { "failed" } else { "ok" },
         summary: serde_json::to_value(&summary).unwrap_or_default(),
     }];
+
+    // Stage 2: score.
+    let clock = Instant::now();
+    let job = ScoreJob {
+        rubric: crate::rubric::load(&ctx.config.rubric)?,
+        window: Some(window),
+        model: None,
+        compression: ctx.config.compression,
+    };
+    let scored = score(job, &ctx.warehouse).await?;
+    stages.push(StageRecord {
+        stage: "score",
+        seconds: clock.elapsed().as_secs_f64(),
+        status: "ok",
+        summary: serde_json::to_value(&scored).unwrap_or_default(),
+    });
 
     let status = if stages.iter().any(|s| s.status != "ok") {
         "failed"
@@ -125,5 +147,6 @@ pub async fn run(ctx: &Ctx, run_id: &str) -> Result<RunOutcome, RunError> {
     Ok(RunOutcome {
         manifest,
         ingest: summary,
+        score: scored,
     })
 }

@@ -6,4 +6,5 @@ mod ingest_local;
 mod ingest_s3;
 mod offline_judge;
 mod rubric;
+mod score;
 mod support;
