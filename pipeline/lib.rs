@@ -11,5 +11,6 @@ pub mod judge;
 pub mod rubric;
 pub mod run;
 pub mod score;
+pub mod table;
 pub mod util;
 pub mod warehouse;

@@ -7,32 +7,11 @@
 //! (polars, DuckDB, pyarrow) add them from `model=.../date=...`, and pyarrow refuses a column
 //! that is both in the file and in the path.
 
-use polars::polars_utils::compression::ZstdLevel;
 use polars::prelude::*;
 
-use crate::config::Compression;
+use crate::table::{text_constant, utc_micros};
 
 use super::decode::Capture;
-
-/// Encodes a frame as Parquet for the warehouse. Snappy by default: on the ingest benchmark
-/// (BENCHMARKS.md) it wrote ~20% faster than zstd level 1, which is ~30% smaller. String
-/// statistics are cut to 64 bytes: min/max of free text are useless for pruning and would
-/// otherwise put whole prompts into every footer.
-pub fn write_parquet(df: &mut DataFrame, compression: Compression) -> PolarsResult<Vec<u8>> {
-    let mut buf = Vec::with_capacity(1 << 20);
-    let codec = match compression {
-        Compression::Snappy => ParquetCompression::Snappy,
-        Compression::Zstd => ParquetCompression::Zstd(Some(ZstdLevel::try_new(1)?)),
-    };
-    ParquetWriter::new(&mut buf)
-        .with_compression(codec)
-        .with_statistics(StatisticsOptions {
-            binary_statistics_truncate_length: Some(64),
-            ..StatisticsOptions::default()
-        })
-        .finish(df)?;
-    Ok(buf)
-}
 
 /// Rows of `captures` for one (model, date) partition.
 #[derive(Default)]
@@ -91,8 +70,6 @@ impl CaptureBatch {
     /// The batch as a `captures` frame, every row carrying `source_uri`.
     pub fn into_frame(self, source_uri: &str) -> PolarsResult<DataFrame> {
         let height = self.len();
-        let captured_at = Series::new("captured_at".into(), self.captured_at)
-            .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
         DataFrame::new(
             height,
             vec![
@@ -100,7 +77,7 @@ impl CaptureBatch {
                 Column::new("inference_id".into(), self.inference_id),
                 Column::new("endpoint".into(), self.endpoint),
                 Column::new("variant".into(), self.variant),
-                captured_at.into(),
+                utc_micros("captured_at", self.captured_at),
                 Column::new("prompt".into(), self.prompt),
                 Column::new("messages".into(), self.messages),
                 Column::new("response".into(), self.response),
@@ -109,11 +86,7 @@ impl CaptureBatch {
                 Column::new("latency_ms".into(), self.latency_ms),
                 Column::new("finish_reason".into(), self.finish_reason),
                 Column::new("payload_model".into(), self.payload_model),
-                Column::new_scalar(
-                    "source_uri".into(),
-                    Scalar::new(DataType::String, AnyValue::StringOwned(source_uri.into())),
-                    height,
-                ),
+                text_constant("source_uri", source_uri, height),
                 Column::new("source_line".into(), self.source_line),
                 Column::new("content_hash".into(), self.content_hash),
             ],
@@ -154,11 +127,7 @@ impl QuarantineBatch {
         DataFrame::new(
             height,
             vec![
-                Column::new_scalar(
-                    "source_uri".into(),
-                    Scalar::new(DataType::String, AnyValue::StringOwned(source_uri.into())),
-                    height,
-                ),
+                text_constant("source_uri", source_uri, height),
                 Column::new("source_line".into(), self.source_line),
                 Column::new("error".into(), self.error),
                 Column::new("raw".into(), self.raw),

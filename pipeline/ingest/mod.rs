@@ -25,9 +25,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::config::{Compression, DateRange, IngestConfig};
+use crate::table::write_parquet;
 use crate::util::{partition_value, sha256_hex};
 use crate::warehouse::{Warehouse, WarehouseError};
-use batch::{CaptureBatch, QuarantineBatch, write_parquet};
+use batch::{CaptureBatch, QuarantineBatch};
 use decode::{LineContext, decode_line};
 use manifest::{Entry, Manifest, ManifestError};
 use source::{ObjectRef, Source, SourceError, path_info};

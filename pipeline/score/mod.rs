@@ -19,9 +19,9 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::config::{Compression, DateRange};
-use crate::ingest::batch::write_parquet;
 use crate::judge::offline;
 use crate::rubric::Rubric;
+use crate::table::{text_constant, utc_micros, write_parquet};
 use crate::util::{partition_value, sha256_hex};
 use crate::warehouse::{Warehouse, WarehouseError};
 
@@ -120,24 +120,13 @@ struct ScoreRows {
 impl ScoreRows {
     fn into_frame(self, job: &ScoreJob, judge: &str, scored_at: i64) -> PolarsResult<DataFrame> {
         let height = self.request_id.len();
-        let constant = |name: &str, value: &str| {
-            Column::new_scalar(
-                name.into(),
-                Scalar::new(DataType::String, AnyValue::StringOwned(value.into())),
-                height,
-            )
-        };
-        let micros = |name: &str, values: Vec<i64>| -> Column {
-            Series::new(name.into(), values)
-                .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
-                .into()
-        };
+        let constant = |name: &str, value: &str| text_constant(name, value, height);
         DataFrame::new(
             height,
             vec![
                 Column::new("request_id".into(), self.request_id),
                 Column::new("content_hash".into(), self.content_hash),
-                micros("captured_at", self.captured_at),
+                utc_micros("captured_at", self.captured_at),
                 constant("rubric_id", &job.rubric.id),
                 constant("rubric_version", &job.rubric.version),
                 constant("rubric_hash", &job.rubric.hash()),
@@ -160,7 +149,7 @@ impl ScoreRows {
                 Column::new("input_tokens".into(), vec![None::<i32>; height]),
                 Column::new("output_tokens".into(), vec![None::<i32>; height]),
                 Column::new("judge_cost_usd".into(), vec![0.0f64; height]),
-                micros("scored_at", vec![scored_at; height]),
+                utc_micros("scored_at", vec![scored_at; height]),
             ],
         )
     }
