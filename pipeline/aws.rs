@@ -41,27 +41,50 @@ pub fn s3_client(sdk: &SdkConfig, settings: &AwsSettings) -> aws_sdk_s3::Client 
     aws_sdk_s3::Client::from_conf(config)
 }
 
+/// A Bedrock runtime client for the judge. Its retries are off: the score engine retries itself,
+/// with an adaptive rate that must see every throttle.
+pub fn bedrock_client(sdk: &SdkConfig) -> aws_sdk_bedrockruntime::Client {
+    let config = aws_sdk_bedrockruntime::config::Builder::from(sdk)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_bedrockruntime::Client::from_conf(config)
+}
+
+type Lazy<T> = std::sync::Arc<tokio::sync::OnceCell<T>>;
+
 /// Clients shared by the stages of one process, built on first use.
 #[derive(Debug, Clone)]
 pub struct AwsClients {
     settings: AwsSettings,
-    s3: std::sync::Arc<tokio::sync::OnceCell<aws_sdk_s3::Client>>,
+    sdk: Lazy<SdkConfig>,
+    s3: Lazy<aws_sdk_s3::Client>,
+    bedrock: Lazy<aws_sdk_bedrockruntime::Client>,
 }
 
 impl AwsClients {
     pub fn new(settings: AwsSettings) -> AwsClients {
         AwsClients {
             settings,
+            sdk: Default::default(),
             s3: Default::default(),
+            bedrock: Default::default(),
         }
+    }
+
+    async fn sdk(&self) -> &SdkConfig {
+        self.sdk.get_or_init(|| sdk_config(&self.settings)).await
     }
 
     pub async fn s3(&self) -> aws_sdk_s3::Client {
         self.s3
-            .get_or_init(|| async {
-                let sdk = sdk_config(&self.settings).await;
-                s3_client(&sdk, &self.settings)
-            })
+            .get_or_init(|| async { s3_client(self.sdk().await, &self.settings) })
+            .await
+            .clone()
+    }
+
+    pub async fn bedrock(&self) -> aws_sdk_bedrockruntime::Client {
+        self.bedrock
+            .get_or_init(|| async { bedrock_client(self.sdk().await) })
             .await
             .clone()
     }

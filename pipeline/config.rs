@@ -50,9 +50,13 @@ pub struct RawConfig {
     /// Where captured requests come from and how they are read.
     #[serde(default)]
     pub ingest: RawIngest,
-    /// How captures are judged.
+    /// What is judged: rubric, sampling, budget.
     #[serde(default)]
     pub score: RawScore,
+    /// Who judges: the offline scorer, Bedrock or an OpenAI-compatible server, and how hard to
+    /// push it.
+    #[serde(default)]
+    pub judge: RawJudge,
     /// AWS client settings shared by every stage that talks to AWS.
     #[serde(default)]
     pub aws: RawAws,
@@ -63,6 +67,53 @@ pub struct RawConfig {
 pub struct RawScore {
     /// The rubric file. Default: `rubrics/quality.toml`.
     pub rubric: Option<String>,
+    /// Share of each model's captures judged per day, in (0, 1]. Default: 1 (all). The choice is
+    /// a hash of the request id, so the same requests are chosen on every run.
+    pub sample_fraction: Option<f64>,
+    /// At most this many captures judged per model per day (the ones with the smallest request-id
+    /// hashes, so the set is stable as the day grows). Default: no cap.
+    pub sample_per_day: Option<u64>,
+    /// Most USD one run may spend on judge calls, from the judge's token prices. What it cuts is
+    /// written as `skipped_budget`. Default: no budget.
+    pub budget_usd: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawJudge {
+    /// `offline` (default: heuristics, no network, not an LLM), `bedrock` or `openai`.
+    pub kind: Option<String>,
+    /// The judge model. Bedrock: an exact, versioned model id or inference-profile id/ARN
+    /// (`anthropic.claude-3-5-sonnet-20240620-v1:0`). OpenAI-compatible: the served model name.
+    pub model: Option<String>,
+    /// Accept a model id without a version (`...-latest`, no `-v1:0`). Default: false, since a judge
+    /// that changes under you makes scores incomparable.
+    pub allow_unpinned: Option<bool>,
+    /// OpenAI-compatible base URL, up to `/v1` (`http://localhost:8000/v1`). Required for `openai`.
+    pub url: Option<String>,
+    /// Environment variable holding the OpenAI-compatible API key. Default: none (no auth header).
+    pub api_key_env: Option<String>,
+    /// Most tokens the judge may write per call. Default: 1024.
+    pub max_output_tokens: Option<u32>,
+    /// Judge calls in flight at once. Default: 16.
+    pub concurrency: Option<usize>,
+    /// Client-side limit on calls per minute (halved on throttling, recovering slowly).
+    /// Default: 200, a common Bedrock on-demand quota for Claude models.
+    pub requests_per_minute: Option<f64>,
+    /// Client-side limit on input + output tokens per minute. Default: 200000.
+    pub tokens_per_minute: Option<f64>,
+    /// Seconds one call may take before it is abandoned and retried. Default: 60.
+    pub timeout_seconds: Option<f64>,
+    /// Attempts per call on throttling, 5xx, timeouts and connection errors. Default: 6.
+    pub max_attempts: Option<u32>,
+    /// First retry delay in milliseconds; doubles per attempt, full jitter. Default: 500.
+    pub backoff_initial_ms: Option<u64>,
+    /// Longest retry delay in milliseconds. Default: 20000.
+    pub backoff_max_ms: Option<u64>,
+    /// USD per million input tokens (your price list; no price lives in code). Required for a budget.
+    pub input_usd_per_million_tokens: Option<f64>,
+    /// USD per million output tokens.
+    pub output_usd_per_million_tokens: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +180,9 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// The rubric file `score` judges against.
     pub rubric: PathBuf,
+    pub sampling: Sampling,
+    pub budget_usd: Option<f64>,
+    pub judge: JudgeSettings,
     pub aws: AwsSettings,
     /// sha256 of the config text, recorded in run manifests.
     pub hash: String,
@@ -286,6 +340,152 @@ pub struct IngestConfig {
     pub quarantine_raw_bytes: usize,
 }
 
+/// Which captures of a model-day are judged.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Sampling {
+    /// Share kept, in (0, 1].
+    pub fraction: f64,
+    /// Cap per model per day.
+    pub per_day: Option<u64>,
+}
+
+impl Sampling {
+    pub fn all() -> Sampling {
+        Sampling {
+            fraction: 1.0,
+            per_day: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JudgeKind {
+    Offline,
+    Bedrock,
+    OpenAi,
+}
+
+/// Token prices of a judge model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prices {
+    pub input_usd_per_million: f64,
+    pub output_usd_per_million: f64,
+}
+
+impl Prices {
+    pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
+        (input_tokens as f64 * self.input_usd_per_million
+            + output_tokens as f64 * self.output_usd_per_million)
+            / 1e6
+    }
+}
+
+/// The judge and how calls to it are paced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgeSettings {
+    pub kind: JudgeKind,
+    pub model: Option<String>,
+    pub allow_unpinned: bool,
+    pub url: Option<String>,
+    pub api_key_env: Option<String>,
+    pub max_output_tokens: u32,
+    pub concurrency: usize,
+    pub requests_per_minute: f64,
+    pub tokens_per_minute: f64,
+    pub timeout: std::time::Duration,
+    pub max_attempts: u32,
+    pub backoff_initial: std::time::Duration,
+    pub backoff_max: std::time::Duration,
+    pub prices: Option<Prices>,
+}
+
+impl JudgeSettings {
+    /// Applies `--judge offline|bedrock:<model-id>|openai:<model>@<url>` over the config.
+    pub fn override_with(&mut self, flag: &str) -> Result<(), String> {
+        let flag = flag.trim();
+        if flag == "offline" {
+            self.kind = JudgeKind::Offline;
+            self.model = None;
+            return Ok(());
+        }
+        if let Some(model) = flag.strip_prefix("bedrock:") {
+            self.kind = JudgeKind::Bedrock;
+            self.model = Some(model.to_string());
+        } else if let Some(rest) = flag.strip_prefix("openai:") {
+            let (model, url) = rest
+                .rsplit_once('@')
+                .ok_or_else(|| format!("`{flag}` names no server; write `openai:<model>@<url>`"))?;
+            self.kind = JudgeKind::OpenAi;
+            self.model = Some(model.to_string());
+            self.url = Some(url.to_string());
+        } else {
+            return Err(format!(
+                "`{flag}` is not `offline`, `bedrock:<model-id>` or `openai:<model>@<url>`"
+            ));
+        }
+        check_judge(self).map_err(|(_, m)| m)
+    }
+}
+
+/// The checks a judge setting must pass, shared by the config file and `--judge`.
+fn check_judge(judge: &JudgeSettings) -> Result<(), (&'static str, String)> {
+    let model = judge.model.as_deref().map(str::trim);
+    match judge.kind {
+        JudgeKind::Offline => Ok(()),
+        JudgeKind::Bedrock | JudgeKind::OpenAi => {
+            let Some(model) = model.filter(|m| !m.is_empty()) else {
+                return Err(("judge.model", "is required for an LLM judge".into()));
+            };
+            if judge.kind == JudgeKind::OpenAi {
+                let url = judge.url.as_deref().unwrap_or_default();
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err((
+                        "judge.url",
+                        format!(
+                            "`{url}` must be an http:// or https:// base URL such as http://localhost:8000/v1"
+                        ),
+                    ));
+                }
+            }
+            if !judge.allow_unpinned && !is_pinned(judge.kind, model) {
+                return Err((
+                    "judge.model",
+                    format!(
+                        "`{model}` is not a pinned model version (a judge that changes under you \
+                         makes scores incomparable); name an exact version such as \
+                         `anthropic.claude-3-5-sonnet-20240620-v1:0`, or set `allow-unpinned = true`"
+                    ),
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Whether a model id names one fixed version.
+///
+/// Bedrock ids end in a version (`-v1:0`, `-v2`); ARNs of provisioned throughput, custom models and
+/// inference profiles name fixed resources. An OpenAI-compatible name is refused only when it says
+/// `latest`, since self-hosted names (`llama3.1:8b`) carry no standard version marker.
+pub fn is_pinned(kind: JudgeKind, model: &str) -> bool {
+    let lower = model.to_ascii_lowercase();
+    if lower.contains("latest") {
+        return false;
+    }
+    match kind {
+        JudgeKind::Offline | JudgeKind::OpenAi => true,
+        JudgeKind::Bedrock => {
+            if lower.starts_with("arn:") && !lower.contains(":foundation-model/") {
+                return true;
+            }
+            let id = lower.rsplit('/').next().unwrap_or(&lower);
+            let id = id.split_once(':').map_or(id, |(head, _)| head);
+            id.rsplit_once("-v")
+                .is_some_and(|(_, v)| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct AwsSettings {
     pub region: Option<String>,
@@ -407,6 +607,38 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
         ));
     }
 
+    let sampling = Sampling {
+        fraction: raw.score.sample_fraction.unwrap_or(1.0),
+        per_day: raw.score.sample_per_day,
+    };
+    if !(sampling.fraction > 0.0 && sampling.fraction <= 1.0) {
+        return Err(invalid(
+            "score.sample-fraction",
+            format!("{} is not in (0, 1]", sampling.fraction),
+        ));
+    }
+    if sampling.per_day == Some(0) {
+        return Err(invalid("score.sample-per-day", "must be at least 1".into()));
+    }
+    let judge = validate_judge(raw.judge).map_err(|(key, m)| invalid(key, m))?;
+    let budget_usd = raw.score.budget_usd;
+    if let Some(budget) = budget_usd {
+        if !(budget >= 0.0 && budget.is_finite()) {
+            return Err(invalid(
+                "score.budget-usd",
+                format!("{budget} is not a non-negative amount"),
+            ));
+        }
+        if judge.kind != JudgeKind::Offline && judge.prices.is_none() {
+            return Err(invalid(
+                "score.budget-usd",
+                "needs the judge's prices: set `judge.input-usd-per-million-tokens` and \
+                 `judge.output-usd-per-million-tokens`"
+                    .into(),
+            ));
+        }
+    }
+
     Ok(Config {
         origin: origin.to_string(),
         warehouse,
@@ -425,6 +657,9 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
                 .as_deref()
                 .unwrap_or("rubrics/quality.toml"),
         ),
+        sampling,
+        budget_usd,
+        judge,
         aws: AwsSettings {
             region: raw.aws.region,
             endpoint_url: raw.aws.endpoint_url,
@@ -433,6 +668,77 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
         },
         hash: String::new(),
     })
+}
+
+fn validate_judge(raw: RawJudge) -> Result<JudgeSettings, (&'static str, String)> {
+    let kind = match raw.kind.as_deref() {
+        None | Some("offline") => JudgeKind::Offline,
+        Some("bedrock") => JudgeKind::Bedrock,
+        Some("openai") => JudgeKind::OpenAi,
+        Some(other) => {
+            return Err((
+                "judge.kind",
+                format!("`{other}` is not one of `offline`, `bedrock`, `openai`"),
+            ));
+        }
+    };
+    let positive = |key: &'static str, value: Option<f64>, default: f64| match value {
+        None => Ok(default),
+        Some(v) if v > 0.0 && v.is_finite() => Ok(v),
+        Some(v) => Err((key, format!("{v} must be a positive number"))),
+    };
+    let concurrency = raw.concurrency.unwrap_or(16);
+    if concurrency == 0 {
+        return Err(("judge.concurrency", "must be at least 1".into()));
+    }
+    let max_attempts = raw.max_attempts.unwrap_or(6);
+    if max_attempts == 0 {
+        return Err(("judge.max-attempts", "must be at least 1".into()));
+    }
+    let prices = match (
+        raw.input_usd_per_million_tokens,
+        raw.output_usd_per_million_tokens,
+    ) {
+        (None, None) => None,
+        (Some(i), Some(o)) if i >= 0.0 && o >= 0.0 => Some(Prices {
+            input_usd_per_million: i,
+            output_usd_per_million: o,
+        }),
+        (Some(_), Some(_)) => {
+            return Err((
+                "judge.input-usd-per-million-tokens",
+                "prices cannot be negative".into(),
+            ));
+        }
+        _ => {
+            return Err((
+                "judge.output-usd-per-million-tokens",
+                "set both `input-usd-per-million-tokens` and `output-usd-per-million-tokens`, or neither".into(),
+            ));
+        }
+    };
+    let settings = JudgeSettings {
+        kind,
+        model: raw.model,
+        allow_unpinned: raw.allow_unpinned.unwrap_or(false),
+        url: raw.url.map(|u| u.trim_end_matches('/').to_string()),
+        api_key_env: raw.api_key_env,
+        max_output_tokens: raw.max_output_tokens.unwrap_or(1024),
+        concurrency,
+        requests_per_minute: positive("judge.requests-per-minute", raw.requests_per_minute, 200.0)?,
+        tokens_per_minute: positive("judge.tokens-per-minute", raw.tokens_per_minute, 200_000.0)?,
+        timeout: std::time::Duration::from_secs_f64(positive(
+            "judge.timeout-seconds",
+            raw.timeout_seconds,
+            60.0,
+        )?),
+        max_attempts,
+        backoff_initial: std::time::Duration::from_millis(raw.backoff_initial_ms.unwrap_or(500)),
+        backoff_max: std::time::Duration::from_millis(raw.backoff_max_ms.unwrap_or(20_000)),
+        prices,
+    };
+    check_judge(&settings)?;
+    Ok(settings)
 }
 
 #[cfg(test)]
@@ -503,6 +809,66 @@ mod tests {
         let range = WindowSpec::Yesterday.resolve(today);
         assert_eq!(range.since, NaiveDate::from_ymd_opt(2026, 11, 27).unwrap());
         assert_eq!(range.since, range.until);
+    }
+
+    #[test]
+    fn judge_settings_are_checked() {
+        let config = parse(
+            "[judge]\nkind = \"bedrock\"\nmodel = \"anthropic.claude-3-5-sonnet-20240620-v1:0\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.judge.kind, JudgeKind::Bedrock);
+        let err = parse("[judge]\nkind = \"bedrock\"\nmodel = \"anthropic.claude-3-5-sonnet\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("judge.model") && err.contains("allow-unpinned"),
+            "{err}"
+        );
+        parse("[judge]\nkind = \"bedrock\"\nmodel = \"claude\"\nallow-unpinned = true\n").unwrap();
+        let err = parse("[judge]\nkind = \"openai\"\nmodel = \"m\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("judge.url"), "{err}");
+        let err = parse("[score]\nbudget-usd = 5.0\n[judge]\nkind = \"openai\"\nmodel = \"m\"\nurl = \"http://h/v1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("score.budget-usd") && err.contains("prices"),
+            "{err}"
+        );
+        let err = parse("[score]\nsample-fraction = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("score.sample-fraction"), "{err}");
+        let err = parse("[judge]\nkind = \"gpt\"\n").unwrap_err().to_string();
+        assert!(err.contains("judge.kind"), "{err}");
+    }
+
+    #[test]
+    fn pinned_model_ids() {
+        let bedrock = |m| is_pinned(JudgeKind::Bedrock, m);
+        assert!(bedrock("anthropic.claude-3-5-sonnet-20240620-v1:0"));
+        assert!(bedrock("us.anthropic.claude-3-7-sonnet-20250219-v1:0"));
+        assert!(bedrock("amazon.nova-pro-v1:0"));
+        assert!(bedrock(
+            "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123"
+        ));
+        assert!(!bedrock("anthropic.claude-3-5-sonnet"));
+        assert!(!bedrock("claude-latest"));
+        assert!(!bedrock(
+            "arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-v"
+        ));
+        assert!(is_pinned(JudgeKind::OpenAi, "llama3.1:8b"));
+        assert!(!is_pinned(JudgeKind::OpenAi, "qwen:latest"));
+        let mut judge = load(None).unwrap().judge;
+        judge
+            .override_with("openai:qwen2.5-7b@http://127.0.0.1:8000/v1")
+            .unwrap();
+        assert_eq!(judge.kind, JudgeKind::OpenAi);
+        assert_eq!(judge.url.as_deref(), Some("http://127.0.0.1:8000/v1"));
+        assert!(judge.override_with("bedrock:claude").is_err());
+        assert!(judge.override_with("vertex:x").is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use chrono::NaiveDate;
 use crate::aws::AwsClients;
 use crate::config::{Config, DateRange, Location};
 use crate::ingest::source::Source;
+use crate::score::ProgressMode;
 use crate::warehouse::Warehouse;
 
 #[derive(Debug, Clone)]
@@ -14,6 +15,8 @@ pub struct Ctx {
     pub aws: AwsClients,
     pub warehouse: Warehouse,
     pub today: NaiveDate,
+    /// How long-running stages show progress (a bar on a terminal, log lines otherwise).
+    pub progress: ProgressMode,
 }
 
 impl Ctx {
@@ -26,7 +29,13 @@ impl Ctx {
             aws,
             warehouse,
             today,
+            progress: ProgressMode::Lines,
         }
+    }
+
+    pub fn with_progress(mut self, progress: ProgressMode) -> Ctx {
+        self.progress = progress;
+        self
     }
 
     /// The window `run` processes: the configured dates, or yesterday.

@@ -10,12 +10,12 @@ use anyhow::Context as _;
 use chrono::{NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use evalwatch::config::{self, ConfigError, DateRange, Location, WindowSpec};
+use evalwatch::config::{self, ConfigError, DateRange, JudgeKind, Location, WindowSpec};
 use evalwatch::context::Ctx;
 use evalwatch::ingest::{IngestJob, IngestSummary, ingest};
 use evalwatch::rubric::{self, RubricError};
 use evalwatch::run::{new_run_id, run};
-use evalwatch::score::{ScoreJob, ScoreSummary, score};
+use evalwatch::score::{ProgressMode, ScoreJob, ScoreSummary, score};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -58,7 +58,7 @@ enum Command {
     Run(WindowArgs),
     /// Read captured requests into the `captures` table.
     Ingest(IngestArgs),
-    /// Judge captures against a rubric into the `scores` table (offline scorer).
+    /// Judge sampled captures against a rubric into the `scores` table.
     Score(ScoreArgs),
     /// Check, show, hash or lock rubric files (rubrics/*.toml).
     #[command(subcommand)]
@@ -116,6 +116,18 @@ struct ScoreArgs {
     /// Score captures from these dates only. Without them every date is scored.
     #[command(flatten)]
     window: WindowArgs,
+    /// The judge: `offline`, `bedrock:<model-id>` or `openai:<model>@<url>`; overrides `[judge]`.
+    #[arg(long)]
+    judge: Option<String>,
+    /// Judge at most N new pairs this run (cached ones are free); the rest wait for a later run.
+    #[arg(long)]
+    limit: Option<u64>,
+    /// Most USD this run may spend on judge calls; overrides `score.budget-usd`.
+    #[arg(long)]
+    budget_usd: Option<f64>,
+    /// Print what would be judged and the estimated cost; call and write nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Args)]
@@ -235,7 +247,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             if let Some(range) = window_flags(&window)? {
                 config.window = WindowSpec::Dates(range);
             }
-            let ctx = Ctx::new(config, today).await;
+            let ctx = Ctx::new(config, today)
+                .await
+                .with_progress(progress_mode(cli.log_format));
             check_local_source(&ctx)?;
             let run_id = new_run_id();
             let outcome = run(&ctx, &run_id).await?;
@@ -284,14 +298,39 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Score(args) => {
             let window = window_flags(&args.window)?;
             let path = args.rubric.clone().unwrap_or_else(|| config.rubric.clone());
-            let ctx = Ctx::new(config, today).await;
-            let job = ScoreJob {
-                rubric: rubric::load(&path)?,
-                window,
-                model: args.model.clone(),
-                compression: ctx.config.compression,
-            };
-            let summary = score(job, &ctx.warehouse).await.context("score failed")?;
+            if let Some(flag) = &args.judge {
+                config
+                    .judge
+                    .override_with(flag)
+                    .map_err(|m| usage(format!("--judge: {m}"), None))?;
+            }
+            if let Some(budget) = args.budget_usd {
+                if !(budget >= 0.0 && budget.is_finite()) {
+                    return Err(usage(
+                        format!("--budget-usd: {budget} is not an amount"),
+                        None,
+                    ));
+                }
+                if config.judge.kind != JudgeKind::Offline && config.judge.prices.is_none() {
+                    return Err(usage(
+                        "--budget-usd needs the judge's token prices",
+                        Some("set `judge.input-usd-per-million-tokens` and `judge.output-usd-per-million-tokens`".into()),
+                    ));
+                }
+                config.budget_usd = Some(budget);
+            }
+            let ctx = Ctx::new(config, today)
+                .await
+                .with_progress(progress_mode(cli.log_format));
+            let mut job = ScoreJob::from_config(&ctx.config, rubric::load(&path)?);
+            job.window = window;
+            job.model = args.model.clone();
+            job.limit = args.limit;
+            job.dry_run = args.dry_run;
+            job.progress = ctx.progress;
+            let summary = score(job, &ctx.warehouse, &ctx.aws)
+                .await
+                .context("score failed")?;
             log_score(&summary);
             println!("{}", serde_json::json!({ "score": summary }));
             Ok(0)
@@ -299,15 +338,64 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
+/// A bar for people at a terminal; log lines for schedulers and pipes.
+fn progress_mode(format: LogFormat) -> ProgressMode {
+    match format {
+        LogFormat::Human if std::io::IsTerminal::is_terminal(&std::io::stderr()) => {
+            ProgressMode::Bar
+        }
+        _ => ProgressMode::Lines,
+    }
+}
+
 fn log_score(summary: &ScoreSummary) {
+    let cost = summary
+        .cost_usd
+        .map_or("unknown (no judge prices)".to_string(), |c| {
+            format!("{c:.4} USD")
+        });
+    if summary.dry_run {
+        let estimate = summary
+            .estimated_cost_usd
+            .map_or("unknown (no judge prices)".to_string(), |c| {
+                format!("{c:.4} USD")
+            });
+        tracing::info!(
+            "score (dry run): {} captures, {} sampled, {} cached, {} to judge by {} against {}, \
+             {} cut by the budget, {} left by --limit; estimated cost {estimate}",
+            summary.captures,
+            summary.sampled,
+            summary.from_cache,
+            summary.judged,
+            summary.judge,
+            summary.rubric,
+            summary.skipped_budget,
+            summary.deferred_limit
+        );
+        return;
+    }
     tracing::info!(
-        "score: {} captures in {} partitions judged by {} against {} -> {} ok rows, {} error rows",
+        "score: {} captures, {} sampled, {} from cache, {} judged by {} against {} in {} partitions \
+         -> {} ok rows, {} error rows, {} skipped_budget rows; {} calls ({} retries, {} throttled, \
+         {} timeouts, {} repairs), {} + {} tokens, {cost}, {:.1} judgments/s",
         summary.captures,
-        summary.partitions,
+        summary.sampled,
+        summary.from_cache,
+        summary.judged,
         summary.judge,
         summary.rubric,
+        summary.partitions,
         summary.rows_ok,
-        summary.rows_error
+        summary.rows_error,
+        summary.rows_skipped_budget,
+        summary.calls,
+        summary.retries,
+        summary.throttled,
+        summary.timeouts,
+        summary.repairs,
+        summary.input_tokens,
+        summary.output_tokens,
+        summary.judgments_per_s
     );
 }
 

@@ -109,13 +109,10 @@ pub async fn run(ctx: &Ctx, run_id: &str) -> Result<RunOutcome, RunError> {
 
     // Stage 2: score.
     let clock = Instant::now();
-    let job = ScoreJob {
-        rubric: crate::rubric::load(&ctx.config.rubric)?,
-        window: Some(window),
-        model: None,
-        compression: ctx.config.compression,
-    };
-    let scored = score(job, &ctx.warehouse).await?;
+    let mut job = ScoreJob::from_config(&ctx.config, crate::rubric::load(&ctx.config.rubric)?);
+    job.window = Some(window);
+    job.progress = ctx.progress;
+    let scored = score(job, &ctx.warehouse, &ctx.aws).await?;
     stages.push(StageRecord {
         stage: "score",
         seconds: clock.elapsed().as_secs_f64(),

@@ -37,6 +37,21 @@ pub fn partition_value(value: &str) -> String {
     out
 }
 
+/// An error and its sources, joined with `: ` (what `{:#}` gives for anyhow errors).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        let next = inner.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = inner.source();
+    }
+    text
+}
+
 /// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
 pub fn truncate_utf8(text: &str, max: usize) -> &str {
     if text.len() <= max {

@@ -1,7 +1,158 @@
 //! Judges: what turns a (prompt, response) pair and a rubric into one level per dimension.
 //! Shared by the score and compare stages; never writes anything itself.
 //!
-//! So far: the offline scorer (the no-cloud default). The Bedrock and OpenAI-compatible judges
-//! come with the scoring stage (issue 3).
+//! - [`offline`]: deterministic heuristics, no network, not an LLM (the default).
+//! - [`bedrock`]: Amazon Bedrock Converse with a forced `record_scores` tool call.
+//! - [`openai`]: any OpenAI-compatible `/v1/chat/completions` with the same tool.
+//!
+//! [`protocol`] holds what the LLM judges are sent and how their answers are checked. Pacing,
+//! retries, repair and the cache live in the score stage's engine, not here: a [`Judge::call`] is
+//! one attempt, classified by [`CallError`] as worth retrying or not.
 
+pub mod bedrock;
 pub mod offline;
+pub mod openai;
+pub mod protocol;
+
+use serde_json::{Value, json};
+
+use crate::aws::AwsClients;
+use crate::config::{JudgeKind, JudgeSettings};
+use crate::rubric::Rubric;
+use crate::util::sha256_hex;
+
+/// What one judge call returned.
+#[derive(Debug, Clone, Default)]
+pub struct Reply {
+    /// The input of the `record_scores` call, if the judge made one.
+    pub tool_input: Option<Value>,
+    /// Any text the judge wrote instead of, or besides, the tool call (for error messages).
+    pub text: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// Why one judge call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    #[error("throttled: {0}")]
+    Throttled(String),
+    #[error("server error: {0}")]
+    Server(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+    #[error("connection failed: {0}")]
+    Transport(String),
+    /// The request was refused for a reason a retry will not fix (validation, access, model).
+    #[error("rejected: {0}")]
+    Rejected(String),
+}
+
+impl CallError {
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, CallError::Rejected(_))
+    }
+
+    pub fn is_throttle(&self) -> bool {
+        matches!(self, CallError::Throttled(_))
+    }
+
+    /// Sorts an HTTP status with its message into a kind.
+    pub fn from_status(status: u16, message: String) -> CallError {
+        match status {
+            429 => CallError::Throttled(message),
+            408 => CallError::Timeout(message),
+            500..=599 => CallError::Server(message),
+            _ => CallError::Rejected(message),
+        }
+    }
+}
+
+/// A judge ready to be called.
+#[derive(Debug, Clone)]
+pub enum Judge {
+    Offline,
+    Bedrock(bedrock::BedrockJudge),
+    OpenAi(openai::OpenAiJudge),
+}
+
+impl Judge {
+    /// Builds the configured judge. LLM judges get their client here; nothing is called yet.
+    pub async fn build(
+        settings: &JudgeSettings,
+        rubric: &Rubric,
+        aws: &AwsClients,
+    ) -> Result<Judge, String> {
+        let prompting = protocol::Prompting::new(rubric);
+        let model = settings.model.clone().unwrap_or_default();
+        Ok(match settings.kind {
+            JudgeKind::Offline => Judge::Offline,
+            JudgeKind::Bedrock => Judge::Bedrock(bedrock::BedrockJudge::new(
+                aws.bedrock().await,
+                model,
+                settings.max_output_tokens,
+                prompting,
+            )?),
+            JudgeKind::OpenAi => Judge::OpenAi(openai::OpenAiJudge::new(
+                settings.url.clone().unwrap_or_default(),
+                model,
+                settings.api_key_env.as_deref(),
+                settings.max_output_tokens,
+                prompting,
+            )?),
+        })
+    }
+
+    /// The id recorded on every score row: `offline:<v>`, `bedrock:<model-id>`, `openai:<model>`.
+    pub fn id(&self) -> String {
+        match self {
+            Judge::Offline => offline::judge_id(),
+            Judge::Bedrock(j) => format!("bedrock:{}", j.model()),
+            Judge::OpenAi(j) => format!("openai:{}", j.model()),
+        }
+    }
+
+    /// sha256 of the canonical JSON of everything besides the model that changes a judgment.
+    pub fn params_hash(&self) -> String {
+        let params = match self {
+            Judge::Offline => json!({}),
+            Judge::Bedrock(j) => j.params(),
+            Judge::OpenAi(j) => j.params(),
+        };
+        sha256_hex(params.to_string().as_bytes())
+    }
+
+    pub fn is_offline(&self) -> bool {
+        matches!(self, Judge::Offline)
+    }
+
+    /// The request-independent prompting of an LLM judge.
+    pub fn prompting(&self) -> Option<&protocol::Prompting> {
+        match self {
+            Judge::Offline => None,
+            Judge::Bedrock(j) => Some(j.prompting()),
+            Judge::OpenAi(j) => Some(j.prompting()),
+        }
+    }
+
+    /// One attempt at judging `user_text` (built by [`protocol::user_text`]). The offline scorer
+    /// is not called this way.
+    pub async fn call(&self, user_text: &str) -> Result<Reply, CallError> {
+        match self {
+            Judge::Offline => Err(CallError::Rejected(
+                "the offline scorer is not called over the network".into(),
+            )),
+            Judge::Bedrock(j) => j.call(user_text).await,
+            Judge::OpenAi(j) => j.call(user_text).await,
+        }
+    }
+}
+
+/// The generation parameters both LLM judges record in their params hash.
+fn llm_params(max_output_tokens: u32) -> Value {
+    json!({
+        "protocol": protocol::PROTOCOL_VERSION,
+        "temperature": 0,
+        "max_output_tokens": max_output_tokens,
+    })
+}

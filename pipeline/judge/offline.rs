@@ -26,14 +26,7 @@ pub fn judge_id() -> String {
     format!("offline:{VERSION}")
 }
 
-/// One dimension's verdict.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Judgment {
-    pub dimension: String,
-    /// A level of the dimension's scale.
-    pub level: u32,
-    pub rationale: String,
-}
+pub use super::protocol::Judgment;
 
 /// Judges every dimension of `rubric`; an error names a dimension this scorer cannot judge.
 pub fn judge(rubric: &Rubric, prompt: &str, response: &str) -> Result<Vec<Judgment>, String> {

@@ -1,29 +1,43 @@
-//! The score stage: every captured pair of a window judged against a rubric, into `scores/`.
+//! The score stage: the sampled captures of a window judged against a rubric, into `scores/`.
 //!
-//! Reads: `captures/model=<m>/date=<d>/` parts of the window.
+//! Reads: `captures/model=<m>/date=<d>/` parts of the window; the judge cache in `state/`.
 //! Writes: `scores/rubric=<id>@<version>/model=<m>/date=<d>/part-<h>.parquet`, long form (one row
-//! per capture and dimension), the part named from (rubric hash, judge id) so a re-run of the same
-//! day overwrites it instead of adding rows.
-//! Never does: drop a capture or default a failed judgment to a score. A judgment that fails is a
-//! row with status `error` and the reason.
+//! per capture and dimension), the part named from (rubric hash, judge id, judge params) so a
+//! re-run of the same day replaces it instead of adding rows; the judge cache.
+//! Never does: drop a sampled capture or default a failed judgment to a score. Every sampled
+//! capture ends `ok`, `error` (with the reason) or `skipped_budget`; only `--limit` leaves rows
+//! out of a part, and a later run without it fills them in (cached judgments are free).
 //!
-//! So far the judge is the offline scorer; sampling, the budget, the judge cache and the LLM
-//! judges are the rest of issue 3 (see ARCHITECTURE.md, "Next steps").
+//! The parts: [`sample`] picks the rows; the judge cache ([`cache`]) answers what was judged
+//! before; the engine ([`engine`]) makes the LLM calls, paced and retried; this module owns the
+//! order of things, the budget, and writing each partition once all of its rows are in.
 
-use std::collections::BTreeMap;
+pub mod cache;
+pub mod engine;
+mod progress;
+
+use std::collections::{BTreeMap, HashMap};
 use std::io::Cursor;
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{NaiveDate, Utc};
 use polars::prelude::*;
 use serde::Serialize;
+use tokio::task::JoinSet;
 
-use crate::config::{Compression, DateRange};
-use crate::judge::offline;
+use crate::aws::AwsClients;
+use crate::config::{Compression, DateRange, JudgeSettings, Sampling};
+use crate::judge::protocol::{self, Judgment};
+use crate::judge::{Judge, offline};
 use crate::rubric::Rubric;
 use crate::table::{text_constant, utc_micros, write_parquet};
 use crate::util::{partition_value, sha256_hex};
 use crate::warehouse::{Warehouse, WarehouseError};
+
+use cache::{CachedJudgment, Scope};
+use engine::{CallStats, Engine, PairOutcome};
+pub use progress::ProgressMode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScoreError {
@@ -33,6 +47,8 @@ pub enum ScoreError {
     ReadPart { key: String, message: String },
     #[error("cannot write scores for `{partition}`: {message}")]
     WritePart { partition: String, message: String },
+    #[error("cannot set up the judge: {0}")]
+    Judge(String),
 }
 
 /// What to score.
@@ -44,6 +60,47 @@ pub struct ScoreJob {
     /// Only this model (inference component).
     pub model: Option<String>,
     pub compression: Compression,
+    pub judge: JudgeSettings,
+    pub sampling: Sampling,
+    /// Most USD this run may spend on judge calls.
+    pub budget_usd: Option<f64>,
+    /// Most pairs judged (new judge calls) this run; the rest wait for a later run.
+    pub limit: Option<u64>,
+    /// Plan only: count, estimate, call nothing, write nothing.
+    pub dry_run: bool,
+    pub progress: ProgressMode,
+}
+
+impl ScoreJob {
+    /// The job the config describes: every date, every model, the configured judge, sampling
+    /// and budget, no limit, progress lines.
+    pub fn from_config(config: &crate::config::Config, rubric: Rubric) -> ScoreJob {
+        ScoreJob {
+            rubric,
+            window: None,
+            model: None,
+            compression: config.compression,
+            judge: config.judge.clone(),
+            sampling: config.sampling,
+            budget_usd: config.budget_usd,
+            limit: None,
+            dry_run: false,
+            progress: ProgressMode::Lines,
+        }
+    }
+}
+
+/// One partition as planned (and, unless a dry run, done).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PartitionPlan {
+    pub model: String,
+    pub date: NaiveDate,
+    pub captures: u64,
+    pub sampled: u64,
+    pub cached: u64,
+    pub to_judge: u64,
+    pub skipped_budget: u64,
+    pub deferred_limit: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -51,11 +108,41 @@ pub struct ScoreSummary {
     pub rubric: String,
     pub rubric_hash: String,
     pub judge: String,
+    pub judge_params_hash: String,
+    pub dry_run: bool,
     pub partitions: u64,
     pub captures: u64,
+    /// Captures chosen by sampling.
+    pub sampled: u64,
+    /// Sampled captures answered by the judge cache (no call).
+    pub from_cache: u64,
+    /// Sampled captures judged this run (dry run: that would be).
+    pub judged: u64,
+    /// Sampled captures left for a later run by `--limit`.
+    pub deferred_limit: u64,
+    /// Sampled captures the budget cut (each is `skipped_budget` rows).
+    pub skipped_budget: u64,
     pub rows_ok: u64,
     pub rows_error: u64,
+    pub rows_skipped_budget: u64,
+    /// Judge calls made, retries and repairs included.
+    pub calls: u64,
+    pub retries: u64,
+    pub throttled: u64,
+    pub timeouts: u64,
+    pub server_errors: u64,
+    pub repairs: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// What this run's calls cost (null without judge prices).
+    pub cost_usd: Option<f64>,
+    /// What the pairs to judge were estimated to cost before calling (the dry-run figure).
+    pub estimated_cost_usd: Option<f64>,
+    pub budget_usd: Option<f64>,
     pub seconds: f64,
+    /// Pairs judged per second of the stage's wall time.
+    pub judgments_per_s: f64,
+    pub plan: Vec<PartitionPlan>,
 }
 
 /// A `captures` partition: its path segments as written, and its part keys.
@@ -102,61 +189,48 @@ fn partitions(keys: &[String], job: &ScoreJob) -> Vec<Partition> {
         .collect()
 }
 
-/// Long-form score rows of one partition.
-#[derive(Default)]
-struct ScoreRows {
-    request_id: Vec<String>,
-    content_hash: Vec<String>,
-    captured_at: Vec<i64>,
-    dimension: Vec<String>,
-    score: Vec<Option<f64>>,
-    label: Vec<Option<String>>,
-    rationale: Vec<Option<String>>,
-    status: Vec<&'static str>,
-    error: Vec<Option<String>>,
-    judge_latency_ms: Vec<f64>,
+/// One captured pair, as scoring needs it.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    pub request_id: String,
+    pub content_hash: String,
+    pub captured_at: i64,
+    pub prompt: String,
+    pub response: String,
 }
 
-impl ScoreRows {
-    fn into_frame(self, job: &ScoreJob, judge: &str, scored_at: i64) -> PolarsResult<DataFrame> {
-        let height = self.request_id.len();
-        let constant = |name: &str, value: &str| text_constant(name, value, height);
-        DataFrame::new(
-            height,
-            vec![
-                Column::new("request_id".into(), self.request_id),
-                Column::new("content_hash".into(), self.content_hash),
-                utc_micros("captured_at", self.captured_at),
-                constant("rubric_id", &job.rubric.id),
-                constant("rubric_version", &job.rubric.version),
-                constant("rubric_hash", &job.rubric.hash()),
-                constant("judge", judge),
-                // The offline scorer takes no parameters: the hash of an empty parameter set.
-                constant("judge_params_hash", &sha256_hex(b"{}")),
-                Column::new("dimension".into(), self.dimension),
-                Column::new("score".into(), self.score),
-                Column::new("label".into(), self.label),
-                Column::new("rationale".into(), self.rationale),
-                Column::new(
-                    "status".into(),
-                    self.status
-                        .iter()
-                        .map(|s| s.to_string())
-                        .collect::<Vec<_>>(),
-                ),
-                Column::new("error".into(), self.error),
-                Column::new("judge_latency_ms".into(), self.judge_latency_ms),
-                Column::new("input_tokens".into(), vec![None::<i32>; height]),
-                Column::new("output_tokens".into(), vec![None::<i32>; height]),
-                Column::new("judge_cost_usd".into(), vec![0.0f64; height]),
-                utc_micros("scored_at", vec![scored_at; height]),
-            ],
-        )
+/// Where a sampling hash falls in [0, 1).
+fn sample_point(request_id: &str) -> (u64, f64) {
+    let digest = sha256_hex(request_id.as_bytes());
+    let h = u64::from_str_radix(&digest[..16], 16).unwrap_or(0);
+    (h, h as f64 / 18_446_744_073_709_551_616.0)
+}
+
+/// The captures a model-day judges: those whose request-id hash falls under the fraction, then
+/// the `per_day` smallest hashes of those. Deterministic: the same rows on every run, and a row
+/// once chosen stays chosen as later captures of the day arrive (unless the cap pushes it out
+/// in favour of a smaller hash). Keeps the captures' order.
+pub fn sample(captures: Vec<Capture>, sampling: &Sampling) -> Vec<Capture> {
+    let mut keyed: Vec<(u64, usize, Capture)> = captures
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let (h, point) = sample_point(&c.request_id);
+            (point < sampling.fraction).then_some((h, i, c))
+        })
+        .collect();
+    if let Some(cap) = sampling.per_day
+        && keyed.len() as u64 > cap
+    {
+        keyed.sort_by_key(|(h, i, _)| (*h, *i));
+        keyed.truncate(cap as usize);
+        keyed.sort_by_key(|(_, i, _)| *i);
     }
+    keyed.into_iter().map(|(_, _, c)| c).collect()
 }
 
-/// Reads the columns scoring needs from one captures part.
-fn read_part(bytes: Vec<u8>, key: &str) -> Result<DataFrame, ScoreError> {
+/// Reads the captures of one part.
+fn read_part(bytes: Vec<u8>, key: &str) -> Result<Vec<Capture>, ScoreError> {
     let fail = |e: PolarsError| ScoreError::ReadPart {
         key: key.to_string(),
         message: e.to_string(),
@@ -171,136 +245,707 @@ fn read_part(bytes: Vec<u8>, key: &str) -> Result<DataFrame, ScoreError> {
         ]))
         .finish()
         .map_err(fail)?;
-    Ok(df)
-}
-
-fn text_column(df: &DataFrame, name: &str, key: &str) -> Result<Vec<String>, ScoreError> {
-    let column = df.column(name).and_then(|c| c.str().cloned());
-    let column = column.map_err(|e| ScoreError::ReadPart {
-        key: key.to_string(),
-        message: e.to_string(),
-    })?;
-    Ok(column
-        .iter()
-        .map(|v| v.unwrap_or_default().to_string())
+    let text = |name: &str| -> Result<Vec<String>, ScoreError> {
+        let column = df
+            .column(name)
+            .and_then(|c| c.str().cloned())
+            .map_err(fail)?;
+        Ok(column
+            .iter()
+            .map(|v| v.unwrap_or_default().to_string())
+            .collect())
+    };
+    let ids = text("request_id")?;
+    let hashes = text("content_hash")?;
+    let prompts = text("prompt")?;
+    let responses = text("response")?;
+    let times: Vec<i64> = df
+        .column("captured_at")
+        .and_then(|c| c.cast(&DataType::Int64))
+        .and_then(|c| {
+            c.i64()
+                .map(|ca| ca.iter().map(|v| v.unwrap_or(0)).collect())
+        })
+        .map_err(fail)?;
+    Ok(ids
+        .into_iter()
+        .zip(hashes)
+        .zip(prompts.into_iter().zip(responses))
+        .zip(times)
+        .map(
+            |(((request_id, content_hash), (prompt, response)), captured_at)| Capture {
+                request_id,
+                content_hash,
+                captured_at,
+                prompt,
+                response,
+            },
+        )
         .collect())
 }
 
-/// Scores one partition: reads its captures, judges them, writes one scores part.
-fn score_partition(
-    job: &ScoreJob,
-    partition: &Partition,
-    warehouse: &Warehouse,
-    handle: &tokio::runtime::Handle,
-    summary: &mut ScoreSummary,
-) -> Result<(), ScoreError> {
-    let judge = offline::judge_id();
-    let mut rows = ScoreRows::default();
-    for key in &partition.parts {
-        let Some(bytes) = handle.block_on(warehouse.get(key))? else {
-            continue; // removed by a concurrent ingest since the listing
-        };
-        let df = read_part(bytes, key)?;
-        let ids = text_column(&df, "request_id", key)?;
-        let hashes = text_column(&df, "content_hash", key)?;
-        let prompts = text_column(&df, "prompt", key)?;
-        let responses = text_column(&df, "response", key)?;
-        let times: Vec<i64> = df
-            .column("captured_at")
-            .and_then(|c| c.cast(&DataType::Int64))
-            .and_then(|c| {
-                c.i64()
-                    .map(|ca| ca.iter().map(|v| v.unwrap_or(0)).collect())
-            })
-            .map_err(|e| ScoreError::ReadPart {
-                key: key.clone(),
-                message: e.to_string(),
-            })?;
-        for i in 0..ids.len() {
-            summary.captures += 1;
-            let started = Instant::now();
-            let judged = offline::judge(&job.rubric, &prompts[i], &responses[i]);
-            let latency = started.elapsed().as_secs_f64() * 1000.0;
-            for dimension in &job.rubric.dimensions {
-                rows.request_id.push(ids[i].clone());
-                rows.content_hash.push(hashes[i].clone());
-                rows.captured_at.push(times[i]);
-                rows.dimension.push(dimension.name.clone());
-                rows.judge_latency_ms.push(latency);
-                let found = judged
-                    .as_ref()
-                    .map(|all| all.iter().find(|j| j.dimension == dimension.name));
-                match found {
-                    Ok(Some(j)) => {
-                        rows.score.push(dimension.scale.normalise(j.level));
-                        rows.label.push(Some(j.level.to_string()));
-                        rows.rationale.push(Some(j.rationale.clone()));
-                        rows.status.push("ok");
-                        rows.error.push(None);
-                        summary.rows_ok += 1;
-                    }
-                    Ok(None) | Err(_) => {
-                        let reason = match &judged {
-                            Err(e) => e.clone(),
-                            Ok(_) => format!("the judge returned no `{}`", dimension.name),
-                        };
-                        rows.score.push(None);
-                        rows.label.push(None);
-                        rows.rationale.push(None);
-                        rows.status.push("error");
-                        rows.error.push(Some(reason));
-                        summary.rows_error += 1;
+/// How one sampled capture ended.
+#[derive(Debug, Clone)]
+enum Verdict {
+    Judged {
+        judgments: Vec<Judgment>,
+        input_tokens: Option<u64>,
+        output_tokens: Option<u64>,
+        cost_usd: Option<f64>,
+        latency_ms: f64,
+    },
+    Failed {
+        reason: String,
+        latency_ms: f64,
+    },
+    SkippedBudget,
+    /// Left out by `--limit` (or not done, in a dry run): no row.
+    Deferred,
+}
+
+impl Verdict {
+    fn from_cache(entry: &CachedJudgment) -> Verdict {
+        Verdict::Judged {
+            judgments: entry
+                .levels
+                .iter()
+                .zip(&entry.rationales)
+                .map(|((dimension, level), rationale)| Judgment {
+                    dimension: dimension.clone(),
+                    level: *level,
+                    rationale: rationale.clone(),
+                })
+                .collect(),
+            input_tokens: Some(entry.input_tokens),
+            output_tokens: Some(entry.output_tokens),
+            cost_usd: entry.cost_usd,
+            latency_ms: entry.latency_ms,
+        }
+    }
+}
+
+/// Long-form score rows of one partition.
+#[derive(Default)]
+struct ScoreRows {
+    request_id: Vec<String>,
+    content_hash: Vec<String>,
+    captured_at: Vec<i64>,
+    dimension: Vec<String>,
+    score: Vec<Option<f64>>,
+    label: Vec<Option<String>>,
+    rationale: Vec<Option<String>>,
+    status: Vec<&'static str>,
+    error: Vec<Option<String>>,
+    judge_latency_ms: Vec<Option<f64>>,
+    input_tokens: Vec<Option<i64>>,
+    output_tokens: Vec<Option<i64>>,
+    judge_cost_usd: Vec<Option<f64>>,
+}
+
+/// Splits a call's token count over its dimension rows so sums stay exact (remainder first).
+fn share(total: Option<u64>, rows: usize, index: usize) -> Option<i64> {
+    let total = total?;
+    let rows = rows.max(1) as u64;
+    let each = total / rows;
+    let extra = if index == 0 { total % rows } else { 0 };
+    i64::try_from(each + extra).ok()
+}
+
+impl ScoreRows {
+    fn push(
+        &mut self,
+        rubric: &Rubric,
+        capture: &Capture,
+        verdict: &Verdict,
+        summary: &mut ScoreSummary,
+    ) {
+        let n = rubric.dimensions.len();
+        for (index, dimension) in rubric.dimensions.iter().enumerate() {
+            self.request_id.push(capture.request_id.clone());
+            self.content_hash.push(capture.content_hash.clone());
+            self.captured_at.push(capture.captured_at);
+            self.dimension.push(dimension.name.clone());
+            match verdict {
+                Verdict::Judged {
+                    judgments,
+                    input_tokens,
+                    output_tokens,
+                    cost_usd,
+                    latency_ms,
+                } => {
+                    self.judge_latency_ms.push(Some(*latency_ms));
+                    self.input_tokens.push(share(*input_tokens, n, index));
+                    self.output_tokens.push(share(*output_tokens, n, index));
+                    self.judge_cost_usd.push(cost_usd.map(|c| c / n as f64));
+                    match judgments.iter().find(|j| j.dimension == dimension.name) {
+                        Some(j) => {
+                            self.score.push(dimension.scale.normalise(j.level));
+                            self.label.push(Some(j.level.to_string()));
+                            self.rationale.push(Some(j.rationale.clone()));
+                            self.status.push("ok");
+                            self.error.push(None);
+                            summary.rows_ok += 1;
+                        }
+                        None => {
+                            self.score.push(None);
+                            self.label.push(None);
+                            self.rationale.push(None);
+                            self.status.push("error");
+                            self.error
+                                .push(Some(format!("the judge returned no `{}`", dimension.name)));
+                            summary.rows_error += 1;
+                        }
                     }
                 }
+                Verdict::Failed { reason, latency_ms } => {
+                    self.judge_latency_ms.push(Some(*latency_ms));
+                    self.input_tokens.push(None);
+                    self.output_tokens.push(None);
+                    self.judge_cost_usd.push(None);
+                    self.score.push(None);
+                    self.label.push(None);
+                    self.rationale.push(None);
+                    self.status.push("error");
+                    self.error.push(Some(reason.clone()));
+                    summary.rows_error += 1;
+                }
+                Verdict::SkippedBudget => {
+                    self.judge_latency_ms.push(None);
+                    self.input_tokens.push(None);
+                    self.output_tokens.push(None);
+                    self.judge_cost_usd.push(None);
+                    self.score.push(None);
+                    self.label.push(None);
+                    self.rationale.push(None);
+                    self.status.push("skipped_budget");
+                    self.error.push(Some(format!(
+                        "the run budget of {} USD was reached",
+                        summary.budget_usd.unwrap_or(0.0)
+                    )));
+                    summary.rows_skipped_budget += 1;
+                }
+                Verdict::Deferred => unreachable!("deferred captures have no rows"),
             }
         }
     }
-    let folder = format!(
-        "scores/rubric={}/model={}/date={}",
-        job.rubric.key(),
-        partition.model_segment,
-        partition.date
-    );
-    let fail = |message: String| ScoreError::WritePart {
-        partition: folder.clone(),
-        message,
-    };
-    let mut df = rows
-        .into_frame(job, &judge, Utc::now().timestamp_micros())
-        .map_err(|e| fail(e.to_string()))?;
-    let bytes = write_parquet(&mut df, job.compression).map_err(|e| fail(e.to_string()))?;
-    let name = sha256_hex(format!("{}\0{judge}", job.rubric.hash()).as_bytes());
-    handle.block_on(warehouse.put(&format!("{folder}/part-{}.parquet", &name[..16]), bytes))?;
-    summary.partitions += 1;
-    Ok(())
+
+    fn into_frame(
+        self,
+        rubric: &Rubric,
+        judge: &str,
+        params_hash: &str,
+        scored_at: i64,
+    ) -> PolarsResult<DataFrame> {
+        let height = self.request_id.len();
+        let constant = |name: &str, value: &str| text_constant(name, value, height);
+        DataFrame::new(
+            height,
+            vec![
+                Column::new("request_id".into(), self.request_id),
+                Column::new("content_hash".into(), self.content_hash),
+                utc_micros("captured_at", self.captured_at),
+                constant("rubric_id", &rubric.id),
+                constant("rubric_version", &rubric.version),
+                constant("rubric_hash", &rubric.hash()),
+                constant("judge", judge),
+                constant("judge_params_hash", params_hash),
+                Column::new("dimension".into(), self.dimension),
+                Column::new("score".into(), self.score),
+                Column::new("label".into(), self.label),
+                Column::new("rationale".into(), self.rationale),
+                Column::new(
+                    "status".into(),
+                    self.status
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>(),
+                ),
+                Column::new("error".into(), self.error),
+                Column::new("judge_latency_ms".into(), self.judge_latency_ms),
+                Column::new("input_tokens".into(), self.input_tokens),
+                Column::new("output_tokens".into(), self.output_tokens),
+                Column::new("judge_cost_usd".into(), self.judge_cost_usd),
+                utc_micros("scored_at", vec![scored_at; height]),
+            ],
+        )
+    }
 }
 
+/// A partition being scored: its sampled captures and how each ended so far.
+struct Work {
+    partition: Partition,
+    captures: Vec<Capture>,
+    verdicts: Vec<Option<Verdict>>,
+    pending: usize,
+}
+
+/// What the stage shares with the tasks it spawns, and its running totals.
+struct Run<'a> {
+    job: &'a ScoreJob,
+    warehouse: &'a Warehouse,
+    judge_id: String,
+    params_hash: String,
+    scope: Scope,
+    summary: ScoreSummary,
+    spent_usd: f64,
+    reserved_usd: f64,
+    budget_hit: bool,
+    cache_tx: Option<cache::CacheSender>,
+    progress: progress::Progress,
+}
+
+impl Run<'_> {
+    /// Writes a partition's part once every sampled capture has a verdict.
+    async fn write(&mut self, work: Work) -> Result<(), ScoreError> {
+        let folder = format!(
+            "scores/rubric={}/model={}/date={}",
+            self.job.rubric.key(),
+            work.partition.model_segment,
+            work.partition.date
+        );
+        let mut rows = ScoreRows::default();
+        for (capture, verdict) in work.captures.iter().zip(&work.verdicts) {
+            match verdict {
+                None | Some(Verdict::Deferred) => {}
+                Some(v) => rows.push(&self.job.rubric, capture, v, &mut self.summary),
+            }
+        }
+        if rows.request_id.is_empty() {
+            return Ok(());
+        }
+        let rubric = self.job.rubric.clone();
+        let (judge, params) = (self.judge_id.clone(), self.params_hash.clone());
+        let compression = self.job.compression;
+        let encoded = tokio::task::spawn_blocking(move || {
+            let mut df =
+                rows.into_frame(&rubric, &judge, &params, Utc::now().timestamp_micros())?;
+            write_parquet(&mut df, compression)
+        })
+        .await;
+        let bytes = match encoded {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) => return Err(self.write_error(&folder, e.to_string())),
+            Err(e) => return Err(self.write_error(&folder, e.to_string())),
+        };
+        let name = sha256_hex(
+            format!(
+                "{}\0{}\0{}",
+                self.job.rubric.hash(),
+                self.judge_id,
+                self.params_hash
+            )
+            .as_bytes(),
+        );
+        self.warehouse
+            .put(&format!("{folder}/part-{}.parquet", &name[..16]), bytes)
+            .await?;
+        self.summary.partitions += 1;
+        Ok(())
+    }
+
+    fn write_error(&self, partition: &str, message: String) -> ScoreError {
+        ScoreError::WritePart {
+            partition: partition.to_string(),
+            message,
+        }
+    }
+
+    /// Books a finished LLM judgment: its verdict, the budget, the cache, the progress.
+    fn settle(&mut self, work: &mut Work, row: usize, reserved: f64, outcome: PairOutcome) {
+        let cost = self
+            .job
+            .judge
+            .prices
+            .map(|p| p.cost(outcome.input_tokens, outcome.output_tokens));
+        self.reserved_usd -= reserved;
+        self.spent_usd += cost.unwrap_or(0.0);
+        let verdict = match outcome.result {
+            Ok(judgments) => {
+                let capture = &work.captures[row];
+                let entry = CachedJudgment {
+                    key: self.scope.key(&capture.content_hash),
+                    content_hash: capture.content_hash.clone(),
+                    levels: judgments
+                        .iter()
+                        .map(|j| (j.dimension.clone(), j.level))
+                        .collect(),
+                    rationales: judgments.iter().map(|j| j.rationale.clone()).collect(),
+                    input_tokens: outcome.input_tokens,
+                    output_tokens: outcome.output_tokens,
+                    cost_usd: cost,
+                    latency_ms: outcome.latency_ms,
+                    judged_at: Utc::now().to_rfc3339(),
+                };
+                let verdict = Verdict::from_cache(&entry);
+                if let Some(tx) = &self.cache_tx {
+                    let _ = tx.send(entry);
+                }
+                self.progress.done(true);
+                verdict
+            }
+            Err(reason) => {
+                self.progress.done(false);
+                Verdict::Failed {
+                    reason,
+                    latency_ms: outcome.latency_ms,
+                }
+            }
+        };
+        work.verdicts[row] = Some(verdict);
+        work.pending -= 1;
+    }
+}
+
+/// The result of one spawned judge task: (partition slot, row, reserved USD, outcome).
+type TaskResult = (usize, usize, f64, PairOutcome);
+
 /// Runs the stage.
-pub async fn score(job: ScoreJob, warehouse: &Warehouse) -> Result<ScoreSummary, ScoreError> {
+pub async fn score(
+    job: ScoreJob,
+    warehouse: &Warehouse,
+    aws: &AwsClients,
+) -> Result<ScoreSummary, ScoreError> {
     let started = Instant::now();
+    let judge = Judge::build(&job.judge, &job.rubric, aws)
+        .await
+        .map_err(ScoreError::Judge)?;
+    let judge_id = judge.id();
+    let params_hash = judge.params_hash();
+    let scope = Scope {
+        rubric_hash: job.rubric.hash(),
+        judge: judge_id.clone(),
+        params_hash: params_hash.clone(),
+    };
     let keys = warehouse.list("captures/").await?;
     let wanted = partitions(&keys, &job);
-    let summary = ScoreSummary {
-        rubric: job.rubric.key(),
-        rubric_hash: job.rubric.hash(),
-        judge: offline::judge_id(),
-        ..ScoreSummary::default()
+    tracing::info!(rubric = %job.rubric.key(), judge = %judge_id, partitions = wanted.len(), dry_run = job.dry_run, "score: starting");
+
+    let cached = if judge.is_offline() {
+        HashMap::new()
+    } else {
+        cache::load(warehouse, &scope).await?.0
     };
-    tracing::info!(rubric = %summary.rubric, judge = %summary.judge, partitions = wanted.len(), "score: starting");
-    let handle = tokio::runtime::Handle::current();
-    let warehouse = warehouse.clone();
-    let mut summary = tokio::task::spawn_blocking(move || {
-        let mut summary = summary;
-        for partition in &wanted {
-            score_partition(&job, partition, &warehouse, &handle, &mut summary)?;
+    let (cache_tx, writer) = if judge.is_offline() || job.dry_run {
+        (None, None)
+    } else {
+        let (tx, task) = cache::spawn_writer(warehouse.clone(), &scope);
+        (Some(tx), Some(task))
+    };
+    let engine = Arc::new(Engine::new(judge, job.rubric.clone(), job.judge.clone()));
+    let mut run = Run {
+        job: &job,
+        warehouse,
+        judge_id: judge_id.clone(),
+        params_hash: params_hash.clone(),
+        scope: scope.clone(),
+        summary: ScoreSummary {
+            rubric: job.rubric.key(),
+            rubric_hash: job.rubric.hash(),
+            judge: judge_id,
+            judge_params_hash: params_hash,
+            dry_run: job.dry_run,
+            budget_usd: job.budget_usd,
+            ..ScoreSummary::default()
+        },
+        spent_usd: 0.0,
+        reserved_usd: 0.0,
+        budget_hit: false,
+        cache_tx,
+        progress: progress::Progress::new(if job.dry_run {
+            ProgressMode::Off
+        } else {
+            job.progress
+        }),
+    };
+    let mut estimated_usd = 0.0;
+    let mut open: HashMap<usize, Work> = HashMap::new();
+    let mut tasks: JoinSet<TaskResult> = JoinSet::new();
+    let concurrency = job.judge.concurrency;
+    let offline = engine.judge.is_offline();
+
+    for (slot, partition) in wanted.into_iter().enumerate() {
+        let mut captures = Vec::new();
+        for key in &partition.parts {
+            let Some(bytes) = warehouse.get(key).await? else {
+                continue; // removed by a concurrent ingest since the listing
+            };
+            let key = key.clone();
+            let part = tokio::task::spawn_blocking(move || read_part(bytes, &key))
+                .await
+                .map_err(|e| ScoreError::ReadPart {
+                    key: partition.parts[0].clone(),
+                    message: e.to_string(),
+                })??;
+            captures.extend(part);
         }
-        Ok::<_, ScoreError>(summary)
-    })
-    .await
-    .map_err(|e| ScoreError::WritePart {
-        partition: "(all)".into(),
-        message: format!("scoring task failed: {e}"),
-    })??;
+        let mut plan = PartitionPlan {
+            model: partition.model_segment.clone(),
+            date: partition.date,
+            captures: captures.len() as u64,
+            ..PartitionPlan::default()
+        };
+        run.summary.captures += captures.len() as u64;
+        let captures = sample(captures, &job.sampling);
+        plan.sampled = captures.len() as u64;
+        run.summary.sampled += captures.len() as u64;
+        let mut work = Work {
+            partition,
+            verdicts: vec![None; captures.len()],
+            pending: 0,
+            captures,
+        };
+
+        if offline {
+            plan.to_judge = work.captures.len() as u64;
+            run.summary.judged += plan.to_judge;
+            if !job.dry_run {
+                let rubric = job.rubric.clone();
+                let captures = std::mem::take(&mut work.captures);
+                let (captures, verdicts) = tokio::task::spawn_blocking(move || {
+                    let verdicts: Vec<Option<Verdict>> = captures
+                        .iter()
+                        .map(|c| Some(judge_offline(&rubric, c)))
+                        .collect();
+                    (captures, verdicts)
+                })
+                .await
+                .map_err(|e| ScoreError::Judge(e.to_string()))?;
+                work.captures = captures;
+                work.verdicts = verdicts;
+                run.progress.add(plan.to_judge);
+                for v in &work.verdicts {
+                    run.progress.done(matches!(v, Some(Verdict::Judged { .. })));
+                }
+            }
+        } else {
+            let prompting = engine.judge.prompting().cloned();
+            for row in 0..work.captures.len() {
+                let capture = work.captures[row].clone();
+                if let Some(hit) = cached.get(&run.scope.key(&capture.content_hash)) {
+                    work.verdicts[row] = Some(Verdict::from_cache(hit));
+                    plan.cached += 1;
+                    run.summary.from_cache += 1;
+                    continue;
+                }
+                if job.limit.is_some_and(|limit| run.summary.judged >= limit) {
+                    work.verdicts[row] = Some(Verdict::Deferred);
+                    plan.deferred_limit += 1;
+                    run.summary.deferred_limit += 1;
+                    continue;
+                }
+                let estimate = prompting.as_ref().map_or(0.0, |p| {
+                    let input = p.estimate_input_tokens(&protocol::user_text(
+                        &capture.prompt,
+                        &capture.response,
+                        None,
+                    ));
+                    let output = protocol::estimate_output_tokens(&job.rubric);
+                    job.judge
+                        .prices
+                        .map_or(0.0, |prices| prices.cost(input, output))
+                });
+                if let Some(budget) = job.budget_usd
+                    && (run.budget_hit || run.spent_usd + run.reserved_usd + estimate > budget)
+                {
+                    run.budget_hit = true;
+                    work.verdicts[row] = Some(Verdict::SkippedBudget);
+                    plan.skipped_budget += 1;
+                    continue;
+                }
+                plan.to_judge += 1;
+                run.summary.judged += 1;
+                estimated_usd += estimate;
+                if job.dry_run {
+                    // The dry run books the estimate as if spent, so the budget cut shows.
+                    run.spent_usd += estimate;
+                    work.verdicts[row] = Some(Verdict::Deferred);
+                    continue;
+                }
+                while tasks.len() >= concurrency {
+                    if let Some(done) = tasks.join_next().await {
+                        settle(&mut run, &mut open, &mut work, slot, done).await?;
+                    }
+                }
+                run.reserved_usd += estimate;
+                run.progress.add(1);
+                work.pending += 1;
+                let engine = engine.clone();
+                tasks.spawn(async move {
+                    let outcome =
+                        engine::judge_pair(&engine, &capture.prompt, &capture.response).await;
+                    (slot, row, estimate, outcome)
+                });
+            }
+        }
+        run.summary.plan.push(plan);
+        if job.dry_run {
+            continue;
+        }
+        if work.pending == 0 {
+            run.write(work).await?;
+        } else {
+            open.insert(slot, work);
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        let (slot, ..) = done
+            .as_ref()
+            .map_err(|e| ScoreError::Judge(e.to_string()))?;
+        let mut work = open
+            .remove(slot)
+            .ok_or_else(|| ScoreError::Judge("lost a partition".into()))?;
+        let slot = *slot;
+        settle(&mut run, &mut open, &mut work, slot, done).await?;
+        if work.pending == 0 {
+            run.write(work).await?;
+        } else {
+            open.insert(slot, work);
+        }
+    }
+    run.progress.finish();
+
+    drop(run.cache_tx.take());
+    if let Some(writer) = writer {
+        let stats = writer.await.unwrap_or_default();
+        if stats.failed > 0 {
+            tracing::warn!(
+                "judge cache: {} judgments could not be cached; a re-run will judge them again",
+                stats.failed
+            );
+        }
+        if let Err(e) = cache::compact(warehouse, &scope).await {
+            tracing::warn!("judge cache: could not merge batches: {e}");
+        }
+    }
+
+    let mut summary = run.summary;
+    let stats = &engine.stats;
+    summary.calls = CallStats::get(&stats.calls);
+    summary.retries = CallStats::get(&stats.retries);
+    summary.throttled = CallStats::get(&stats.throttled);
+    summary.timeouts = CallStats::get(&stats.timeouts);
+    summary.server_errors = CallStats::get(&stats.server_errors);
+    summary.repairs = CallStats::get(&stats.repairs);
+    summary.input_tokens = CallStats::get(&stats.input_tokens);
+    summary.output_tokens = CallStats::get(&stats.output_tokens);
+    let priced = offline || job.judge.prices.is_some();
+    summary.cost_usd = priced.then_some(if job.dry_run { 0.0 } else { run.spent_usd });
+    summary.estimated_cost_usd = priced.then_some(estimated_usd);
+    summary.skipped_budget = summary.plan.iter().map(|p| p.skipped_budget).sum();
     summary.seconds = started.elapsed().as_secs_f64();
+    summary.judgments_per_s = if job.dry_run || summary.seconds == 0.0 {
+        0.0
+    } else {
+        summary.judged as f64 / summary.seconds
+    };
     Ok(summary)
+}
+
+/// Books one finished task into its partition, which is either `current` (being enqueued) or
+/// one of the `open` ones; writes an open partition that is now complete.
+async fn settle(
+    run: &mut Run<'_>,
+    open: &mut HashMap<usize, Work>,
+    current: &mut Work,
+    current_slot: usize,
+    done: Result<TaskResult, tokio::task::JoinError>,
+) -> Result<(), ScoreError> {
+    let (slot, row, reserved, outcome) = done.map_err(|e| ScoreError::Judge(e.to_string()))?;
+    if slot == current_slot {
+        run.settle(current, row, reserved, outcome);
+        return Ok(());
+    }
+    let Some(mut work) = open.remove(&slot) else {
+        return Err(ScoreError::Judge(format!("no partition for slot {slot}")));
+    };
+    run.settle(&mut work, row, reserved, outcome);
+    if work.pending == 0 {
+        run.write(work).await
+    } else {
+        open.insert(slot, work);
+        Ok(())
+    }
+}
+
+/// The offline scorer's verdict on one capture.
+fn judge_offline(rubric: &Rubric, capture: &Capture) -> Verdict {
+    let started = Instant::now();
+    let judged = offline::judge(rubric, &capture.prompt, &capture.response);
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    match judged {
+        Ok(judgments) => Verdict::Judged {
+            judgments,
+            input_tokens: None,
+            output_tokens: None,
+            cost_usd: Some(0.0),
+            latency_ms,
+        },
+        Err(reason) => Verdict::Failed { reason, latency_ms },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn captures(n: usize) -> Vec<Capture> {
+        (0..n)
+            .map(|i| Capture {
+                request_id: format!("req-{i}"),
+                content_hash: format!("h{i}"),
+                captured_at: i as i64,
+                prompt: String::new(),
+                response: String::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sampling_is_deterministic_and_stable() {
+        let all = Sampling::all();
+        assert_eq!(sample(captures(100), &all).len(), 100);
+        let half = Sampling {
+            fraction: 0.5,
+            per_day: None,
+        };
+        let a: Vec<String> = sample(captures(1000), &half)
+            .into_iter()
+            .map(|c| c.request_id)
+            .collect();
+        let b: Vec<String> = sample(captures(1000), &half)
+            .into_iter()
+            .map(|c| c.request_id)
+            .collect();
+        assert_eq!(a, b);
+        assert!((430..570).contains(&a.len()), "{}", a.len());
+        // A cap keeps the smallest hashes: a row chosen among 100 stays chosen among 200 unless
+        // a new row has a smaller hash, and the order of the captures is kept.
+        let cap = Sampling {
+            fraction: 1.0,
+            per_day: Some(10),
+        };
+        let small = sample(captures(100), &cap);
+        assert_eq!(small.len(), 10);
+        assert!(
+            small
+                .windows(2)
+                .all(|w| w[0].captured_at < w[1].captured_at)
+        );
+        let large: Vec<String> = sample(captures(200), &cap)
+            .into_iter()
+            .map(|c| c.request_id)
+            .collect();
+        let kept = small
+            .iter()
+            .filter(|c| large.contains(&c.request_id))
+            .count();
+        assert!(kept >= 3, "{kept}");
+    }
+
+    #[test]
+    fn token_shares_sum_to_the_call() {
+        let shares: Vec<i64> = (0..3).map(|i| share(Some(100), 3, i).unwrap()).collect();
+        assert_eq!(shares, [34, 33, 33]);
+        assert_eq!(share(None, 3, 0), None);
+    }
 }
