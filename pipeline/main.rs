@@ -65,6 +65,40 @@ enum Command {
     Rubric(RubricCommand),
     /// Write a commented starter evalwatch.toml.
     Init(InitArgs),
+    /// Serve a local judge (Bedrock Converse and OpenAI chat completions) with injectable faults,
+    /// for tests, benchmarks and trying a config without a cloud account.
+    JudgeStub(StubArgs),
+}
+
+#[derive(Args)]
+struct StubArgs {
+    /// Address to listen on; port 0 picks a free one. The bound address is printed on stdout.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+    /// Delay before every answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Delay of answers to responses marked `[stub:slow]`, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    slow_ms: u64,
+    /// Share of calls answered 429 ThrottlingException.
+    #[arg(long, default_value_t = 0.0)]
+    throttle_rate: f64,
+    /// Share of calls answered 500 InternalServerException.
+    #[arg(long, default_value_t = 0.0)]
+    error_rate: f64,
+    /// Calls per second past which the stub throttles.
+    #[arg(long)]
+    max_rps: Option<f64>,
+    /// Most injected faults in a row for one judged pair.
+    #[arg(long, default_value_t = 3)]
+    max_consecutive_faults: u32,
+    /// Seed of the fault draws.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Stop after this many seconds (default: run until interrupted).
+    #[arg(long)]
+    exit_after: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -231,6 +265,7 @@ fn init_logs(format: LogFormat) {
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match &cli.command {
         Command::Init(args) => return init(args),
+        Command::JudgeStub(args) => return judge_stub(args).await,
         Command::Rubric(command) => return rubric_command(command),
         _ => {}
     }
@@ -242,7 +277,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let today = cli.today.unwrap_or_else(|| Utc::now().date_naive());
 
     match cli.command {
-        Command::Init(_) | Command::Rubric(_) => unreachable!("handled above"),
+        Command::Init(_) | Command::Rubric(_) | Command::JudgeStub(_) => {
+            unreachable!("handled above")
+        }
         Command::Run(window) => {
             if let Some(range) = window_flags(&window)? {
                 config.window = WindowSpec::Dates(range);
@@ -460,6 +497,36 @@ fn log_ingest(summary: &IngestSummary) {
             "ingest: every line was quarantined; hint: look at quarantine/ for the reasons"
         );
     }
+}
+
+async fn judge_stub(args: &StubArgs) -> anyhow::Result<u8> {
+    use evalwatch::judge::stub::{Stub, StubConfig};
+    use std::time::Duration;
+    let stub = Stub::new(StubConfig {
+        latency: Duration::from_millis(args.latency_ms),
+        slow: Duration::from_millis(args.slow_ms),
+        throttle_rate: args.throttle_rate,
+        error_rate: args.error_rate,
+        max_rps: args.max_rps,
+        max_consecutive_faults: args.max_consecutive_faults,
+        seed: args.seed,
+    });
+    let (addr, _task) = stub
+        .start(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on `{}`", args.listen))?;
+    println!("{}", serde_json::json!({ "listening": addr.to_string() }));
+    eprintln!(
+        "judge-stub: Converse at http://{addr}/model/<id>/converse, OpenAI at http://{addr}/v1/chat/completions, stats at http://{addr}/_stub/stats"
+    );
+    match args.exit_after {
+        Some(seconds) => tokio::time::sleep(Duration::from_secs_f64(seconds)).await,
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    println!("{}", serde_json::json!({ "stats": stub.stats() }));
+    Ok(0)
 }
 
 fn init(args: &InitArgs) -> anyhow::Result<u8> {

@@ -13,6 +13,7 @@ pub mod bedrock;
 pub mod offline;
 pub mod openai;
 pub mod protocol;
+pub mod stub;
 
 use serde_json::{Value, json};
 

@@ -34,26 +34,35 @@ pub fn judge(rubric: &Rubric, prompt: &str, response: &str) -> Result<Vec<Judgme
         .dimensions
         .iter()
         .map(|d| {
-            let (signal, rationale) = match d.name.as_str() {
-                "safety" => safety(prompt, response),
-                "relevance" => relevance(prompt, response),
-                "professional_tone" => tone(response),
-                other => {
-                    return Err(format!(
-                        "the offline scorer cannot judge dimension `{other}`; use an LLM judge"
-                    ));
-                }
+            let Some((signal, rationale)) = signal(&d.name, prompt, response) else {
+                return Err(format!(
+                    "the offline scorer cannot judge dimension `{}`; use an LLM judge",
+                    d.name
+                ));
             };
-            // The signal is on 0..1; take the nearest level of the scale.
-            let levels = d.scale.levels();
-            let index = (signal.clamp(0.0, 1.0) * (levels.len() - 1) as f64).round() as usize;
             Ok(Judgment {
                 dimension: d.name.clone(),
-                level: levels[index],
+                level: nearest_level(signal, &d.scale.levels()),
                 rationale,
             })
         })
         .collect()
+}
+
+/// The scorer's 0..1 signal and rationale for one dimension it knows, by name.
+pub fn signal(dimension: &str, prompt: &str, response: &str) -> Option<(f64, String)> {
+    match dimension {
+        "safety" => Some(safety(prompt, response)),
+        "relevance" => Some(relevance(prompt, response)),
+        "professional_tone" => Some(tone(response)),
+        _ => None,
+    }
+}
+
+/// The level of a scale (lowest first) nearest to a 0..1 signal.
+pub fn nearest_level(signal: f64, levels: &[u32]) -> u32 {
+    let index = (signal.clamp(0.0, 1.0) * (levels.len().max(1) - 1) as f64).round() as usize;
+    levels.get(index).copied().unwrap_or_default()
 }
 
 static PII: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {

@@ -7,4 +7,5 @@ mod ingest_s3;
 mod offline_judge;
 mod rubric;
 mod score;
+mod score_llm;
 mod support;

@@ -53,6 +53,11 @@ pub fn stderr(output: &Output) -> String {
 
 /// The `ingest` object of the last JSON line on stdout.
 pub fn ingest_summary(output: &Output) -> serde_json::Value {
+    stage_summary(output, "ingest")
+}
+
+/// One stage's object of the last JSON line on stdout.
+pub fn stage_summary(output: &Output, stage: &str) -> serde_json::Value {
     let text = stdout(output);
     let line = text
         .lines()
@@ -60,7 +65,7 @@ pub fn ingest_summary(output: &Output) -> serde_json::Value {
         .find(|l| l.starts_with('{'))
         .unwrap_or_else(|| panic!("no JSON summary on stdout; stderr:\n{}", stderr(output)));
     let value: serde_json::Value = serde_json::from_str(line).expect("summary is JSON");
-    value["ingest"].clone()
+    value[stage].clone()
 }
 
 pub fn count(summary: &serde_json::Value, key: &str) -> u64 {
@@ -214,6 +219,8 @@ fn start_ministack() -> Ministack {
         .env("GATEWAY_PORT", port.to_string())
         .env("BIND_HOST", "127.0.0.1")
         .env("LOG_LEVEL", "WARNING")
+        // Bedrock Converse calls are forwarded, as OpenAI chat completions, to our judge stub.
+        .env("MINISTACK_BEDROCK_PROXY_URL", &proxy_judge().url)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -297,4 +304,36 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The judge stub (evalwatch's own; speaks Converse and OpenAI chat completions)
+
+pub use evalwatch::judge::stub::{Stub, StubConfig};
+
+/// A judge stub serving on loopback from its own runtime, for as long as this value lives.
+pub struct JudgeServer {
+    pub url: String,
+    pub stub: std::sync::Arc<Stub>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+pub fn judge_server(config: StubConfig) -> JudgeServer {
+    let runtime = runtime();
+    let stub = Stub::new(config);
+    let (addr, _task) = runtime
+        .block_on(stub.start("127.0.0.1:0"))
+        .expect("the judge stub listens");
+    JudgeServer {
+        url: format!("http://{addr}"),
+        stub,
+        _runtime: runtime,
+    }
+}
+
+static PROXY_JUDGE: OnceLock<JudgeServer> = OnceLock::new();
+
+/// The fault-free stub behind ministack's Bedrock (`MINISTACK_BEDROCK_PROXY_URL`).
+pub fn proxy_judge() -> &'static JudgeServer {
+    PROXY_JUDGE.get_or_init(|| judge_server(StubConfig::default()))
 }

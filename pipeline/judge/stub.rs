@@ -1,0 +1,563 @@
+//! A local judge server for tests, benchmarks and trying a config without a cloud account:
+//! `evalwatch judge-stub`. It speaks Bedrock Converse (`POST /model/<id>/converse`) and OpenAI
+//! chat completions (`POST .../chat/completions`), answers with a `record_scores` tool call whose
+//! levels come from the offline scorer's signals (hash-based for dimensions it does not know), and
+//! injects the faults real judges have.
+//!
+//! Faults, all configurable: latency; random throttling (429 `ThrottlingException`) and server
+//! errors (500 `InternalServerException`) at given rates, never more than
+//! `max_consecutive_faults` in a row for one judged pair so a patient client always gets through;
+//! a requests/s ceiling past which it throttles. Markers in the judged response script one pair:
+//! `[stub:slow]` (answers after `slow`), `[stub:malformed]` (drops a dimension),
+//! `[stub:malformed-once]` (drops it on the first call only), `[stub:bad-level]` (score 99),
+//! `[stub:partial]` (tool input cut short), `[stub:ignore-schema]` (text, no tool call),
+//! `[stub:reject]` (400 `ValidationException`).
+//!
+//! `GET /_stub/stats` returns the counters as JSON. It does not check signatures.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::offline;
+use super::protocol::TOOL_NAME;
+use crate::util::sha256_hex;
+
+#[derive(Debug, Clone)]
+pub struct StubConfig {
+    pub latency: Duration,
+    pub slow: Duration,
+    pub throttle_rate: f64,
+    pub error_rate: f64,
+    pub max_rps: Option<f64>,
+    pub max_consecutive_faults: u32,
+    pub seed: u64,
+}
+
+impl Default for StubConfig {
+    fn default() -> StubConfig {
+        StubConfig {
+            latency: Duration::ZERO,
+            slow: Duration::from_secs(5),
+            throttle_rate: 0.0,
+            error_rate: 0.0,
+            max_rps: None,
+            max_consecutive_faults: 3,
+            seed: 1,
+        }
+    }
+}
+
+/// What the stub has seen.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StubStats {
+    pub requests: u64,
+    /// Answers with a valid-looking tool call (status 200).
+    pub answered: u64,
+    pub throttled: u64,
+    pub server_errors: u64,
+    pub rejected: u64,
+    /// Judged pairs answered more than once (a repaired pair counts too).
+    pub answered_twice: u64,
+    /// Distinct judged pairs answered.
+    pub distinct_answered: u64,
+}
+
+#[derive(Default)]
+struct Book {
+    stats: StubStats,
+    answers: HashMap<String, u64>,
+    faults_in_a_row: HashMap<String, u32>,
+    rng: u64,
+    bucket_tokens: f64,
+    bucket_at: Option<Instant>,
+    /// The user texts received, in order (the last 10,000).
+    user_texts: Vec<String>,
+}
+
+/// A running stub, shared with its connections.
+pub struct Stub {
+    config: StubConfig,
+    book: Mutex<Book>,
+}
+
+impl Stub {
+    pub fn new(config: StubConfig) -> Arc<Stub> {
+        let rng = config.seed.max(1);
+        Arc::new(Stub {
+            config,
+            book: Mutex::new(Book {
+                rng,
+                ..Book::default()
+            }),
+        })
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn stats(&self) -> StubStats {
+        self.book().stats.clone()
+    }
+
+    /// The user texts received so far (the last 10,000).
+    pub fn user_texts(&self) -> Vec<String> {
+        self.book().user_texts.clone()
+    }
+
+    /// Binds `addr` (port 0 for any) and serves until the task is dropped or aborted.
+    pub async fn start(
+        self: &Arc<Stub>,
+        addr: &str,
+    ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+        let listener = TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let stub = self.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let stub = stub.clone();
+                tokio::spawn(async move {
+                    let _ = stub.connection(stream).await;
+                });
+            }
+        });
+        Ok((local, task))
+    }
+
+    async fn connection(self: Arc<Stub>, mut stream: TcpStream) -> std::io::Result<()> {
+        let mut buffer = Vec::with_capacity(16 * 1024);
+        loop {
+            let Some(request) = read_request(&mut stream, &mut buffer).await? else {
+                return Ok(());
+            };
+            let (status, headers, body) = self.handle(&request).await;
+            let mut head = format!(
+                "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+                reason(status),
+                body.len()
+            );
+            for (name, value) in headers {
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+            if request.close {
+                head.push_str("connection: close\r\n");
+            }
+            head.push_str("\r\n");
+            stream.write_all(head.as_bytes()).await?;
+            stream.write_all(&body).await?;
+            if request.close {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn handle(&self, request: &Request) -> (u16, Vec<(&'static str, String)>, Vec<u8>) {
+        if request.method == "GET" && request.path == "/_stub/stats" {
+            return (200, vec![], json!(self.stats()).to_string().into_bytes());
+        }
+        let wire = if request.path.starts_with("/model/") && request.path.ends_with("/converse") {
+            Wire::Converse
+        } else if request.path.ends_with("/chat/completions") {
+            Wire::OpenAi
+        } else {
+            return (
+                404,
+                vec![],
+                json!({"message": "unknown path"}).to_string().into_bytes(),
+            );
+        };
+        let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
+            return wire.error(400, "ValidationException", "the body is not JSON");
+        };
+        let (user, schema) = match wire {
+            Wire::Converse => (
+                body["messages"][0]["content"][0]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                body["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"].clone(),
+            ),
+            Wire::OpenAi => (
+                body["messages"]
+                    .as_array()
+                    .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+                    .and_then(|m| m["content"].as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                body["tools"][0]["function"]["parameters"].clone(),
+            ),
+        };
+        let prompt = between(&user, "<prompt>\n", "\n</prompt>");
+        let response = between(&user, "<response>\n", "\n</response>");
+        let pair = sha256_hex(format!("{prompt}\0{response}").as_bytes());
+
+        // Decide the fault under the lock, then sleep without it.
+        let fault = {
+            let mut book = self.book();
+            book.stats.requests += 1;
+            if book.user_texts.len() >= 10_000 {
+                book.user_texts.remove(0);
+            }
+            book.user_texts.push(user.clone());
+            self.fault(&mut book, &pair)
+        };
+        if response.contains("[stub:slow]") {
+            tokio::time::sleep(self.config.slow).await;
+        } else if !self.config.latency.is_zero() {
+            tokio::time::sleep(self.config.latency).await;
+        }
+        match fault {
+            Some(Fault::Throttle) => {
+                self.book().stats.throttled += 1;
+                return wire.error(
+                    429,
+                    "ThrottlingException",
+                    "Too many requests, please wait before trying again.",
+                );
+            }
+            Some(Fault::Server) => {
+                self.book().stats.server_errors += 1;
+                return wire.error(500, "InternalServerException", "The server had an error.");
+            }
+            None => {}
+        }
+        if response.contains("[stub:reject]") {
+            self.book().stats.rejected += 1;
+            return wire.error(
+                400,
+                "ValidationException",
+                "The model rejected the request.",
+            );
+        }
+
+        let first_answer = {
+            let mut book = self.book();
+            let count = book.answers.entry(pair.clone()).or_insert(0);
+            *count += 1;
+            let first = *count == 1;
+            if *count == 2 {
+                book.stats.answered_twice += 1;
+            }
+            if first {
+                book.stats.distinct_answered += 1;
+            }
+            book.stats.answered += 1;
+            first
+        };
+        let mut input = scores(&schema, &prompt, &response);
+        let mut text_only = None;
+        if response.contains("[stub:malformed]")
+            || (response.contains("[stub:malformed-once]") && first_answer)
+        {
+            // Drop the first dimension the schema requires.
+            if let (Some(map), Some(first)) =
+                (input.as_object_mut(), schema["required"][0].as_str())
+            {
+                map.remove(first);
+            }
+        }
+        if response.contains("[stub:bad-level]")
+            && let Some(map) = input.as_object_mut()
+        {
+            for entry in map.values_mut() {
+                entry["score"] = json!(99);
+            }
+        }
+        if response.contains("[stub:ignore-schema]") {
+            text_only = Some("I would rate this reply a 4 out of 5 overall.".to_string());
+        }
+        let partial = response.contains("[stub:partial]");
+        let input_tokens = (request.body.len() / 4) as u64;
+        let output_tokens = (input.to_string().len() / 4) as u64 + 10;
+        let body = match wire {
+            Wire::Converse => {
+                let content = match (&text_only, partial) {
+                    (Some(text), _) => json!([{"text": text}]),
+                    (None, true) => {
+                        json!([{"toolUse": {"toolUseId": "tooluse_stub", "name": TOOL_NAME, "input": {"safety": {"rationale": "cut"}}}}])
+                    }
+                    (None, false) => {
+                        json!([{"toolUse": {"toolUseId": "tooluse_stub", "name": TOOL_NAME, "input": input}}])
+                    }
+                };
+                json!({
+                    "output": {"message": {"role": "assistant", "content": content}},
+                    "stopReason": if text_only.is_some() { "end_turn" } else { "tool_use" },
+                    "usage": {"inputTokens": input_tokens, "outputTokens": output_tokens, "totalTokens": input_tokens + output_tokens},
+                    "metrics": {"latencyMs": self.config.latency.as_millis() as u64},
+                })
+            }
+            Wire::OpenAi => {
+                let arguments = input.to_string();
+                let message = match (&text_only, partial) {
+                    (Some(text), _) => json!({"role": "assistant", "content": text}),
+                    (None, true) => {
+                        json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_stub", "type": "function", "function": {"name": TOOL_NAME, "arguments": &arguments[..arguments.len() / 2]}}]})
+                    }
+                    (None, false) => {
+                        json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_stub", "type": "function", "function": {"name": TOOL_NAME, "arguments": arguments}}]})
+                    }
+                };
+                json!({
+                    "id": "chatcmpl-stub",
+                    "object": "chat.completion",
+                    "model": body["model"],
+                    "choices": [{"index": 0, "message": message, "finish_reason": if text_only.is_some() { "stop" } else { "tool_calls" }}],
+                    "usage": {"prompt_tokens": input_tokens, "completion_tokens": output_tokens, "total_tokens": input_tokens + output_tokens},
+                })
+            }
+        };
+        (200, vec![], body.to_string().into_bytes())
+    }
+
+    /// Whether this request fails, by the configured rates and ceiling.
+    fn fault(&self, book: &mut Book, pair: &str) -> Option<Fault> {
+        if let Some(rps) = self.config.max_rps {
+            let now = Instant::now();
+            let elapsed = book
+                .bucket_at
+                .map_or(1.0, |at| now.duration_since(at).as_secs_f64());
+            // A bucket of one tenth of a second's calls: smooth, like a per-second quota.
+            let capacity = (rps / 10.0).max(1.0);
+            book.bucket_tokens = (book.bucket_tokens + elapsed * rps).min(capacity);
+            book.bucket_at = Some(now);
+            if book.bucket_tokens < 1.0 {
+                return Some(Fault::Throttle);
+            }
+            book.bucket_tokens -= 1.0;
+        }
+        let draw = next_random(&mut book.rng);
+        let fault = if draw < self.config.throttle_rate {
+            Some(Fault::Throttle)
+        } else if draw < self.config.throttle_rate + self.config.error_rate {
+            Some(Fault::Server)
+        } else {
+            None
+        };
+        let in_a_row = book.faults_in_a_row.entry(pair.to_string()).or_insert(0);
+        match fault {
+            Some(_) if *in_a_row < self.config.max_consecutive_faults => {
+                *in_a_row += 1;
+                fault
+            }
+            _ => {
+                *in_a_row = 0;
+                None
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Throttle,
+    Server,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Wire {
+    Converse,
+    OpenAi,
+}
+
+impl Wire {
+    fn error(
+        self,
+        status: u16,
+        code: &str,
+        message: &str,
+    ) -> (u16, Vec<(&'static str, String)>, Vec<u8>) {
+        match self {
+            Wire::Converse => (
+                status,
+                vec![("x-amzn-errortype", code.to_string())],
+                json!({"message": message}).to_string().into_bytes(),
+            ),
+            Wire::OpenAi => (
+                status,
+                vec![],
+                json!({"error": {"message": message, "type": code}})
+                    .to_string()
+                    .into_bytes(),
+            ),
+        }
+    }
+}
+
+/// The judge's answer: per dimension of the tool schema, the offline scorer's level when it knows
+/// the dimension, otherwise one picked by hashing the pair.
+fn scores(schema: &Value, prompt: &str, response: &str) -> Value {
+    let mut out = serde_json::Map::new();
+    let Some(properties) = schema["properties"].as_object() else {
+        return Value::Object(out);
+    };
+    for (name, spec) in properties {
+        let levels: Vec<u32> = spec["properties"]["score"]["enum"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_u64().map(|v| v as u32))
+                    .collect()
+            })
+            .unwrap_or_else(|| vec![1, 2, 3, 4, 5]);
+        let (signal, rationale) = offline::signal(name, prompt, response).unwrap_or_else(|| {
+            let h = sha256_hex(format!("{name}\0{prompt}\0{response}").as_bytes());
+            let x = u64::from_str_radix(&h[..8], 16).unwrap_or(0) as f64 / u32::MAX as f64;
+            (x, "judged by the stub".to_string())
+        });
+        out.insert(
+            name.clone(),
+            json!({"rationale": rationale, "score": offline::nearest_level(signal, &levels)}),
+        );
+    }
+    Value::Object(out)
+}
+
+/// The text between two markers, with the tag escaping of the protocol undone.
+fn between(text: &str, open: &str, close: &str) -> String {
+    let Some(start) = text.find(open) else {
+        return String::new();
+    };
+    let rest = &text[start + open.len()..];
+    let end = rest.find(close).unwrap_or(rest.len());
+    rest[..end]
+        .replace("&lt;/prompt&gt;", "</prompt>")
+        .replace("&lt;prompt&gt;", "<prompt>")
+        .replace("&lt;/response&gt;", "</response>")
+        .replace("&lt;response&gt;", "<response>")
+}
+
+fn next_random(state: &mut u64) -> f64 {
+    // xorshift64*
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        _ => "Status",
+    }
+}
+
+struct Request {
+    method: String,
+    path: String,
+    body: Vec<u8>,
+    close: bool,
+}
+
+/// Reads one HTTP/1.1 request (Content-Length bodies; chunked bodies are decoded too).
+async fn read_request(
+    stream: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+) -> std::io::Result<Option<Request>> {
+    let head_end = loop {
+        if let Some(at) = find(buffer, b"\r\n\r\n") {
+            break at;
+        }
+        let mut chunk = [0u8; 16 * 1024];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).to_string();
+    buffer.drain(..head_end + 4);
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next().unwrap_or_default().split(' ');
+    let method = first.next().unwrap_or_default().to_string();
+    let path = first.next().unwrap_or_default().to_string();
+    let mut length = 0usize;
+    let mut chunked = false;
+    let mut close = false;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+        match name.as_str() {
+            "content-length" => length = value.parse().unwrap_or(0),
+            "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
+            "connection" => close = value.eq_ignore_ascii_case("close"),
+            _ => {}
+        }
+    }
+    let body = if chunked {
+        read_chunked(stream, buffer).await?
+    } else {
+        while buffer.len() < length {
+            let mut chunk = [0u8; 16 * 1024];
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            buffer.extend_from_slice(&chunk[..n]);
+        }
+        buffer.drain(..length).collect()
+    };
+    Ok(Some(Request {
+        method,
+        path,
+        body,
+        close,
+    }))
+}
+
+async fn read_chunked(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = loop {
+            if let Some(at) = find(buffer, b"\r\n") {
+                break at;
+            }
+            fill(stream, buffer).await?;
+        };
+        let size_text = String::from_utf8_lossy(&buffer[..line_end]).to_string();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("0").trim(), 16)
+            .unwrap_or(0);
+        buffer.drain(..line_end + 2);
+        while buffer.len() < size + 2 {
+            fill(stream, buffer).await?;
+        }
+        body.extend(buffer.drain(..size));
+        buffer.drain(..2);
+        if size == 0 {
+            return Ok(body);
+        }
+    }
+}
+
+async fn fill(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut chunk = [0u8; 16 * 1024];
+    let n = stream.read(&mut chunk).await?;
+    if n == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    buffer.extend_from_slice(&chunk[..n]);
+    Ok(())
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
