@@ -414,7 +414,7 @@ fn log_score(summary: &ScoreSummary) {
     tracing::info!(
         "score: {} captures, {} sampled, {} from cache, {} judged by {} against {} in {} partitions \
          -> {} ok rows, {} error rows, {} skipped_budget rows; {} calls ({} retries, {} throttled, \
-         {} timeouts, {} repairs), {} + {} tokens, {cost}, {:.1} judgments/s",
+         {} timeouts, {} repairs, {:.1}/s), {} + {} tokens, {cost}, {:.1} judgments/s",
         summary.captures,
         summary.sampled,
         summary.from_cache,
@@ -430,6 +430,7 @@ fn log_score(summary: &ScoreSummary) {
         summary.throttled,
         summary.timeouts,
         summary.repairs,
+        summary.calls_per_s,
         summary.input_tokens,
         summary.output_tokens,
         summary.judgments_per_s

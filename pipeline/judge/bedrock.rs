@@ -17,25 +17,19 @@ use aws_sdk_bedrockruntime::types::{
 use aws_smithy_types::{Document, Number};
 use serde_json::Value;
 
-use super::protocol::{Prompting, TOOL_NAME};
-use super::{CallError, Reply};
+use super::protocol::TOOL_NAME;
+use super::{CallError, Llm, Reply};
 
 #[derive(Debug, Clone)]
 pub struct BedrockJudge {
     client: aws_sdk_bedrockruntime::Client,
-    model: String,
-    max_output_tokens: u32,
-    prompting: Prompting,
+    pub llm: Llm,
     tool_config: ToolConfiguration,
 }
 
 impl BedrockJudge {
-    pub fn new(
-        client: aws_sdk_bedrockruntime::Client,
-        model: String,
-        max_output_tokens: u32,
-        prompting: Prompting,
-    ) -> Result<BedrockJudge, String> {
+    pub fn new(client: aws_sdk_bedrockruntime::Client, llm: Llm) -> Result<BedrockJudge, String> {
+        let prompting = &llm.prompting;
         let spec = ToolSpecification::builder()
             .name(TOOL_NAME)
             .description(&prompting.tool_description)
@@ -53,23 +47,9 @@ impl BedrockJudge {
             .map_err(|e| e.to_string())?;
         Ok(BedrockJudge {
             client,
-            model,
-            max_output_tokens,
-            prompting,
+            llm,
             tool_config,
         })
-    }
-
-    pub fn model(&self) -> &str {
-        &self.model
-    }
-
-    pub fn prompting(&self) -> &Prompting {
-        &self.prompting
-    }
-
-    pub fn params(&self) -> Value {
-        super::llm_params(self.max_output_tokens)
     }
 
     pub async fn call(&self, user_text: &str) -> Result<Reply, CallError> {
@@ -80,13 +60,13 @@ impl BedrockJudge {
             .map_err(|e| CallError::Rejected(e.to_string()))?;
         let inference = InferenceConfiguration::builder()
             .temperature(0.0)
-            .max_tokens(i32::try_from(self.max_output_tokens).unwrap_or(i32::MAX))
+            .max_tokens(i32::try_from(self.llm.max_output_tokens).unwrap_or(i32::MAX))
             .build();
         let response = self
             .client
             .converse()
-            .model_id(&self.model)
-            .system(SystemContentBlock::Text(self.prompting.system.clone()))
+            .model_id(&self.llm.model)
+            .system(SystemContentBlock::Text(self.llm.prompting.system.clone()))
             .messages(message)
             .inference_config(inference)
             .tool_config(self.tool_config.clone())

@@ -69,6 +69,25 @@ impl CallError {
     }
 }
 
+/// What both LLM judges hold besides their client: the model and how it is prompted.
+#[derive(Debug, Clone)]
+pub struct Llm {
+    pub model: String,
+    pub max_output_tokens: u32,
+    pub prompting: protocol::Prompting,
+}
+
+impl Llm {
+    /// The generation parameters recorded in the params hash.
+    fn params(&self) -> Value {
+        json!({
+            "protocol": protocol::PROTOCOL_VERSION,
+            "temperature": 0,
+            "max_output_tokens": self.max_output_tokens,
+        })
+    }
+}
+
 /// A judge ready to be called.
 #[derive(Debug, Clone)]
 pub enum Judge {
@@ -84,22 +103,20 @@ impl Judge {
         rubric: &Rubric,
         aws: &AwsClients,
     ) -> Result<Judge, String> {
-        let prompting = protocol::Prompting::new(rubric);
-        let model = settings.model.clone().unwrap_or_default();
+        let llm = Llm {
+            model: settings.model.clone().unwrap_or_default(),
+            max_output_tokens: settings.max_output_tokens,
+            prompting: protocol::Prompting::new(rubric),
+        };
         Ok(match settings.kind {
             JudgeKind::Offline => Judge::Offline,
-            JudgeKind::Bedrock => Judge::Bedrock(bedrock::BedrockJudge::new(
-                aws.bedrock().await,
-                model,
-                settings.max_output_tokens,
-                prompting,
-            )?),
+            JudgeKind::Bedrock => {
+                Judge::Bedrock(bedrock::BedrockJudge::new(aws.bedrock().await, llm)?)
+            }
             JudgeKind::OpenAi => Judge::OpenAi(openai::OpenAiJudge::new(
                 settings.url.clone().unwrap_or_default(),
-                model,
                 settings.api_key_env.as_deref(),
-                settings.max_output_tokens,
-                prompting,
+                llm,
             )?),
         })
     }
@@ -108,18 +125,23 @@ impl Judge {
     pub fn id(&self) -> String {
         match self {
             Judge::Offline => offline::judge_id(),
-            Judge::Bedrock(j) => format!("bedrock:{}", j.model()),
-            Judge::OpenAi(j) => format!("openai:{}", j.model()),
+            Judge::Bedrock(j) => format!("bedrock:{}", j.llm.model),
+            Judge::OpenAi(j) => format!("openai:{}", j.llm.model),
+        }
+    }
+
+    /// The model and prompting of an LLM judge.
+    pub fn llm(&self) -> Option<&Llm> {
+        match self {
+            Judge::Offline => None,
+            Judge::Bedrock(j) => Some(&j.llm),
+            Judge::OpenAi(j) => Some(&j.llm),
         }
     }
 
     /// sha256 of the canonical JSON of everything besides the model that changes a judgment.
     pub fn params_hash(&self) -> String {
-        let params = match self {
-            Judge::Offline => json!({}),
-            Judge::Bedrock(j) => j.params(),
-            Judge::OpenAi(j) => j.params(),
-        };
+        let params = self.llm().map_or(json!({}), Llm::params);
         sha256_hex(params.to_string().as_bytes())
     }
 
@@ -129,11 +151,7 @@ impl Judge {
 
     /// The request-independent prompting of an LLM judge.
     pub fn prompting(&self) -> Option<&protocol::Prompting> {
-        match self {
-            Judge::Offline => None,
-            Judge::Bedrock(j) => Some(j.prompting()),
-            Judge::OpenAi(j) => Some(j.prompting()),
-        }
+        self.llm().map(|l| &l.prompting)
     }
 
     /// One attempt at judging `user_text` (built by [`protocol::user_text`]). The offline scorer
@@ -147,13 +165,4 @@ impl Judge {
             Judge::OpenAi(j) => j.call(user_text).await,
         }
     }
-}
-
-/// The generation parameters both LLM judges record in their params hash.
-fn llm_params(max_output_tokens: u32) -> Value {
-    json!({
-        "protocol": protocol::PROTOCOL_VERSION,
-        "temperature": 0,
-        "max_output_tokens": max_output_tokens,
-    })
 }

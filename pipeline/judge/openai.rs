@@ -4,30 +4,22 @@
 
 use serde_json::{Value, json};
 
-use super::protocol::{Prompting, TOOL_NAME};
-use super::{CallError, Reply};
+use super::protocol::TOOL_NAME;
+use super::{CallError, Llm, Reply};
 use crate::util::truncate_utf8;
 
 #[derive(Debug, Clone)]
 pub struct OpenAiJudge {
     http: reqwest::Client,
     endpoint: String,
-    model: String,
     api_key: Option<String>,
-    max_output_tokens: u32,
-    prompting: Prompting,
+    pub llm: Llm,
 }
 
 impl OpenAiJudge {
     /// `url` is the base up to `/v1`; the key, if any, is read from the environment variable
     /// `api_key_env` now, so a missing key fails before the first call.
-    pub fn new(
-        url: String,
-        model: String,
-        api_key_env: Option<&str>,
-        max_output_tokens: u32,
-        prompting: Prompting,
-    ) -> Result<OpenAiJudge, String> {
+    pub fn new(url: String, api_key_env: Option<&str>, llm: Llm) -> Result<OpenAiJudge, String> {
         let api_key = match api_key_env {
             None => None,
             Some(var) => Some(std::env::var(var).map_err(|_| {
@@ -40,40 +32,27 @@ impl OpenAiJudge {
         Ok(OpenAiJudge {
             http,
             endpoint: format!("{}/chat/completions", url.trim_end_matches('/')),
-            model,
             api_key,
-            max_output_tokens,
-            prompting,
+            llm,
         })
     }
 
-    pub fn model(&self) -> &str {
-        &self.model
-    }
-
-    pub fn prompting(&self) -> &Prompting {
-        &self.prompting
-    }
-
-    pub fn params(&self) -> Value {
-        super::llm_params(self.max_output_tokens)
-    }
-
     pub async fn call(&self, user_text: &str) -> Result<Reply, CallError> {
+        let prompting = &self.llm.prompting;
         let body = json!({
-            "model": self.model,
+            "model": self.llm.model,
             "temperature": 0,
-            "max_tokens": self.max_output_tokens,
+            "max_tokens": self.llm.max_output_tokens,
             "messages": [
-                {"role": "system", "content": self.prompting.system},
+                {"role": "system", "content": prompting.system},
                 {"role": "user", "content": user_text},
             ],
             "tools": [{
                 "type": "function",
                 "function": {
                     "name": TOOL_NAME,
-                    "description": self.prompting.tool_description,
-                    "parameters": self.prompting.tool_schema,
+                    "description": prompting.tool_description,
+                    "parameters": prompting.tool_schema,
                 },
             }],
             "tool_choice": {"type": "function", "function": {"name": TOOL_NAME}},

@@ -2,8 +2,10 @@
 //!
 //! - [`Pacer`]: a client-side limiter on requests/min and tokens/min. Calls are spaced evenly
 //!   (no bursts past the quota). On throttling the rate is halved (at most once per half second,
-//!   so one burst of throttles counts once, down to 1/64 of the configured rate); every success
-//!   gives back 1% of the configured rate.
+//!   so one burst of throttles counts once; never below one call per 5 s). Recovery is fast up to
+//!   90% of the rate that was throttled (each success gives back 1 call/s, so the pace doubles in
+//!   about a second) and slow beyond it (0.1 call/s per success, about 10% per second), so the
+//!   pace spends its time just under the server's real limit instead of at half of it.
 //! - [`call_with_retries`]: one logical call; a per-call timeout; throttling, 5xx, timeouts and
 //!   connection errors are retried with exponential back-off and full jitter; anything else fails
 //!   at once.
@@ -21,14 +23,20 @@ use crate::judge::protocol::{self, Judgment};
 use crate::judge::{CallError, Judge, Reply};
 use crate::rubric::Rubric;
 
-/// The smallest share of the configured rate the pacer falls to.
-const MIN_FACTOR: f64 = 1.0 / 64.0;
+/// The slowest pace the pacer falls to, in calls per second.
+const MIN_RATE: f64 = 0.2;
+
+/// Calls per second given back per successful call, below and above 90% of the last rate cut.
+const FAST_RECOVERY: f64 = 1.0;
+const SLOW_RECOVERY: f64 = 0.1;
 
 #[derive(Debug)]
 struct PacerState {
     next_request: Instant,
     next_tokens: Instant,
     factor: f64,
+    /// The factor at the last cut: the pace known to be too fast.
+    cut_from: f64,
     last_cut: Option<Instant>,
 }
 
@@ -49,6 +57,7 @@ impl Pacer {
                 next_request: now,
                 next_tokens: now,
                 factor: 1.0,
+                cut_from: 1.0,
                 last_cut: None,
             }),
         }
@@ -78,14 +87,20 @@ impl Pacer {
         if s.last_cut
             .is_none_or(|t| now.duration_since(t) > Duration::from_millis(500))
         {
-            s.factor = (s.factor / 2.0).max(MIN_FACTOR);
+            s.cut_from = s.factor;
+            s.factor = (s.factor / 2.0).max((MIN_RATE / self.requests_per_s).min(1.0));
             s.last_cut = Some(now);
         }
     }
 
     pub fn on_success(&self) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.factor = (s.factor + 0.01).min(1.0);
+        let step = if s.factor < 0.9 * s.cut_from {
+            FAST_RECOVERY
+        } else {
+            SLOW_RECOVERY
+        };
+        s.factor = (s.factor + step / self.requests_per_s).min(1.0);
     }
 
     /// The share of the configured rate in force now.
@@ -297,10 +312,15 @@ mod tests {
         pacer.on_throttle();
         pacer.on_throttle(); // the same burst: counted once
         assert_eq!(pacer.factor(), 0.5);
+        // Fast back to 90% of the throttled pace (1 call/s per success at 10/s = +0.1), then slow.
+        for _ in 0..4 {
+            pacer.on_success();
+        }
+        assert!((pacer.factor() - 0.9).abs() < 1e-9, "{}", pacer.factor());
         for _ in 0..10 {
             pacer.on_success();
         }
-        assert!((pacer.factor() - 0.6).abs() < 1e-9);
+        assert!((pacer.factor() - 1.0).abs() < 1e-9, "{}", pacer.factor());
         // Tokens pace too: 100 tokens/s, a 50-token call takes half a second of budget.
         let pacer = Pacer::new(1e9, 6000.0);
         let now = Instant::now();

@@ -142,6 +142,8 @@ pub struct ScoreSummary {
     pub seconds: f64,
     /// Pairs judged per second of the stage's wall time.
     pub judgments_per_s: f64,
+    /// Judge calls (retries and repairs included) per second of the stage's wall time.
+    pub calls_per_s: f64,
     pub plan: Vec<PartitionPlan>,
 }
 
@@ -372,61 +374,53 @@ impl ScoreRows {
                     output_tokens,
                     cost_usd,
                     latency_ms,
-                } => {
-                    self.judge_latency_ms.push(Some(*latency_ms));
-                    self.input_tokens.push(share(*input_tokens, n, index));
-                    self.output_tokens.push(share(*output_tokens, n, index));
-                    self.judge_cost_usd.push(cost_usd.map(|c| c / n as f64));
-                    match judgments.iter().find(|j| j.dimension == dimension.name) {
-                        Some(j) => {
-                            self.score.push(dimension.scale.normalise(j.level));
-                            self.label.push(Some(j.level.to_string()));
-                            self.rationale.push(Some(j.rationale.clone()));
-                            self.status.push("ok");
-                            self.error.push(None);
-                            summary.rows_ok += 1;
-                        }
-                        None => {
-                            self.score.push(None);
-                            self.label.push(None);
-                            self.rationale.push(None);
-                            self.status.push("error");
-                            self.error
-                                .push(Some(format!("the judge returned no `{}`", dimension.name)));
-                            summary.rows_error += 1;
-                        }
+                } => match judgments.iter().find(|j| j.dimension == dimension.name) {
+                    Some(j) => {
+                        self.judge_latency_ms.push(Some(*latency_ms));
+                        self.input_tokens.push(share(*input_tokens, n, index));
+                        self.output_tokens.push(share(*output_tokens, n, index));
+                        self.judge_cost_usd.push(cost_usd.map(|c| c / n as f64));
+                        self.score.push(dimension.scale.normalise(j.level));
+                        self.label.push(Some(j.level.to_string()));
+                        self.rationale.push(Some(j.rationale.clone()));
+                        self.status.push("ok");
+                        self.error.push(None);
+                        summary.rows_ok += 1;
                     }
-                }
+                    None => {
+                        let reason = format!("the judge returned no `{}`", dimension.name);
+                        self.push_unscored(Some(*latency_ms), "error", reason);
+                        summary.rows_error += 1;
+                    }
+                },
                 Verdict::Failed { reason, latency_ms } => {
-                    self.judge_latency_ms.push(Some(*latency_ms));
-                    self.input_tokens.push(None);
-                    self.output_tokens.push(None);
-                    self.judge_cost_usd.push(None);
-                    self.score.push(None);
-                    self.label.push(None);
-                    self.rationale.push(None);
-                    self.status.push("error");
-                    self.error.push(Some(reason.clone()));
+                    self.push_unscored(Some(*latency_ms), "error", reason.clone());
                     summary.rows_error += 1;
                 }
                 Verdict::SkippedBudget => {
-                    self.judge_latency_ms.push(None);
-                    self.input_tokens.push(None);
-                    self.output_tokens.push(None);
-                    self.judge_cost_usd.push(None);
-                    self.score.push(None);
-                    self.label.push(None);
-                    self.rationale.push(None);
-                    self.status.push("skipped_budget");
-                    self.error.push(Some(format!(
+                    let reason = format!(
                         "the run budget of {} USD was reached",
                         summary.budget_usd.unwrap_or(0.0)
-                    )));
+                    );
+                    self.push_unscored(None, "skipped_budget", reason);
                     summary.rows_skipped_budget += 1;
                 }
                 Verdict::Deferred => unreachable!("deferred captures have no rows"),
             }
         }
+    }
+
+    /// The columns of a row without a score.
+    fn push_unscored(&mut self, latency_ms: Option<f64>, status: &'static str, error: String) {
+        self.judge_latency_ms.push(latency_ms);
+        self.input_tokens.push(None);
+        self.output_tokens.push(None);
+        self.judge_cost_usd.push(None);
+        self.score.push(None);
+        self.label.push(None);
+        self.rationale.push(None);
+        self.status.push(status);
+        self.error.push(Some(error));
     }
 
     fn into_frame(
@@ -833,11 +827,15 @@ pub async fn score(
     summary.estimated_cost_usd = priced.then_some(estimated_usd);
     summary.skipped_budget = summary.plan.iter().map(|p| p.skipped_budget).sum();
     summary.seconds = started.elapsed().as_secs_f64();
-    summary.judgments_per_s = if job.dry_run || summary.seconds == 0.0 {
-        0.0
-    } else {
-        summary.judged as f64 / summary.seconds
+    let per_s = |n: u64| {
+        if job.dry_run || summary.seconds == 0.0 {
+            0.0
+        } else {
+            n as f64 / summary.seconds
+        }
     };
+    summary.judgments_per_s = per_s(summary.judged);
+    summary.calls_per_s = per_s(summary.calls);
     Ok(summary)
 }
 

@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Benchmark of the score stage against the judge stub (`evalwatch judge-stub`), Bedrock wire format.
+
+    cargo build --release
+    python3 scripts/bench_score.py                     # 100k rows at 200 ms + the 50 req/s ceiling
+    python3 scripts/bench_score.py --rows 20000 --ceiling-rows 3000
+
+Cases (each on a fresh warehouse, the captures ingested before the clock starts):
+  latency-200ms   stub answers every call after 200 ms; concurrency 64; target 95% of 64/0.2 = 304/s,
+                  under 1 ms of evalwatch CPU per judgment, under 500 MB peak RSS
+  ceiling-50/s    the stub throttles past 50 calls/s; evalwatch configured with that quota
+                  (requests-per-minute = 3000); target 90% of 50/s, no row lost
+  ceiling-50/s-adaptive  the same ceiling with no quota configured: only the adaptive back-off
+
+The stub runs in its own process, so the CPU and memory figures are evalwatch's alone. Prints a
+markdown table; BENCHMARKS.md records it.
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BINARY = os.path.join(ROOT, "target", "release", "evalwatch")
+WORDS = (
+    "account router password reset billing invoice refund shipping order delivery warranty "
+    "screen battery charger laptop phone printer network cable update install driver error "
+    "message restart settings profile email address login security backup cloud storage plan "
+    "upgrade cancel subscription support ticket agent hours weekend store location return policy"
+).split()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sentence(rng, words):
+    return " ".join(rng.choice(WORDS) for _ in range(words)).capitalize() + "."
+
+
+def generate(source, rows, seed=1):
+    """Plain records over 2 models x 2 days, 100 files, every pair distinct."""
+    rng = random.Random(seed)
+    os.makedirs(source, exist_ok=True)
+    per_file = max(1, rows // 100)
+    written = 0
+    file_no = 0
+    while written < rows:
+        with open(os.path.join(source, f"part-{file_no:03d}.jsonl"), "w") as f:
+            for _ in range(min(per_file, rows - written)):
+                model = "bench-a" if written % 2 == 0 else "bench-b"
+                day = 1 + (written // 2) % 2
+                prompt = f"#{written} " + " ".join(sentence(rng, rng.randint(6, 18)) for _ in range(rng.randint(1, 4)))
+                response = " ".join(sentence(rng, rng.randint(8, 20)) for _ in range(rng.randint(2, 10)))
+                f.write(json.dumps({
+                    "request_id": f"bench-{written}",
+                    "model": model,
+                    "timestamp": f"2026-10-0{day}T{written % 24:02d}:00:00Z",
+                    "prompt": prompt,
+                    "response": response,
+                }) + "\n")
+                written += 1
+        file_no += 1
+
+
+def run_measured(cmd, env):
+    """Runs cmd; returns (wall s, user+sys CPU s, peak RSS MB, stdout)."""
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"failed ({status}): {' '.join(cmd)}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, out.decode()
+
+
+def case(name, rows, latency_ms, max_rps, rpm, concurrency, work):
+    warehouse = os.path.join(work, f"wh-{name.replace('/', '')}")
+    shutil.rmtree(warehouse, ignore_errors=True)
+    source = os.path.join(work, f"source-{rows}")
+    if not os.path.isdir(source):
+        generate(source, rows)
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
+               AWS_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+    subprocess.run([BINARY, "--warehouse", warehouse, "ingest", "--source", source],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    port = free_port()
+    stub_cmd = [BINARY, "judge-stub", "--listen", f"127.0.0.1:{port}", "--latency-ms", str(latency_ms),
+                "--exit-after", "3600"]
+    if max_rps:
+        stub_cmd += ["--max-rps", str(max_rps), "--max-consecutive-faults", "1000"]
+    stub = subprocess.Popen(stub_cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    stub.stdout.readline()  # {"listening": ...}
+    config = os.path.join(work, f"{name.replace('/', '')}.toml")
+    with open(config, "w") as f:
+        f.write(f"""[score]
+rubric = "{ROOT}/rubrics/quality.toml"
+[judge]
+kind = "bedrock"
+model = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+concurrency = {concurrency}
+requests-per-minute = {rpm}
+tokens-per-minute = 1000000000
+max-attempts = 12
+backoff-initial-ms = 100
+backoff-max-ms = 5000
+[aws]
+region = "us-east-1"
+endpoint-url = "http://127.0.0.1:{port}"
+""")
+    try:
+        wall, cpu, rss, out = run_measured(
+            [BINARY, "--config", config, "--warehouse", warehouse, "--log-format", "json", "score"], env)
+    finally:
+        stats = json.loads(subprocess.run(
+            ["python3", "-c", f"import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:{port}/_stub/stats').read().decode())"],
+            capture_output=True, text=True).stdout or "{}")
+        stub.terminate()
+        stub.wait()
+    summary = json.loads(out.strip().splitlines()[-1])["score"]
+    ok_rows = summary["rows_ok"]
+    return {
+        "case": name,
+        "rows": rows,
+        "judged": summary["judged"],
+        "ok": ok_rows // 3,
+        "errors": summary["rows_error"] // 3,
+        "wall_s": wall,
+        "per_s": summary["judged"] / wall,
+        "stage_per_s": summary["judgments_per_s"],
+        "cpu_ms_per": 1000.0 * cpu / max(1, summary["judged"]),
+        "rss_mb": rss,
+        "throttled": summary["throttled"],
+        "calls": summary["calls"],
+        "answered_twice": stats.get("answered_twice"),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--ceiling-rows", type=int, default=5_000)
+    parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "evalwatch-bench-score"))
+    args = parser.parse_args()
+    if not os.path.exists(BINARY):
+        sys.exit("build first: cargo build --release")
+    os.makedirs(args.work, exist_ok=True)
+    results = [
+        (case("latency-200ms", args.rows, 200, None, 600_000, 64, args.work), 0.95 * 64 / 0.2),
+        (case("ceiling-50/s", args.ceiling_rows, 0, 50, 3000, 64, args.work), 0.9 * 50),
+        (case("ceiling-50/s-adaptive", args.ceiling_rows, 0, 50, 600_000, 64, args.work), 0.9 * 50),
+    ]
+    print("| case | rows | judged ok | errors | wall s | judgments/s | target /s | evalwatch CPU ms/judgment | peak RSS MB | throttled | calls |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r, target in results:
+        print(f"| {r['case']} | {r['rows']} | {r['ok']} | {r['errors']} | {r['wall_s']:.1f} | {r['per_s']:.1f} | "
+              f"{target:.0f} | {r['cpu_ms_per']:.3f} | {r['rss_mb']:.0f} | {r['throttled']} | {r['calls']} |")
+    print(json.dumps([r for r, _ in results]))
+
+
+if __name__ == "__main__":
+    main()
