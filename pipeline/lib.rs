@@ -1,8 +1,9 @@
 //! evalwatch: watches the quality and the cost of LLMs served in production.
 //!
-//! The stages (only `ingest` so far) each live in their own module and talk to each other only
+//! The stages (ingest, score; analyse in progress) each live in their own module and talk to each other only
 //! through the warehouse. [`run::run`] holds their order. See ARCHITECTURE.md for the map.
 
+pub mod analyse;
 pub mod aws;
 pub mod config;
 pub mod context;
