@@ -12,6 +12,7 @@ use polars::prelude::*;
 use crate::table::{text_constant, utc_micros};
 
 use super::decode::Capture;
+use super::features;
 
 /// Rows of `captures` for one (model, date) partition.
 #[derive(Default)]
@@ -31,6 +32,9 @@ pub struct CaptureBatch {
     payload_model: Vec<Option<String>>,
     source_line: Vec<i64>,
     content_hash: Vec<String>,
+    prompt_chars: Vec<i32>,
+    response_chars: Vec<i32>,
+    refusal: Vec<bool>,
     /// Approximate bytes held, to cut parts before memory grows.
     pub bytes: usize,
 }
@@ -50,6 +54,9 @@ impl CaptureBatch {
             + c.messages.as_ref().map_or(0, String::len)
             + c.request_id.len()
             + 160;
+        self.prompt_chars.push(features::chars(&c.prompt));
+        self.response_chars.push(features::chars(&c.response));
+        self.refusal.push(features::is_refusal(&c.response));
         self.request_id.push(c.request_id);
         self.inference_id.push(c.inference_id);
         self.endpoint.push(c.endpoint);
@@ -89,6 +96,9 @@ impl CaptureBatch {
                 text_constant("source_uri", source_uri, height),
                 Column::new("source_line".into(), self.source_line),
                 Column::new("content_hash".into(), self.content_hash),
+                Column::new("prompt_chars".into(), self.prompt_chars),
+                Column::new("response_chars".into(), self.response_chars),
+                Column::new("refusal".into(), self.refusal),
             ],
         )
     }

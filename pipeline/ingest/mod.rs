@@ -11,6 +11,7 @@
 
 pub mod batch;
 pub mod decode;
+pub mod features;
 pub mod manifest;
 pub mod source;
 
