@@ -57,9 +57,49 @@ pub struct RawConfig {
     /// push it.
     #[serde(default)]
     pub judge: RawJudge,
+    /// How drift is judged: baselines, minimum counts, thresholds.
+    #[serde(default)]
+    pub analyse: RawAnalyse,
     /// AWS client settings shared by every stage that talks to AWS.
     #[serde(default)]
     pub aws: RawAws,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawAnalyse {
+    /// `rolling` (the N days before each analysed day; default) or `fixed` (a reference window).
+    pub baseline: Option<String>,
+    /// Days of a rolling baseline. Default: 7.
+    pub baseline_days: Option<u32>,
+    /// First and last day of a fixed baseline, `YYYY-MM-DD`.
+    pub baseline_since: Option<String>,
+    pub baseline_until: Option<String>,
+    /// Below this many values on either side a metric's verdict is `insufficient_data`. Default: 30.
+    pub min_count: Option<u64>,
+    /// Benjamini-Hochberg adjusted p-value under which a test warns. Default: 0.05.
+    pub alpha_warn: Option<f64>,
+    /// ... and under which it may alert. Default: 0.01.
+    pub alpha_alert: Option<f64>,
+    /// Smallest change of a mean (scores are on 0..1, rates are shares) that may alert. Default: 0.05.
+    pub min_effect: Option<f64>,
+    /// KS D / Cramér's V under which a significant test only warns. Default: 0.1.
+    pub min_distance: Option<f64>,
+    /// PSI warn / alert levels. Default: 0.1 / 0.25.
+    pub psi_warn: Option<f64>,
+    pub psi_alert: Option<f64>,
+    /// Jensen-Shannon distance warn / alert levels. Default: 0.1 / 0.2.
+    pub js_warn: Option<f64>,
+    pub js_alert: Option<f64>,
+    /// Wasserstein-1 in baseline standard deviations, warn / alert. Default: 0.1 / 0.25.
+    pub wasserstein_warn: Option<f64>,
+    pub wasserstein_alert: Option<f64>,
+    /// Bootstrap resamples for mean differences (a normal interval is used past 20,000 values).
+    /// Default: 1000.
+    pub bootstrap_resamples: Option<usize>,
+    /// CUSUM slack and decision level, in standard errors of a day's mean. Default: 0.5 / 5.
+    pub cusum_k: Option<f64>,
+    pub cusum_h: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -183,6 +223,7 @@ pub struct Config {
     pub sampling: Sampling,
     pub budget_usd: Option<f64>,
     pub judge: JudgeSettings,
+    pub analyse: AnalyseSettings,
     pub aws: AwsSettings,
     /// sha256 of the config text, recorded in run manifests.
     pub hash: String,
@@ -486,6 +527,32 @@ pub fn is_pinned(kind: JudgeKind, model: &str) -> bool {
     }
 }
 
+/// Where each analysed day's baseline comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Baseline {
+    /// The N days before the analysed day.
+    Rolling(u32),
+    /// A fixed reference window.
+    Fixed(DateRange),
+}
+
+/// How the analyse stage judges drift.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalyseSettings {
+    pub baseline: Baseline,
+    pub min_count: u64,
+    pub alpha_warn: f64,
+    pub alpha_alert: f64,
+    pub min_effect: f64,
+    pub min_distance: f64,
+    pub psi: (f64, f64),
+    pub js: (f64, f64),
+    pub wasserstein: (f64, f64),
+    pub bootstrap_resamples: usize,
+    pub cusum_k: f64,
+    pub cusum_h: f64,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct AwsSettings {
     pub region: Option<String>,
@@ -621,6 +688,7 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
         return Err(invalid("score.sample-per-day", "must be at least 1".into()));
     }
     let judge = validate_judge(raw.judge).map_err(|(key, m)| invalid(key, m))?;
+    let analyse = validate_analyse(raw.analyse).map_err(|(key, m)| invalid(key, m))?;
     let budget_usd = raw.score.budget_usd;
     if let Some(budget) = budget_usd {
         if !(budget >= 0.0 && budget.is_finite()) {
@@ -660,6 +728,7 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
         sampling,
         budget_usd,
         judge,
+        analyse,
         aws: AwsSettings {
             region: raw.aws.region,
             endpoint_url: raw.aws.endpoint_url,
@@ -668,6 +737,91 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
         },
         hash: String::new(),
     })
+}
+
+fn validate_analyse(raw: RawAnalyse) -> Result<AnalyseSettings, (&'static str, String)> {
+    let baseline = match raw.baseline.as_deref() {
+        None | Some("rolling") => {
+            let days = raw.baseline_days.unwrap_or(7);
+            if days == 0 {
+                return Err(("analyse.baseline-days", "must be at least 1".into()));
+            }
+            Baseline::Rolling(days)
+        }
+        Some("fixed") => {
+            let (Some(since), Some(until)) = (&raw.baseline_since, &raw.baseline_until) else {
+                return Err((
+                    "analyse.baseline-since",
+                    "a fixed baseline needs `baseline-since` and `baseline-until`".into(),
+                ));
+            };
+            let since = parse_date(since).map_err(|m| ("analyse.baseline-since", m))?;
+            let until = parse_date(until).map_err(|m| ("analyse.baseline-until", m))?;
+            Baseline::Fixed(
+                DateRange::new(since, until).map_err(|m| ("analyse.baseline-until", m))?,
+            )
+        }
+        Some(other) => {
+            return Err((
+                "analyse.baseline",
+                format!("`{other}` is not one of `rolling`, `fixed`"),
+            ));
+        }
+    };
+    let share = |key: &'static str, value: Option<f64>, default: f64| match value {
+        None => Ok(default),
+        Some(v) if v > 0.0 && v < 1.0 => Ok(v),
+        Some(v) => Err((key, format!("{v} must be between 0 and 1"))),
+    };
+    let positive = |key: &'static str, value: Option<f64>, default: f64| match value {
+        None => Ok(default),
+        Some(v) if v > 0.0 && v.is_finite() => Ok(v),
+        Some(v) => Err((key, format!("{v} must be a positive number"))),
+    };
+    let pair = |warn_key: &'static str,
+                warn: Option<f64>,
+                alert: Option<f64>,
+                defaults: (f64, f64)|
+     -> Result<(f64, f64), (&'static str, String)> {
+        let w = positive(warn_key, warn, defaults.0)?;
+        let a = positive(warn_key, alert, defaults.1)?;
+        if a < w {
+            return Err((
+                warn_key,
+                format!("the warn level {w} is above the alert level {a}"),
+            ));
+        }
+        Ok((w, a))
+    };
+    let settings = AnalyseSettings {
+        baseline,
+        min_count: raw.min_count.unwrap_or(30).max(2),
+        alpha_warn: share("analyse.alpha-warn", raw.alpha_warn, 0.05)?,
+        alpha_alert: share("analyse.alpha-alert", raw.alpha_alert, 0.01)?,
+        min_effect: positive("analyse.min-effect", raw.min_effect, 0.05)?,
+        min_distance: positive("analyse.min-distance", raw.min_distance, 0.1)?,
+        psi: pair("analyse.psi-warn", raw.psi_warn, raw.psi_alert, (0.1, 0.25))?,
+        js: pair("analyse.js-warn", raw.js_warn, raw.js_alert, (0.1, 0.2))?,
+        wasserstein: pair(
+            "analyse.wasserstein-warn",
+            raw.wasserstein_warn,
+            raw.wasserstein_alert,
+            (0.1, 0.25),
+        )?,
+        bootstrap_resamples: raw.bootstrap_resamples.unwrap_or(1000),
+        cusum_k: positive("analyse.cusum-k", raw.cusum_k, 0.5)?,
+        cusum_h: positive("analyse.cusum-h", raw.cusum_h, 5.0)?,
+    };
+    if settings.alpha_alert > settings.alpha_warn {
+        return Err((
+            "analyse.alpha-alert",
+            format!(
+                "{} is above `alpha-warn` ({})",
+                settings.alpha_alert, settings.alpha_warn
+            ),
+        ));
+    }
+    Ok(settings)
 }
 
 fn validate_judge(raw: RawJudge) -> Result<JudgeSettings, (&'static str, String)> {

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use chrono::{NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use evalwatch::analyse::{AnalyseJob, AnalyseSummary, analyse};
 use evalwatch::config::{self, ConfigError, DateRange, JudgeKind, Location, WindowSpec};
 use evalwatch::context::Ctx;
 use evalwatch::ingest::{IngestJob, IngestSummary, ingest};
@@ -60,6 +61,9 @@ enum Command {
     Ingest(IngestArgs),
     /// Judge sampled captures against a rubric into the `scores` table.
     Score(ScoreArgs),
+    /// Compare each day with its baseline into the `drift` and `aggregates` tables; exits 3 when
+    /// an alert fired.
+    Analyse(AnalyseArgs),
     /// Check, show, hash or lock rubric files (rubrics/*.toml).
     #[command(subcommand)]
     Rubric(RubricCommand),
@@ -162,6 +166,22 @@ struct ScoreArgs {
     /// Print what would be judged and the estimated cost; call and write nothing.
     #[arg(long)]
     dry_run: bool,
+}
+
+#[derive(Args)]
+struct AnalyseArgs {
+    /// Analyse this one day (same as --since D --until D).
+    #[arg(long, value_parser = parse_date_arg, conflicts_with_all = ["since", "until"])]
+    date: Option<NaiveDate>,
+    /// Days to analyse. Default: the configured window (yesterday).
+    #[command(flatten)]
+    window: WindowArgs,
+    /// Rubric file whose scores are compared; overrides `score.rubric`.
+    #[arg(long)]
+    rubric: Option<PathBuf>,
+    /// Whose scores: `offline`, `bedrock:<model-id>` or `openai:<model>@<url>`; overrides `[judge]`.
+    #[arg(long)]
+    judge: Option<String>,
 }
 
 #[derive(Args)]
@@ -292,9 +312,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let outcome = run(&ctx, &run_id).await?;
             log_ingest(&outcome.ingest);
             log_score(&outcome.score);
+            log_analyse(&outcome.analyse);
             println!(
                 "{}",
-                serde_json::json!({ "ingest": outcome.ingest, "score": outcome.score })
+                serde_json::json!({
+                    "ingest": outcome.ingest,
+                    "score": outcome.score,
+                    "analyse": outcome.analyse,
+                })
             );
             tracing::info!(
                 run_id,
@@ -302,7 +327,32 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 manifest = %ctx.warehouse.uri(&format!("runs/{run_id}/manifest.json")),
                 "run: finished"
             );
-            Ok(if outcome.failed() { 1 } else { 0 })
+            Ok(outcome.exit_code())
+        }
+        Command::Analyse(args) => {
+            let window = match args.date {
+                Some(day) => Some(DateRange {
+                    since: day,
+                    until: day,
+                }),
+                None => window_flags(&args.window)?,
+            };
+            let path = args.rubric.clone().unwrap_or_else(|| config.rubric.clone());
+            if let Some(flag) = &args.judge {
+                config
+                    .judge
+                    .override_with(flag)
+                    .map_err(|m| usage(format!("--judge: {m}"), None))?;
+            }
+            let ctx = Ctx::new(config, today).await;
+            let window = window.unwrap_or_else(|| ctx.window());
+            let job = AnalyseJob::from_config(&ctx.config, rubric::load(&path)?, window);
+            let summary = analyse(job, &ctx.warehouse)
+                .await
+                .context("analyse failed")?;
+            log_analyse(&summary);
+            println!("{}", serde_json::json!({ "analyse": summary }));
+            Ok(if summary.alerted() { 3 } else { 0 })
         }
         Command::Ingest(args) => {
             if let Some(source) = &args.source {
@@ -372,6 +422,31 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             println!("{}", serde_json::json!({ "score": summary }));
             Ok(0)
         }
+    }
+}
+
+fn log_analyse(summary: &AnalyseSummary) {
+    tracing::info!(
+        "analyse: {} model-days of {} against their baselines ({} by {}) -> {} alerts, {} warnings, \
+         {} tests with too little data",
+        summary.model_days,
+        summary.window,
+        summary.rubric,
+        summary.judge,
+        summary.alerts,
+        summary.warnings,
+        summary.insufficient_data
+    );
+    for a in &summary.alerted {
+        tracing::warn!(
+            "analyse: ALERT {} {} {} ({} {}, {})",
+            a.model,
+            a.date,
+            a.metric,
+            a.test,
+            a.statistic.map_or("-".to_string(), |s| format!("{s:.3}")),
+            a.pattern
+        );
     }
 }
 

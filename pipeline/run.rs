@@ -1,4 +1,4 @@
-//! `evalwatch run`: every stage built so far (ingest, score), in order, for the configured window, with a run
+//! `evalwatch run`: every stage built so far (ingest, score, analyse), in order, for the configured window, with a run
 //! manifest (`runs/<run-id>/manifest.json`) recording what ran, how long it took and what it did.
 //!
 //! This function is the one place that knows the order of the stages.
@@ -8,6 +8,7 @@ use std::time::Instant;
 use chrono::Utc;
 use serde::Serialize;
 
+use crate::analyse::{AnalyseError, AnalyseJob, AnalyseSummary, analyse};
 use crate::context::Ctx;
 use crate::ingest::{IngestError, IngestJob, IngestSummary, ingest};
 use crate::score::{ScoreError, ScoreJob, ScoreSummary, score};
@@ -22,6 +23,8 @@ pub enum RunError {
     Rubric(#[from] crate::rubric::RubricError),
     #[error(transparent)]
     Score(#[from] ScoreError),
+    #[error(transparent)]
+    Analyse(#[from] AnalyseError),
     #[error("cannot write the run manifest: {0}")]
     Manifest(#[from] crate::warehouse::WarehouseError),
 }
@@ -54,11 +57,23 @@ pub struct RunOutcome {
     pub manifest: RunManifest,
     pub ingest: IngestSummary,
     pub score: ScoreSummary,
+    pub analyse: AnalyseSummary,
 }
 
 impl RunOutcome {
     pub fn failed(&self) -> bool {
         self.manifest.status != "ok"
+    }
+
+    /// The exit code the run ends with: 1 failed, 3 an alert fired, 0 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        if self.failed() {
+            1
+        } else if self.analyse.alerted() {
+            3
+        } else {
+            0
+        }
     }
 }
 
@@ -109,7 +124,8 @@ pub async fn run(ctx: &Ctx, run_id: &str) -> Result<RunOutcome, RunError> {
 
     // Stage 2: score.
     let clock = Instant::now();
-    let mut job = ScoreJob::from_config(&ctx.config, crate::rubric::load(&ctx.config.rubric)?);
+    let rubric = crate::rubric::load(&ctx.config.rubric)?;
+    let mut job = ScoreJob::from_config(&ctx.config, rubric.clone());
     job.window = Some(window);
     job.progress = ctx.progress;
     let scored = score(job, &ctx.warehouse, &ctx.aws).await?;
@@ -118,6 +134,20 @@ pub async fn run(ctx: &Ctx, run_id: &str) -> Result<RunOutcome, RunError> {
         seconds: clock.elapsed().as_secs_f64(),
         status: "ok",
         summary: serde_json::to_value(&scored).unwrap_or_default(),
+    });
+
+    // Stage 3: analyse.
+    let clock = Instant::now();
+    let analysed = analyse(
+        AnalyseJob::from_config(&ctx.config, rubric, window),
+        &ctx.warehouse,
+    )
+    .await?;
+    stages.push(StageRecord {
+        stage: "analyse",
+        seconds: clock.elapsed().as_secs_f64(),
+        status: "ok",
+        summary: serde_json::to_value(&analysed).unwrap_or_default(),
     });
 
     let status = if stages.iter().any(|s| s.status != "ok") {
@@ -145,5 +175,6 @@ pub async fn run(ctx: &Ctx, run_id: &str) -> Result<RunOutcome, RunError> {
         manifest,
         ingest: summary,
         score: scored,
+        analyse: analysed,
     })
 }

@@ -37,6 +37,26 @@ pub fn partition_value(value: &str) -> String {
     out
 }
 
+/// Decodes a Hive partition path segment written by [`partition_value`].
+pub fn partition_unescape(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&segment[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// An error and its sources, joined with `: ` (what `{:#}` gives for anyhow errors).
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();

@@ -1,3 +1,470 @@
-//! The analyse stage (issue 4): drift statistics per model and day, joined with telemetry.
+//! The analyse stage: per model and day of the window, how quality and traffic moved against a
+//! baseline (the `drift` table), and what each day looked like (the `aggregates` table).
+//!
+//! Reads: `scores/rubric=<rubric>/` rows of the configured judge and `captures/` features, for the
+//! window and the baseline days before it.
+//! Writes: `drift/date=<d>/part-<h>.parquet` and `aggregates/date=<d>/part-<h>.parquet` for every
+//! day of the window, the part named from (rubric hash, judge), so a re-run replaces them.
+//! Never does: call a verdict on fewer than `min-count` values (`insufficient_data`), or alert on
+//! quality that went up.
+//!
+//! [`load`] reads, [`drift`] decides, [`stats`] holds the statistics.
 
+pub mod drift;
+pub mod load;
 pub mod stats;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use chrono::{Days, NaiveDate, Utc};
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::config::{AnalyseSettings, Baseline, Compression, DateRange};
+use crate::rubric::Rubric;
+use crate::table::{text_constant, utc_micros, write_parquet};
+use crate::util::sha256_hex;
+use crate::warehouse::{Warehouse, WarehouseError};
+
+use drift::{DriftRow, Track};
+use load::{Data, DayData, LoadError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyseError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    #[error("cannot write `{table}` for {date}: {message}")]
+    Write {
+        table: &'static str,
+        date: NaiveDate,
+        message: String,
+    },
+}
+
+/// What to analyse.
+#[derive(Debug, Clone)]
+pub struct AnalyseJob {
+    pub rubric: Rubric,
+    /// The judge whose scores are compared (`offline:1`, `bedrock:<model-id>`, ...).
+    pub judge: String,
+    pub window: DateRange,
+    pub settings: AnalyseSettings,
+    pub compression: Compression,
+}
+
+impl AnalyseJob {
+    /// The job the config describes for `window`: its rubric, its judge, its settings.
+    pub fn from_config(
+        config: &crate::config::Config,
+        rubric: Rubric,
+        window: DateRange,
+    ) -> AnalyseJob {
+        AnalyseJob {
+            rubric,
+            judge: crate::judge::id_of(&config.judge),
+            window,
+            settings: config.analyse.clone(),
+            compression: config.compression,
+        }
+    }
+}
+
+/// One alert, for the summary and the logs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    pub model: String,
+    pub date: NaiveDate,
+    pub metric: String,
+    pub test: String,
+    pub statistic: Option<f64>,
+    pub pattern: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AnalyseSummary {
+    pub window: String,
+    pub rubric: String,
+    pub judge: String,
+    pub models: u64,
+    pub model_days: u64,
+    pub drift_rows: u64,
+    pub alerts: u64,
+    pub warnings: u64,
+    pub insufficient_data: u64,
+    /// Metric-days that alerted, one line each (the worst test of the metric).
+    pub alerted: Vec<Alert>,
+    pub seconds: f64,
+}
+
+impl AnalyseSummary {
+    /// Whether an alert fired in the window (exit code 3).
+    pub fn alerted(&self) -> bool {
+        self.alerts > 0
+    }
+}
+
+impl DayData {
+    /// Adds another day's values (baselines are several days together).
+    fn extend(&mut self, other: &DayData) {
+        for (dimension, values) in &other.scores {
+            self.scores
+                .entry(dimension.clone())
+                .or_default()
+                .extend_from_slice(values);
+        }
+        self.composite.extend_from_slice(&other.composite);
+        self.judge_error.extend_from_slice(&other.judge_error);
+        self.skipped_budget += other.skipped_budget;
+        self.judge_cost_usd += other.judge_cost_usd;
+        self.requests += other.requests;
+        self.prompt_chars.extend_from_slice(&other.prompt_chars);
+        self.response_chars.extend_from_slice(&other.response_chars);
+        self.prompt_tokens.extend_from_slice(&other.prompt_tokens);
+        self.completion_tokens
+            .extend_from_slice(&other.completion_tokens);
+        self.latency_ms.extend_from_slice(&other.latency_ms);
+        self.refusal.extend_from_slice(&other.refusal);
+        for (reason, n) in &other.finish_reason {
+            *self.finish_reason.entry(reason.clone()).or_default() += n;
+        }
+    }
+}
+
+/// The days a day is compared with, and how to describe them.
+fn baseline_days(day: NaiveDate, baseline: Baseline) -> (DateRange, String) {
+    match baseline {
+        Baseline::Rolling(n) => {
+            let since = day.checked_sub_days(Days::new(u64::from(n))).unwrap_or(day);
+            let until = day.checked_sub_days(Days::new(1)).unwrap_or(day);
+            let range = DateRange { since, until };
+            (range, format!("rolling {n}d {range}"))
+        }
+        Baseline::Fixed(range) => (range, format!("fixed {range}")),
+    }
+}
+
+/// The days to read: the window and every baseline day it needs.
+fn load_range(window: DateRange, baseline: Baseline) -> DateRange {
+    match baseline {
+        Baseline::Rolling(_) => window.hull(&baseline_days(window.since, baseline).0),
+        Baseline::Fixed(range) => window.hull(&range),
+    }
+}
+
+/// Runs the stage.
+pub async fn analyse(
+    job: AnalyseJob,
+    warehouse: &Warehouse,
+) -> Result<AnalyseSummary, AnalyseError> {
+    let started = Instant::now();
+    let range = load_range(job.window, job.settings.baseline);
+    tracing::info!(window = %job.window, read = %range, rubric = %job.rubric.key(), judge = %job.judge, "analyse: starting");
+    let mut data = Data::new();
+    load::load_scores(warehouse, &job.rubric, &job.judge, range, &mut data).await?;
+    load::load_captures(warehouse, range, &mut data).await?;
+
+    let settings = job.settings.clone();
+    let window = job.window;
+    let computed = tokio::task::spawn_blocking(move || compute(&data, window, &settings))
+        .await
+        .map_err(|e| AnalyseError::Write {
+            table: "drift",
+            date: window.since,
+            message: e.to_string(),
+        })?;
+    let (drift_by_day, aggregates_by_day) = computed;
+
+    let mut summary = AnalyseSummary {
+        window: job.window.to_string(),
+        rubric: job.rubric.key(),
+        judge: job.judge.clone(),
+        ..AnalyseSummary::default()
+    };
+    let mut models = BTreeSet::new();
+    for ((model, date), rows) in &drift_by_day {
+        models.insert(model.clone());
+        summary.model_days += 1;
+        summary.drift_rows += rows.len() as u64;
+        let mut alerted_metrics = BTreeSet::new();
+        for (r, _) in rows {
+            match r.verdict {
+                "alert" => {
+                    summary.alerts += 1;
+                    if alerted_metrics.insert(r.metric.clone()) {
+                        summary.alerted.push(Alert {
+                            model: model.clone(),
+                            date: *date,
+                            metric: r.metric.clone(),
+                            test: r.test.to_string(),
+                            statistic: r.statistic,
+                            pattern: r.pattern.to_string(),
+                        });
+                    }
+                }
+                "warn" => summary.warnings += 1,
+                "insufficient_data" => summary.insufficient_data += 1,
+                _ => {}
+            }
+        }
+    }
+    summary.models = models.len() as u64;
+
+    let name = sha256_hex(format!("{}\0{}", job.rubric.hash(), job.judge).as_bytes());
+    let analysed_at = Utc::now().timestamp_micros();
+    for day in window_days(job.window) {
+        let rows: Vec<(&String, &DriftRow, &String)> = drift_by_day
+            .iter()
+            .filter(|((_, d), _)| *d == day)
+            .flat_map(|((m, _), rows)| rows.iter().map(move |r| (m, &r.0, &r.1)))
+            .collect();
+        let aggregates: Vec<(&String, &AggregateRow)> = aggregates_by_day
+            .iter()
+            .filter(|((_, d), _)| *d == day)
+            .map(|((m, _), a)| (m, a))
+            .collect();
+        let key = format!("drift/date={day}/part-{}.parquet", &name[..16]);
+        if rows.is_empty() {
+            warehouse.delete(&key).await?;
+        } else {
+            let bytes = drift_frame(&rows, &job, analysed_at)
+                .and_then(|mut df| write_parquet(&mut df, job.compression))
+                .map_err(|e| AnalyseError::Write {
+                    table: "drift",
+                    date: day,
+                    message: e.to_string(),
+                })?;
+            warehouse.put(&key, bytes).await?;
+        }
+        let key = format!("aggregates/date={day}/part-{}.parquet", &name[..16]);
+        if aggregates.is_empty() {
+            warehouse.delete(&key).await?;
+        } else {
+            let bytes = aggregates_frame(&aggregates, &job, analysed_at)
+                .and_then(|mut df| write_parquet(&mut df, job.compression))
+                .map_err(|e| AnalyseError::Write {
+                    table: "aggregates",
+                    date: day,
+                    message: e.to_string(),
+                })?;
+            warehouse.put(&key, bytes).await?;
+        }
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+fn window_days(window: DateRange) -> impl Iterator<Item = NaiveDate> {
+    window
+        .since
+        .iter_days()
+        .take_while(move |d| *d <= window.until)
+}
+
+/// Drift rows with their baseline description, per (model, day).
+type DriftByDay = BTreeMap<(String, NaiveDate), Vec<(DriftRow, String)>>;
+
+/// One row of the `aggregates` table (per model per day).
+#[derive(Debug, Clone, Default)]
+pub struct AggregateRow {
+    pub requests: u64,
+    pub judged: u64,
+    pub judge_errors: u64,
+    pub skipped_budget: u64,
+    /// Per dimension: (mean, pass rate), in rubric order.
+    pub dimensions: BTreeMap<String, (Option<f64>, Option<f64>)>,
+    pub composite_mean: Option<f64>,
+    pub composite_pass_rate: Option<f64>,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+    pub prompt_chars_mean: Option<f64>,
+    pub response_chars_mean: Option<f64>,
+    pub refusal_rate: Option<f64>,
+    pub judge_cost_usd: f64,
+    pub alerts: u64,
+    pub warnings: u64,
+}
+
+type AggregatesByDay = BTreeMap<(String, NaiveDate), AggregateRow>;
+
+/// Compares every day of every model with its baseline; keeps the window's days.
+fn compute(
+    data: &Data,
+    window: DateRange,
+    settings: &AnalyseSettings,
+) -> (DriftByDay, AggregatesByDay) {
+    let models: BTreeSet<&String> = data.keys().map(|(m, _)| m).collect();
+    let mut drift = DriftByDay::new();
+    let mut aggregates = AggregatesByDay::new();
+    for model in models {
+        let days: Vec<NaiveDate> = data
+            .keys()
+            .filter(|(m, _)| m == model)
+            .map(|(_, d)| *d)
+            .collect();
+        let mut tracks: BTreeMap<String, Track> = BTreeMap::new();
+        for &day in &days {
+            let (range, description) = baseline_days(day, settings.baseline);
+            let mut baseline = DayData::default();
+            for (_, d) in data
+                .range((model.clone(), range.since)..=(model.clone(), range.until))
+                .filter(|((_, d), _)| *d != day)
+            {
+                baseline.extend(d);
+            }
+            let current = &data[&(model.clone(), day)];
+            let mut rows = drift::compare(current, &baseline, settings);
+            drift::label_patterns(&mut rows, &mut tracks, settings);
+            if window.contains(day) {
+                aggregates.insert((model.clone(), day), aggregate(current, &rows, settings));
+                drift.insert(
+                    (model.clone(), day),
+                    rows.into_iter().map(|r| (r, description.clone())).collect(),
+                );
+            }
+        }
+    }
+    (drift, aggregates)
+}
+
+fn aggregate(day: &DayData, rows: &[DriftRow], _settings: &AnalyseSettings) -> AggregateRow {
+    let mean = |v: &[f64]| (!v.is_empty()).then(|| stats::mean(v));
+    let mut latency = day.latency_ms.clone();
+    latency.sort_by(f64::total_cmp);
+    let quantile = |q: f64| (!latency.is_empty()).then(|| stats::quantile_sorted(&latency, q));
+    AggregateRow {
+        requests: day.requests,
+        judged: day.composite.len() as u64,
+        judge_errors: day.judge_error.iter().filter(|e| **e > 0.5).count() as u64,
+        skipped_budget: day.skipped_budget,
+        dimensions: day
+            .scores
+            .iter()
+            .map(|(d, v)| (d.clone(), (mean(v), None)))
+            .collect(),
+        composite_mean: mean(&day.composite),
+        composite_pass_rate: None,
+        latency_p50_ms: quantile(0.5),
+        latency_p99_ms: quantile(0.99),
+        prompt_chars_mean: mean(&day.prompt_chars),
+        response_chars_mean: mean(&day.response_chars),
+        refusal_rate: mean(&day.refusal),
+        judge_cost_usd: day.judge_cost_usd,
+        alerts: rows.iter().filter(|r| r.verdict == "alert").count() as u64,
+        warnings: rows.iter().filter(|r| r.verdict == "warn").count() as u64,
+    }
+}
+
+fn drift_frame(
+    rows: &[(&String, &DriftRow, &String)],
+    job: &AnalyseJob,
+    analysed_at: i64,
+) -> PolarsResult<DataFrame> {
+    let height = rows.len();
+    let text = |f: &dyn Fn(&DriftRow) -> String| -> Vec<String> {
+        rows.iter().map(|(_, r, _)| f(r)).collect()
+    };
+    let float = |f: &dyn Fn(&DriftRow) -> Option<f64>| -> Vec<Option<f64>> {
+        rows.iter()
+            .map(|(_, r, _)| f(r).filter(|v| v.is_finite()))
+            .collect()
+    };
+    DataFrame::new(
+        height,
+        vec![
+            Column::new(
+                "model".into(),
+                rows.iter().map(|(m, _, _)| m.as_str()).collect::<Vec<_>>(),
+            ),
+            Column::new("metric".into(), text(&|r| r.metric.clone())),
+            Column::new("test".into(), text(&|r| r.test.to_string())),
+            Column::new("statistic".into(), float(&|r| r.statistic)),
+            Column::new("p_value".into(), float(&|r| r.p_value)),
+            Column::new("p_adjusted".into(), float(&|r| r.p_adjusted)),
+            Column::new("threshold".into(), float(&|r| r.threshold)),
+            Column::new(
+                "n_current".into(),
+                rows.iter()
+                    .map(|(_, r, _)| r.n_current as i64)
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "n_baseline".into(),
+                rows.iter()
+                    .map(|(_, r, _)| r.n_baseline as i64)
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "baseline".into(),
+                rows.iter().map(|(_, _, b)| b.as_str()).collect::<Vec<_>>(),
+            ),
+            Column::new("current_mean".into(), float(&|r| r.current_mean)),
+            Column::new("baseline_mean".into(), float(&|r| r.baseline_mean)),
+            Column::new("ci_low".into(), float(&|r| r.ci_low)),
+            Column::new("ci_high".into(), float(&|r| r.ci_high)),
+            Column::new("verdict".into(), text(&|r| r.verdict.to_string())),
+            Column::new("pattern".into(), text(&|r| r.pattern.to_string())),
+            text_constant("rubric", &job.rubric.key(), height),
+            text_constant("judge", &job.judge, height),
+            utc_micros("analysed_at", vec![analysed_at; height]),
+        ],
+    )
+}
+
+fn aggregates_frame(
+    rows: &[(&String, &AggregateRow)],
+    job: &AnalyseJob,
+    analysed_at: i64,
+) -> PolarsResult<DataFrame> {
+    let height = rows.len();
+    let int = |f: &dyn Fn(&AggregateRow) -> u64| -> Vec<i64> {
+        rows.iter().map(|(_, a)| f(a) as i64).collect()
+    };
+    let float = |f: &dyn Fn(&AggregateRow) -> Option<f64>| -> Vec<Option<f64>> {
+        rows.iter()
+            .map(|(_, a)| f(a).filter(|v| v.is_finite()))
+            .collect()
+    };
+    let mut columns = vec![
+        Column::new(
+            "model".into(),
+            rows.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>(),
+        ),
+        Column::new("requests".into(), int(&|a| a.requests)),
+        Column::new("judged".into(), int(&|a| a.judged)),
+        Column::new("judge_errors".into(), int(&|a| a.judge_errors)),
+        Column::new("skipped_budget".into(), int(&|a| a.skipped_budget)),
+    ];
+    for dimension in &job.rubric.dimensions {
+        let name = dimension.name.clone();
+        let threshold = dimension.alert_threshold;
+        columns.push(Column::new(
+            format!("{name}_mean").into(),
+            float(&|a| a.dimensions.get(&name).and_then(|d| d.0)),
+        ));
+        columns.push(Column::new(
+            format!("{name}_threshold").into(),
+            vec![threshold; height],
+        ));
+    }
+    columns.extend([
+        Column::new("composite_mean".into(), float(&|a| a.composite_mean)),
+        Column::new("latency_p50_ms".into(), float(&|a| a.latency_p50_ms)),
+        Column::new("latency_p99_ms".into(), float(&|a| a.latency_p99_ms)),
+        Column::new("prompt_chars_mean".into(), float(&|a| a.prompt_chars_mean)),
+        Column::new(
+            "response_chars_mean".into(),
+            float(&|a| a.response_chars_mean),
+        ),
+        Column::new("refusal_rate".into(), float(&|a| a.refusal_rate)),
+        Column::new("judge_cost_usd".into(), float(&|a| Some(a.judge_cost_usd))),
+        Column::new("alerts".into(), int(&|a| a.alerts)),
+        Column::new("warnings".into(), int(&|a| a.warnings)),
+        text_constant("rubric", &job.rubric.key(), height),
+        text_constant("judge", &job.judge, height),
+        utc_micros("analysed_at", vec![analysed_at; height]),
+    ]);
+    DataFrame::new(height, columns)
+}

@@ -352,17 +352,73 @@ pub fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
 }
 
-/// mean(current) - mean(baseline) and its percentile bootstrap interval at `level`.
-pub fn bootstrap_mean_delta(
+/// Sample variance (n - 1 in the denominator); 0 for fewer than two values.
+pub fn variance(values: &[f64]) -> f64 {
+    if values.len() < 2 {
+        return 0.0;
+    }
+    let m = mean(values);
+    values.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (values.len() - 1) as f64
+}
+
+/// The standard normal survival function, 1 - Φ(z) (via erfc, relative error < 1.2e-7).
+pub fn normal_sf(z: f64) -> f64 {
+    0.5 * erfc(z / std::f64::consts::SQRT_2)
+}
+
+/// The complementary error function (Numerical Recipes' Chebyshev fit, fractional error < 1.2e-7).
+pub fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let r = t * poly.exp();
+    if x >= 0.0 { r } else { 2.0 - r }
+}
+
+/// [`bootstrap_mean_delta`] plus a two-sided p-value: twice the smaller share of resampled
+/// differences at or beyond 0 on either side (the inverted percentile interval), at least one
+/// resample's worth.
+pub fn bootstrap_mean_delta_p(
     baseline: &[f64],
     current: &[f64],
     resamples: usize,
     seed: u64,
     level: f64,
-) -> (f64, f64, f64) {
+) -> (f64, f64, f64, f64) {
+    let (delta, deltas) = bootstrap_deltas(baseline, current, resamples, seed);
+    if deltas.is_empty() {
+        return (delta, f64::NAN, f64::NAN, f64::NAN);
+    }
+    let alpha = (1.0 - level) / 2.0;
+    let n = deltas.len() as f64;
+    let below = deltas.iter().filter(|d| **d <= 0.0).count() as f64;
+    let above = deltas.iter().filter(|d| **d >= 0.0).count() as f64;
+    let p = (2.0 * below.min(above) / n).clamp(1.0 / n, 1.0);
+    (
+        delta,
+        quantile_sorted(&deltas, alpha),
+        quantile_sorted(&deltas, 1.0 - alpha),
+        p,
+    )
+}
+
+/// The observed difference and the sorted resampled differences.
+fn bootstrap_deltas(
+    baseline: &[f64],
+    current: &[f64],
+    resamples: usize,
+    seed: u64,
+) -> (f64, Vec<f64>) {
     let delta = mean(current) - mean(baseline);
     if baseline.is_empty() || current.is_empty() || resamples == 0 {
-        return (delta, f64::NAN, f64::NAN);
+        return (delta, Vec::new());
     }
     let mut rng = SplitMix64::new(seed);
     let mut deltas = Vec::with_capacity(resamples);
@@ -378,12 +434,19 @@ pub fn bootstrap_mean_delta(
         deltas.push(sc / current.len() as f64 - sb / baseline.len() as f64);
     }
     deltas.sort_by(f64::total_cmp);
-    let alpha = (1.0 - level) / 2.0;
-    (
-        delta,
-        quantile_sorted(&deltas, alpha),
-        quantile_sorted(&deltas, 1.0 - alpha),
-    )
+    (delta, deltas)
+}
+
+/// mean(current) - mean(baseline) and its percentile bootstrap interval at `level`.
+pub fn bootstrap_mean_delta(
+    baseline: &[f64],
+    current: &[f64],
+    resamples: usize,
+    seed: u64,
+    level: f64,
+) -> (f64, f64, f64) {
+    let (delta, lo, hi, _) = bootstrap_mean_delta_p(baseline, current, resamples, seed, level);
+    (delta, lo, hi)
 }
 
 /// Benjamini-Hochberg adjusted p-values, in the input order.

@@ -69,6 +69,16 @@ impl CallError {
     }
 }
 
+/// The judge id the settings describe, as [`Judge::id`] records it, without building a client.
+pub fn id_of(settings: &JudgeSettings) -> String {
+    let model = settings.model.clone().unwrap_or_default();
+    match settings.kind {
+        JudgeKind::Offline => offline::judge_id(),
+        JudgeKind::Bedrock => format!("bedrock:{model}"),
+        JudgeKind::OpenAi => format!("openai:{model}"),
+    }
+}
+
 /// What both LLM judges hold besides their client: the model and how it is prompted.
 #[derive(Debug, Clone)]
 pub struct Llm {

@@ -1,6 +1,7 @@
 //! Integration tests: the real `evalwatch` binary against real files and real protocol servers
 //! (ministack for S3) on loopback. One module per stage.
 
+mod analyse;
 mod cli;
 mod ingest_local;
 mod ingest_s3;

@@ -7,7 +7,8 @@ use crate::support::*;
 fn run_scores_every_capture_on_every_dimension_once() {
     let wh = tempfile::tempdir().unwrap();
     let first = run(evalwatch().arg("--warehouse").arg(wh.path()).arg("run"));
-    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    // 3: the run went fine and an alert fired (the sample holds a regression).
+    assert_eq!(first.status.code(), Some(3), "{}", stderr(&first));
     let captures = read_table(wh.path(), "captures").height();
     let scores = read_table(wh.path(), "scores");
     assert_eq!(scores.height(), 3 * captures);
@@ -25,7 +26,7 @@ fn run_scores_every_capture_on_every_dimension_once() {
     // Re-running the same window rewrites the same parts: no duplicate judgments.
     let files = files_under(&wh.path().join("scores"));
     let again = run(evalwatch().arg("--warehouse").arg(wh.path()).arg("run"));
-    assert_eq!(again.status.code(), Some(0));
+    assert_eq!(again.status.code(), Some(3));
     assert_eq!(files_under(&wh.path().join("scores")), files);
     assert_eq!(read_table(wh.path(), "scores").height(), 3 * captures);
 }

@@ -1,0 +1,361 @@
+//! Reads what the analyse stage compares: per model and day, the scores of one rubric by one judge
+//! (per dimension, the composite, judge errors) and the capture features (lengths, tokens,
+//! latency, refusals, finish reasons). polars does the grouping; the results are plain vectors.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+use tokio::task::JoinSet;
+
+use crate::config::DateRange;
+use crate::rubric::{CompositeRule, Rubric};
+use crate::table::{PartKey, read_part};
+use crate::warehouse::{Warehouse, WarehouseError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    #[error("cannot read `{key}`: {message}")]
+    Read { key: String, message: String },
+    #[error("cannot group `{table}`: {message}")]
+    Query {
+        table: &'static str,
+        message: String,
+    },
+}
+
+/// What one model did on one day.
+#[derive(Debug, Clone, Default)]
+pub struct DayData {
+    /// Dimension -> the `ok` scores (0..1).
+    pub scores: BTreeMap<String, Vec<f64>>,
+    /// Composite of the captures scored `ok` on every dimension.
+    pub composite: Vec<f64>,
+    /// Per capture judged (ok or error, not skipped): 1 if any of its rows is an error.
+    pub judge_error: Vec<f64>,
+    pub skipped_budget: u64,
+    pub judge_cost_usd: f64,
+    pub requests: u64,
+    pub prompt_chars: Vec<f64>,
+    pub response_chars: Vec<f64>,
+    pub prompt_tokens: Vec<f64>,
+    pub completion_tokens: Vec<f64>,
+    pub latency_ms: Vec<f64>,
+    /// Per capture: 1 if the reply is a refusal.
+    pub refusal: Vec<f64>,
+    pub finish_reason: BTreeMap<String, u64>,
+}
+
+/// (model, day) -> what happened.
+pub type Data = BTreeMap<(String, NaiveDate), DayData>;
+
+/// Reads the parts of `table/<prefix>` whose `date` is in `range`, in parallel, into one frame.
+async fn read_table(
+    warehouse: &Warehouse,
+    prefix: &str,
+    range: DateRange,
+    columns: &'static [(&'static str, DataType)],
+) -> Result<Option<DataFrame>, LoadError> {
+    let keys = warehouse.list(prefix).await?;
+    let parts: Vec<PartKey> = keys
+        .iter()
+        .filter_map(|k| PartKey::parse(k))
+        .filter(|p| p.date().is_some_and(|d| range.contains(d)))
+        .collect();
+    let mut tasks: JoinSet<Result<DataFrame, LoadError>> = JoinSet::new();
+    let mut frames = Vec::with_capacity(parts.len());
+    let limit = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
+    for part in parts {
+        while tasks.len() >= limit {
+            if let Some(done) = tasks.join_next().await {
+                frames.push(joined(done)?);
+            }
+        }
+        let warehouse = warehouse.clone();
+        tasks.spawn(async move {
+            let Some(bytes) = warehouse.get(&part.key).await? else {
+                return Ok(DataFrame::empty());
+            };
+            tokio::task::spawn_blocking(move || {
+                read_part(bytes, &part, columns).map_err(|e| LoadError::Read {
+                    key: part.key.clone(),
+                    message: e.to_string(),
+                })
+            })
+            .await
+            .map_err(|e| LoadError::Read {
+                key: "(task)".into(),
+                message: e.to_string(),
+            })?
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        frames.push(joined(done)?);
+    }
+    let mut frames = frames.into_iter().filter(|f| f.height() > 0);
+    let Some(mut all) = frames.next() else {
+        return Ok(None);
+    };
+    for frame in frames {
+        all.vstack_mut_owned(frame).map_err(|e| LoadError::Query {
+            table: "concat",
+            message: e.to_string(),
+        })?;
+    }
+    Ok(Some(all))
+}
+
+fn joined(
+    done: Result<Result<DataFrame, LoadError>, tokio::task::JoinError>,
+) -> Result<DataFrame, LoadError> {
+    done.map_err(|e| LoadError::Read {
+        key: "(task)".into(),
+        message: e.to_string(),
+    })?
+}
+
+const SCORE_COLUMNS: &[(&str, DataType)] = &[
+    ("request_id", DataType::String),
+    ("dimension", DataType::String),
+    ("score", DataType::Float64),
+    ("status", DataType::String),
+    ("judge", DataType::String),
+    ("judge_cost_usd", DataType::Float64),
+];
+
+const CAPTURE_COLUMNS: &[(&str, DataType)] = &[
+    ("prompt_chars", DataType::Float64),
+    ("response_chars", DataType::Float64),
+    ("prompt_tokens", DataType::Float64),
+    ("completion_tokens", DataType::Float64),
+    ("latency_ms", DataType::Float64),
+    ("refusal", DataType::Float64),
+    ("finish_reason", DataType::String),
+];
+
+fn query(table: &'static str) -> impl Fn(PolarsError) -> LoadError {
+    move |e| LoadError::Query {
+        table,
+        message: e.to_string(),
+    }
+}
+
+/// Walks a grouped frame's `model` and `date` columns with a per-row callback.
+fn each_group(
+    df: &DataFrame,
+    mut f: impl FnMut(usize, (String, NaiveDate)) -> PolarsResult<()>,
+) -> PolarsResult<()> {
+    let models = df.column("model")?.str()?.clone();
+    let dates = df.column("date")?.date()?.clone();
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    for i in 0..df.height() {
+        let model = models.get(i).unwrap_or_default().to_string();
+        let days = dates.phys.get(i).unwrap_or_default();
+        let date = epoch + chrono::Days::new(days.max(0) as u64);
+        f(i, (model, date))?;
+    }
+    Ok(())
+}
+
+/// The f64 values of row `i` of a list column.
+fn list_values(column: &Column, i: usize) -> PolarsResult<Vec<f64>> {
+    let list = column.list()?;
+    Ok(match list.get_as_series(i) {
+        Some(series) => series.f64()?.iter().flatten().collect(),
+        None => Vec::new(),
+    })
+}
+
+/// Scores of `rubric` by `judge` for the days of `range`, into `data`.
+pub async fn load_scores(
+    warehouse: &Warehouse,
+    rubric: &Rubric,
+    judge: &str,
+    range: DateRange,
+    data: &mut Data,
+) -> Result<(), LoadError> {
+    // The score stage writes the rubric key as it is (`quality@1.0.0`).
+    let prefix = format!("scores/rubric={}/", rubric.key());
+    let Some(df) = read_table(warehouse, &prefix, range, SCORE_COLUMNS).await? else {
+        return Ok(());
+    };
+    let rubric = rubric.clone();
+    let judge = judge.to_string();
+    let grouped = tokio::task::spawn_blocking(move || score_groups(df, &rubric, &judge))
+        .await
+        .map_err(|e| LoadError::Query {
+            table: "scores",
+            message: e.to_string(),
+        })?
+        .map_err(query("scores"))?;
+    let (dims, composite, errors, skipped, cost) = grouped;
+    each_group(&dims, |i, key| {
+        let dimension = dims
+            .column("dimension")?
+            .str()?
+            .get(i)
+            .unwrap_or_default()
+            .to_string();
+        let values = list_values(dims.column("score")?, i)?;
+        data.entry(key)
+            .or_default()
+            .scores
+            .insert(dimension, values);
+        Ok(())
+    })
+    .map_err(query("scores"))?;
+    each_group(&composite, |i, key| {
+        data.entry(key).or_default().composite = list_values(composite.column("composite")?, i)?;
+        Ok(())
+    })
+    .map_err(query("scores"))?;
+    each_group(&errors, |i, key| {
+        data.entry(key).or_default().judge_error = list_values(errors.column("error")?, i)?;
+        Ok(())
+    })
+    .map_err(query("scores"))?;
+    each_group(&skipped, |i, key| {
+        let n = skipped.column("skipped")?.u32()?.get(i).unwrap_or(0);
+        data.entry(key).or_default().skipped_budget = u64::from(n);
+        Ok(())
+    })
+    .map_err(query("scores"))?;
+    each_group(&cost, |i, key| {
+        let usd = cost.column("cost")?.f64()?.get(i).unwrap_or(0.0);
+        data.entry(key).or_default().judge_cost_usd = usd;
+        Ok(())
+    })
+    .map_err(query("scores"))?;
+    Ok(())
+}
+
+type ScoreGroups = (DataFrame, DataFrame, DataFrame, DataFrame, DataFrame);
+
+fn score_groups(df: DataFrame, rubric: &Rubric, judge: &str) -> PolarsResult<ScoreGroups> {
+    let base = df
+        .lazy()
+        .filter(col("judge").eq(lit(judge.to_string())))
+        .cache();
+    let ok = base.clone().filter(col("status").eq(lit("ok")));
+    let keys = [col("model"), col("date")];
+    let dims = ok
+        .clone()
+        .group_by([col("model"), col("date"), col("dimension")])
+        .agg([col("score")])
+        .collect()?;
+
+    // The composite per capture, from the captures scored ok on every dimension.
+    let mut weight = lit(f64::NAN);
+    for d in &rubric.dimensions {
+        weight = when(col("dimension").eq(lit(d.name.clone())))
+            .then(lit(d.weight))
+            .otherwise(weight);
+    }
+    let per_capture = match rubric.composite {
+        CompositeRule::WeightedMean => (col("score") * weight).sum(),
+        CompositeRule::Min => col("score").min(),
+    };
+    let composite = ok
+        .group_by([col("model"), col("date"), col("request_id")])
+        .agg([per_capture.alias("composite"), len().alias("n")])
+        .filter(col("n").eq(lit(rubric.dimensions.len() as u32)))
+        .group_by(keys.clone())
+        .agg([col("composite")])
+        .collect()?;
+
+    let errors = base
+        .clone()
+        .filter(col("status").neq(lit("skipped_budget")))
+        .group_by([col("model"), col("date"), col("request_id")])
+        .agg([col("status")
+            .eq(lit("error"))
+            .cast(DataType::Float64)
+            .max()
+            .alias("error")])
+        .group_by(keys.clone())
+        .agg([col("error")])
+        .collect()?;
+
+    let dims_n = rubric.dimensions.len().max(1) as u32;
+    let skipped = base
+        .clone()
+        .filter(col("status").eq(lit("skipped_budget")))
+        .group_by(keys.clone())
+        .agg([(len() / lit(dims_n)).alias("skipped")])
+        .collect()?;
+
+    let cost = base
+        .group_by(keys)
+        .agg([col("judge_cost_usd").sum().alias("cost")])
+        .collect()?;
+    Ok((dims, composite, errors, skipped, cost))
+}
+
+/// Capture features for the days of `range`, into `data`.
+pub async fn load_captures(
+    warehouse: &Warehouse,
+    range: DateRange,
+    data: &mut Data,
+) -> Result<(), LoadError> {
+    let Some(df) = read_table(warehouse, "captures/", range, CAPTURE_COLUMNS).await? else {
+        return Ok(());
+    };
+    let (lists, reasons) = tokio::task::spawn_blocking(move || capture_groups(df))
+        .await
+        .map_err(|e| LoadError::Query {
+            table: "captures",
+            message: e.to_string(),
+        })?
+        .map_err(query("captures"))?;
+    each_group(&lists, |i, key| {
+        let day = data.entry(key).or_default();
+        day.requests = u64::from(lists.column("requests")?.u32()?.get(i).unwrap_or(0));
+        day.prompt_chars = list_values(lists.column("prompt_chars")?, i)?;
+        day.response_chars = list_values(lists.column("response_chars")?, i)?;
+        day.prompt_tokens = list_values(lists.column("prompt_tokens")?, i)?;
+        day.completion_tokens = list_values(lists.column("completion_tokens")?, i)?;
+        day.latency_ms = list_values(lists.column("latency_ms")?, i)?;
+        day.refusal = list_values(lists.column("refusal")?, i)?;
+        Ok(())
+    })
+    .map_err(query("captures"))?;
+    each_group(&reasons, |i, key| {
+        let reason = reasons
+            .column("finish_reason")?
+            .str()?
+            .get(i)
+            .unwrap_or("(none)")
+            .to_string();
+        let n = reasons.column("n")?.u32()?.get(i).unwrap_or(0);
+        data.entry(key)
+            .or_default()
+            .finish_reason
+            .insert(reason, u64::from(n));
+        Ok(())
+    })
+    .map_err(query("captures"))?;
+    Ok(())
+}
+
+fn capture_groups(df: DataFrame) -> PolarsResult<(DataFrame, DataFrame)> {
+    let base = df.lazy().cache();
+    let keys = [col("model"), col("date")];
+    let features = [
+        "prompt_chars",
+        "response_chars",
+        "prompt_tokens",
+        "completion_tokens",
+        "latency_ms",
+        "refusal",
+    ];
+    let mut aggs = vec![len().alias("requests")];
+    aggs.extend(features.iter().map(|f| col(*f).drop_nulls()));
+    let lists = base.clone().group_by(keys.clone()).agg(aggs).collect()?;
+    let reasons = base
+        .group_by([col("model"), col("date"), col("finish_reason")])
+        .agg([len().alias("n")])
+        .collect()?;
+    Ok((lists, reasons))
+}
