@@ -449,10 +449,11 @@ fn limit_and_sampling_choose_what_is_judged() {
     assert_eq!(first.len(), 3 * 40);
 }
 
-/// Judgments in the cache of a local warehouse.
+/// Judgments in the cache of a local warehouse (temp files of a write cut short left out).
 fn cached_judgments(wh: &Path) -> usize {
     files_under(&wh.join("state/judge-cache"))
         .iter()
+        .filter(|f| f.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')))
         .map(|f| {
             std::fs::read_to_string(f)
                 .unwrap_or_default()
