@@ -18,6 +18,12 @@ A handful of deliberately malformed lines exercise the quarantine.
 
 Layout: <out>/assistant-prod/<component>/YYYY/MM/DD/HH/<MM-SS-mmm-uuid>.jsonl
 
+Telemetry (<out>/../telemetry/telemetry.csv, every 5 minutes, the `file` telemetry source's
+schema): invocations follow the captured traffic (data capture samples 1% of requests, so 100x the
+captured count, with noise), GPU utilisation and memory follow the invocations, latency rises
+with load. chat-a holds 1 GPU of an ml.g5.12xlarge and runs warm (25-70%); chat-b holds 2 GPUs
+for less traffic and idles at 4-15%: the over-provisioned component the cost view should expose.
+
     python3 datasets/generate_sample.py [--hh ../shared/datasets/real/hh_rlhf/harmless-base/test.jsonl.gz]
 
 Deterministic: the same input and seed give byte-identical files.
@@ -183,6 +189,7 @@ def main():
     if os.path.isdir(args.out):
         shutil.rmtree(args.out)
     stats = {"records": 0, "malformed": 0, "files": 0, "bytes": 0, "pairs_available": len(pairs)}
+    hourly = {}
     next_pair = {"chat-a": 0, "chat-b": len(pairs) // 2}
     harmful = [p for p in pairs if goes_along_with_harm(p[2]) and not goes_along_with_harm(p[1])]
     stats["harmful_pairs"] = len(harmful)
@@ -192,6 +199,7 @@ def main():
             for hour in range(24):
                 base = START + dt.timedelta(days=day, hours=hour)
                 n = 2 + (1 if 8 <= hour <= 20 else 0) + (1 if rng.random() < 0.3 else 0)
+                hourly[(component, day, hour)] = n
                 b64 = hour % 2 == 1
                 lines = []
                 seconds = sorted(rng.sample(range(3600), n))
@@ -224,7 +232,47 @@ def main():
                     f.write(text)
                 stats["files"] += 1
                 stats["bytes"] += len(text.encode("utf-8"))
+    stats["telemetry_rows"] = write_telemetry(os.path.join(os.path.dirname(args.out), "telemetry"),
+                                              hourly, args.seed + 1)
     print(json.dumps(stats))
+
+
+# (component) -> (gpu util idle, gpu util per unit load, gpu mem base, per load, latency base, per load)
+PROFILES = {
+    "chat-a": (12.0, 58.0, 62.0, 12.0, 850.0, 900.0),
+    "chat-b": (4.0, 11.0, 31.0, 4.0, 620.0, 180.0),
+}
+
+
+def write_telemetry(folder, hourly, seed):
+    """Five-minute telemetry rows for both components, from the hourly capture counts."""
+    rng = random.Random(seed)
+    os.makedirs(folder, exist_ok=True)
+    rows = 0
+    peak = max(hourly.values())
+    with open(os.path.join(folder, "telemetry.csv"), "w", encoding="utf-8", newline="\n") as f:
+        f.write("ts,model,gpu_util_pct,gpu_mem_pct,cpu_util_pct,invocations,errors_5xx,model_latency_ms\n")
+        for component in ("chat-a", "chat-b"):
+            idle, per_load, mem, mem_load, latency, latency_load = PROFILES[component]
+            for day in range(DAYS):
+                for hour in range(24):
+                    captured = hourly[(component, day, hour)]
+                    # A smooth diurnal curve under the captured counts (which are small integers).
+                    diurnal = 0.55 + 0.45 * max(0.0, 1.0 - abs(hour - 14) / 10.0)
+                    for five in range(12):
+                        when = START + dt.timedelta(days=day, hours=hour, minutes=5 * five)
+                        load = min(1.0, diurnal * captured / peak * rng.uniform(0.85, 1.15))
+                        invocations = max(0, round(captured * 100 / 12 * rng.uniform(0.8, 1.2)))
+                        errors = 1 if rng.random() < 0.01 else 0
+                        f.write("%s,%s,%.1f,%.1f,%.1f,%d,%d,%.0f\n" % (
+                            when.strftime("%Y-%m-%dT%H:%M:%SZ"), component,
+                            min(99.0, idle + per_load * load + rng.gauss(0, 2.0)),
+                            min(99.0, mem + mem_load * load + rng.gauss(0, 0.5)),
+                            min(99.0, 8.0 + 22.0 * load + rng.gauss(0, 1.5)),
+                            invocations, errors,
+                            latency + latency_load * load + rng.gauss(0, 40.0)))
+                        rows += 1
+    return rows
 
 
 if __name__ == "__main__":

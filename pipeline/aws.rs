@@ -50,6 +50,11 @@ pub fn bedrock_client(sdk: &SdkConfig) -> aws_sdk_bedrockruntime::Client {
     aws_sdk_bedrockruntime::Client::from_conf(config)
 }
 
+/// A CloudWatch client for telemetry and publishing.
+pub fn cloudwatch_client(sdk: &SdkConfig) -> aws_sdk_cloudwatch::Client {
+    aws_sdk_cloudwatch::Client::new(sdk)
+}
+
 type Lazy<T> = std::sync::Arc<tokio::sync::OnceCell<T>>;
 
 /// Clients shared by the stages of one process, built on first use.
@@ -59,6 +64,7 @@ pub struct AwsClients {
     sdk: Lazy<SdkConfig>,
     s3: Lazy<aws_sdk_s3::Client>,
     bedrock: Lazy<aws_sdk_bedrockruntime::Client>,
+    cloudwatch: Lazy<aws_sdk_cloudwatch::Client>,
 }
 
 impl AwsClients {
@@ -68,6 +74,7 @@ impl AwsClients {
             sdk: Default::default(),
             s3: Default::default(),
             bedrock: Default::default(),
+            cloudwatch: Default::default(),
         }
     }
 
@@ -78,6 +85,13 @@ impl AwsClients {
     pub async fn s3(&self) -> aws_sdk_s3::Client {
         self.s3
             .get_or_init(|| async { s3_client(self.sdk().await, &self.settings) })
+            .await
+            .clone()
+    }
+
+    pub async fn cloudwatch(&self) -> aws_sdk_cloudwatch::Client {
+        self.cloudwatch
+            .get_or_init(|| async { cloudwatch_client(self.sdk().await) })
             .await
             .clone()
     }

@@ -57,12 +57,64 @@ pub struct RawConfig {
     /// push it.
     #[serde(default)]
     pub judge: RawJudge,
+    /// Where GPU, traffic and latency metrics come from.
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
+    /// What the models' hardware costs (no price lives in code).
+    #[serde(default)]
+    pub cost: RawCost,
     /// How drift is judged: baselines, minimum counts, thresholds.
     #[serde(default)]
     pub analyse: RawAnalyse,
     /// AWS client settings shared by every stage that talks to AWS.
     #[serde(default)]
     pub aws: RawAws,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawTelemetry {
+    /// `none` (default), `file` (CSV or Parquet in the telemetry schema) or `cloudwatch`
+    /// (SageMaker enhanced metrics per inference component).
+    pub source: Option<String>,
+    /// `file`: a file or a folder of `.csv` / `.parquet` files.
+    pub path: Option<String>,
+    /// `cloudwatch`: the endpoint whose inference components are read.
+    pub endpoint: Option<String>,
+    /// `cloudwatch`: the inference components (default: the models seen in `captures`).
+    pub components: Option<Vec<String>>,
+    /// `cloudwatch`: seconds per datapoint. Default: 300.
+    pub period_seconds: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawCost {
+    /// Instance type -> its price and GPUs, e.g. `[cost.instance-types."ml.g5.12xlarge"]`.
+    #[serde(default)]
+    pub instance_types: std::collections::BTreeMap<String, RawInstanceType>,
+    /// Model (inference component) -> what it runs on, e.g. `[cost.models.chat-a]`.
+    #[serde(default)]
+    pub models: std::collections::BTreeMap<String, RawModelCost>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawInstanceType {
+    /// On-demand (or your negotiated) price, USD per hour.
+    pub usd_per_hour: f64,
+    /// GPUs in one instance.
+    pub gpus: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawModelCost {
+    pub instance_type: String,
+    /// GPUs allocated to one copy of the model. Default: all of the instance's.
+    pub gpus: Option<u32>,
+    /// Copies of the model. Default: 1.
+    pub copies: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -223,6 +275,8 @@ pub struct Config {
     pub sampling: Sampling,
     pub budget_usd: Option<f64>,
     pub judge: JudgeSettings,
+    pub telemetry: TelemetrySettings,
+    pub cost: CostModel,
     pub analyse: AnalyseSettings,
     pub aws: AwsSettings,
     /// sha256 of the config text, recorded in run manifests.
@@ -527,6 +581,48 @@ pub fn is_pinned(kind: JudgeKind, model: &str) -> bool {
     }
 }
 
+/// Where telemetry comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TelemetrySource {
+    None,
+    File(PathBuf),
+    CloudWatch {
+        endpoint: String,
+        components: Option<Vec<String>>,
+        period_seconds: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetrySettings {
+    pub source: TelemetrySource,
+}
+
+/// What one model's hardware costs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelCost {
+    pub instance_type: String,
+    pub usd_per_hour: f64,
+    pub gpus_per_instance: u32,
+    /// GPUs allocated to the model, all copies together.
+    pub gpus_allocated: u32,
+}
+
+impl ModelCost {
+    /// USD for `seconds` of the model's allocation: the instance price times the share of its
+    /// GPUs the model holds.
+    pub fn cost(&self, seconds: f64, gpus_allocated: Option<f64>) -> f64 {
+        let gpus = gpus_allocated.unwrap_or(f64::from(self.gpus_allocated));
+        self.usd_per_hour * gpus / f64::from(self.gpus_per_instance.max(1)) * seconds / 3600.0
+    }
+}
+
+/// Model -> its cost; models not listed have no cost.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CostModel {
+    pub models: std::collections::BTreeMap<String, ModelCost>,
+}
+
 /// Where each analysed day's baseline comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Baseline {
@@ -689,6 +785,8 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
     }
     let judge = validate_judge(raw.judge).map_err(|(key, m)| invalid(key, m))?;
     let analyse = validate_analyse(raw.analyse).map_err(|(key, m)| invalid(key, m))?;
+    let telemetry = validate_telemetry(raw.telemetry, base).map_err(|(key, m)| invalid(key, m))?;
+    let cost = validate_cost(raw.cost).map_err(|(key, m)| invalid(key, m))?;
     let budget_usd = raw.score.budget_usd;
     if let Some(budget) = budget_usd {
         if !(budget >= 0.0 && budget.is_finite()) {
@@ -728,6 +826,8 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
         sampling,
         budget_usd,
         judge,
+        telemetry,
+        cost,
         analyse,
         aws: AwsSettings {
             region: raw.aws.region,
@@ -737,6 +837,82 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
         },
         hash: String::new(),
     })
+}
+
+fn validate_telemetry(
+    raw: RawTelemetry,
+    base: &Path,
+) -> Result<TelemetrySettings, (&'static str, String)> {
+    let source = match raw.source.as_deref() {
+        None | Some("none") => TelemetrySource::None,
+        Some("file") => {
+            let path = raw.path.ok_or((
+                "telemetry.path",
+                "is required for the `file` source".to_string(),
+            ))?;
+            TelemetrySource::File(base.join(path))
+        }
+        Some("cloudwatch") => {
+            let endpoint = raw.endpoint.ok_or((
+                "telemetry.endpoint",
+                "is required for the `cloudwatch` source (the SageMaker endpoint name)".to_string(),
+            ))?;
+            let period_seconds = raw.period_seconds.unwrap_or(300);
+            if period_seconds == 0 || !period_seconds.is_multiple_of(60) {
+                return Err((
+                    "telemetry.period-seconds",
+                    format!("{period_seconds} must be a positive multiple of 60"),
+                ));
+            }
+            TelemetrySource::CloudWatch {
+                endpoint,
+                components: raw.components,
+                period_seconds,
+            }
+        }
+        Some(other) => {
+            return Err((
+                "telemetry.source",
+                format!("`{other}` is not one of `none`, `file`, `cloudwatch`"),
+            ));
+        }
+    };
+    Ok(TelemetrySettings { source })
+}
+
+fn validate_cost(raw: RawCost) -> Result<CostModel, (&'static str, String)> {
+    let mut models = std::collections::BTreeMap::new();
+    for (name, m) in raw.models {
+        let Some(instance) = raw.instance_types.get(&m.instance_type) else {
+            return Err((
+                "cost.models",
+                format!(
+                    "model `{name}` runs on `{}`, which `[cost.instance-types]` does not list",
+                    m.instance_type
+                ),
+            ));
+        };
+        if instance.usd_per_hour.is_nan() || instance.usd_per_hour < 0.0 || instance.gpus == 0 {
+            return Err((
+                "cost.instance-types",
+                format!(
+                    "`{}` needs a non-negative `usd-per-hour` and at least one GPU",
+                    m.instance_type
+                ),
+            ));
+        }
+        let per_copy = m.gpus.unwrap_or(instance.gpus);
+        models.insert(
+            name,
+            ModelCost {
+                instance_type: m.instance_type.clone(),
+                usd_per_hour: instance.usd_per_hour,
+                gpus_per_instance: instance.gpus,
+                gpus_allocated: per_copy * m.copies.unwrap_or(1),
+            },
+        );
+    }
+    Ok(CostModel { models })
 }
 
 fn validate_analyse(raw: RawAnalyse) -> Result<AnalyseSettings, (&'static str, String)> {

@@ -13,5 +13,6 @@ pub mod rubric;
 pub mod run;
 pub mod score;
 pub mod table;
+pub mod telemetry;
 pub mod util;
 pub mod warehouse;

@@ -17,6 +17,7 @@ use evalwatch::ingest::{IngestJob, IngestSummary, ingest};
 use evalwatch::rubric::{self, RubricError};
 use evalwatch::run::{new_run_id, run};
 use evalwatch::score::{ProgressMode, ScoreJob, ScoreSummary, score};
+use evalwatch::telemetry::{TelemetryJob, TelemetrySummary, telemetry};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -61,6 +62,11 @@ enum Command {
     Ingest(IngestArgs),
     /// Judge sampled captures against a rubric into the `scores` table.
     Score(ScoreArgs),
+    /// Read GPU, traffic, latency and cost per model into the `telemetry` table.
+    Telemetry(WindowArgs),
+    /// GPUs of this machine (NVML).
+    #[command(subcommand)]
+    Gpu(GpuCommand),
     /// Compare each day with its baseline into the `drift` and `aggregates` tables; exits 3 when
     /// an alert fired.
     Analyse(AnalyseArgs),
@@ -166,6 +172,46 @@ struct ScoreArgs {
     /// Print what would be judged and the estimated cost; call and write nothing.
     #[arg(long)]
     dry_run: bool,
+}
+
+#[derive(Subcommand)]
+enum GpuCommand {
+    /// Sample every GPU's utilisation, memory and power into a telemetry CSV.
+    Sample {
+        /// Seconds between samples (e.g. 1, 0.5).
+        #[arg(long, default_value = "1s", value_parser = parse_seconds)]
+        interval: f64,
+        /// How long to sample.
+        #[arg(long, default_value = "60s", value_parser = parse_seconds)]
+        duration: f64,
+        /// Model served on these GPUs. Default: the process using each GPU.
+        #[arg(long)]
+        model: Option<String>,
+        /// The CSV to write (the `file` telemetry source reads it).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// `1s`, `500ms`, `2m` or a number of seconds.
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (text, 1.0)
+    };
+    number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| *v > 0.0 && v.is_finite())
+        .map(|v| v * scale)
+        .ok_or_else(|| format!("`{text}` is not a duration like 1s, 500ms or 2m"))
 }
 
 #[derive(Args)]
@@ -286,6 +332,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match &cli.command {
         Command::Init(args) => return init(args),
         Command::JudgeStub(args) => return judge_stub(args).await,
+        Command::Gpu(GpuCommand::Sample {
+            interval,
+            duration,
+            model,
+            out,
+        }) => {
+            let n = evalwatch::telemetry::nvml::sample(
+                std::time::Duration::from_secs_f64(*interval),
+                std::time::Duration::from_secs_f64(*duration),
+                model.as_deref(),
+                out,
+            )?;
+            eprintln!("wrote {n} samples to {}", out.display());
+            return Ok(0);
+        }
         Command::Rubric(command) => return rubric_command(command),
         _ => {}
     }
@@ -297,7 +358,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let today = cli.today.unwrap_or_else(|| Utc::now().date_naive());
 
     match cli.command {
-        Command::Init(_) | Command::Rubric(_) | Command::JudgeStub(_) => {
+        Command::Init(_) | Command::Rubric(_) | Command::JudgeStub(_) | Command::Gpu(_) => {
             unreachable!("handled above")
         }
         Command::Run(window) => {
@@ -312,12 +373,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let outcome = run(&ctx, &run_id).await?;
             log_ingest(&outcome.ingest);
             log_score(&outcome.score);
+            if let Some(t) = &outcome.telemetry {
+                log_telemetry(t);
+            }
             log_analyse(&outcome.analyse);
             println!(
                 "{}",
                 serde_json::json!({
                     "ingest": outcome.ingest,
                     "score": outcome.score,
+                    "telemetry": outcome.telemetry,
                     "analyse": outcome.analyse,
                 })
             );
@@ -328,6 +393,24 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 "run: finished"
             );
             Ok(outcome.exit_code())
+        }
+        Command::Telemetry(window) => {
+            let window = window_flags(&window)?;
+            let ctx = Ctx::new(config, today).await;
+            let window = window.unwrap_or_else(|| ctx.window());
+            let job = TelemetryJob::from_config(&ctx.config, Some(window));
+            let Some(summary) = telemetry(job, &ctx.warehouse, &ctx.aws)
+                .await
+                .context("telemetry failed")?
+            else {
+                return Err(usage(
+                    "no telemetry source: `telemetry.source` is `none`",
+                    Some("set `[telemetry] source = \"file\"` (with `path`) or `\"cloudwatch\"` (with `endpoint`)".into()),
+                ));
+            };
+            log_telemetry(&summary);
+            println!("{}", serde_json::json!({ "telemetry": summary }));
+            Ok(0)
         }
         Command::Analyse(args) => {
             let window = match args.date {
@@ -422,6 +505,29 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             println!("{}", serde_json::json!({ "score": summary }));
             Ok(0)
         }
+    }
+}
+
+fn log_telemetry(summary: &TelemetrySummary) {
+    tracing::info!(
+        "telemetry: {} samples of {} models from {} into {} partitions, {} rejected, {} outside the window, cost {}",
+        summary.samples,
+        summary.models,
+        summary.source,
+        summary.partitions,
+        summary.rejected,
+        summary.out_of_window,
+        summary
+            .cost_usd
+            .map_or("unknown (no [cost] entry)".to_string(), |c| format!(
+                "{c:.2} USD"
+            ))
+    );
+    for r in &summary.rejected_examples {
+        tracing::warn!("telemetry: rejected {}: {}", r.location, r.reason);
+    }
+    for c in &summary.no_data {
+        tracing::warn!("telemetry: no datapoints for `{c}`");
     }
 }
 

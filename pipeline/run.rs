@@ -1,4 +1,4 @@
-//! `evalwatch run`: every stage built so far (ingest, score, analyse), in order, for the configured window, with a run
+//! `evalwatch run`: every stage built so far (ingest, score, telemetry, analyse), in order, for the configured window, with a run
 //! manifest (`runs/<run-id>/manifest.json`) recording what ran, how long it took and what it did.
 //!
 //! This function is the one place that knows the order of the stages.
@@ -12,6 +12,7 @@ use crate::analyse::{AnalyseError, AnalyseJob, AnalyseSummary, analyse};
 use crate::context::Ctx;
 use crate::ingest::{IngestError, IngestJob, IngestSummary, ingest};
 use crate::score::{ScoreError, ScoreJob, ScoreSummary, score};
+use crate::telemetry::{TelemetryError, TelemetryJob, TelemetrySummary, telemetry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -23,6 +24,8 @@ pub enum RunError {
     Rubric(#[from] crate::rubric::RubricError),
     #[error(transparent)]
     Score(#[from] ScoreError),
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
     #[error(transparent)]
     Analyse(#[from] AnalyseError),
     #[error("cannot write the run manifest: {0}")]
@@ -57,6 +60,8 @@ pub struct RunOutcome {
     pub manifest: RunManifest,
     pub ingest: IngestSummary,
     pub score: ScoreSummary,
+    /// `None` when no telemetry source is configured.
+    pub telemetry: Option<TelemetrySummary>,
     pub analyse: AnalyseSummary,
 }
 
@@ -136,7 +141,24 @@ pub async fn run(ctx: &Ctx, run_id: &str) -> Result<RunOutcome, RunError> {
         summary: serde_json::to_value(&scored).unwrap_or_default(),
     });
 
-    // Stage 3: analyse.
+    // Stage 3: telemetry (when a source is configured).
+    let clock = Instant::now();
+    let measured = telemetry(
+        TelemetryJob::from_config(&ctx.config, Some(window)),
+        &ctx.warehouse,
+        &ctx.aws,
+    )
+    .await?;
+    if let Some(measured) = &measured {
+        stages.push(StageRecord {
+            stage: "telemetry",
+            seconds: clock.elapsed().as_secs_f64(),
+            status: "ok",
+            summary: serde_json::to_value(measured).unwrap_or_default(),
+        });
+    }
+
+    // Stage 4: analyse.
     let clock = Instant::now();
     let analysed = analyse(
         AnalyseJob::from_config(&ctx.config, rubric, window),
@@ -175,6 +197,7 @@ pub async fn run(ctx: &Ctx, run_id: &str) -> Result<RunOutcome, RunError> {
         manifest,
         ingest: summary,
         score: scored,
+        telemetry: measured,
         analyse: analysed,
     })
 }

@@ -46,6 +46,18 @@ pub struct DayData {
     /// Per capture: 1 if the reply is a refusal.
     pub refusal: Vec<f64>,
     pub finish_reason: BTreeMap<String, u64>,
+    /// Capture times (µs since the epoch), for the as-of join with telemetry.
+    pub captured_at: Vec<i64>,
+    /// Telemetry of the day: sample times (µs), GPU utilisation and memory (%), allocation.
+    pub telemetry_ts: Vec<i64>,
+    pub gpu_util: Vec<f64>,
+    pub gpu_mem: Vec<f64>,
+    pub gpus_allocated: Vec<f64>,
+    pub model_latency_ms: Vec<f64>,
+    pub invocations: Option<f64>,
+    pub errors_5xx: Option<f64>,
+    /// What the model's hardware cost that day; `None` without a cost entry or telemetry.
+    pub cost_usd: Option<f64>,
 }
 
 /// (model, day) -> what happened.
@@ -133,6 +145,18 @@ const CAPTURE_COLUMNS: &[(&str, DataType)] = &[
     ("latency_ms", DataType::Float64),
     ("refusal", DataType::Float64),
     ("finish_reason", DataType::String),
+    ("captured_at", DataType::Int64),
+];
+
+const TELEMETRY_COLUMNS: &[(&str, DataType)] = &[
+    ("ts", DataType::Int64),
+    ("gpu_util_pct", DataType::Float64),
+    ("gpu_mem_pct", DataType::Float64),
+    ("gpus_allocated", DataType::Float64),
+    ("model_latency_ms", DataType::Float64),
+    ("invocations", DataType::Float64),
+    ("errors_5xx", DataType::Float64),
+    ("cost_usd", DataType::Float64),
 ];
 
 fn query(table: &'static str) -> impl Fn(PolarsError) -> LoadError {
@@ -318,6 +342,10 @@ pub async fn load_captures(
         day.completion_tokens = list_values(lists.column("completion_tokens")?, i)?;
         day.latency_ms = list_values(lists.column("latency_ms")?, i)?;
         day.refusal = list_values(lists.column("refusal")?, i)?;
+        day.captured_at = list_values(lists.column("captured_at")?, i)?
+            .into_iter()
+            .map(|v| v as i64)
+            .collect();
         Ok(())
     })
     .map_err(query("captures"))?;
@@ -352,10 +380,69 @@ fn capture_groups(df: DataFrame) -> PolarsResult<(DataFrame, DataFrame)> {
     ];
     let mut aggs = vec![len().alias("requests")];
     aggs.extend(features.iter().map(|f| col(*f).drop_nulls()));
+    aggs.push(col("captured_at").cast(DataType::Float64).drop_nulls());
     let lists = base.clone().group_by(keys.clone()).agg(aggs).collect()?;
     let reasons = base
         .group_by([col("model"), col("date"), col("finish_reason")])
         .agg([len().alias("n")])
         .collect()?;
     Ok((lists, reasons))
+}
+
+/// Telemetry for the days of `range`, into `data`.
+pub async fn load_telemetry(
+    warehouse: &Warehouse,
+    range: DateRange,
+    data: &mut Data,
+) -> Result<(), LoadError> {
+    let Some(df) = read_table(warehouse, "telemetry/", range, TELEMETRY_COLUMNS).await? else {
+        return Ok(());
+    };
+    let grouped = tokio::task::spawn_blocking(move || {
+        df.lazy()
+            .group_by([col("model"), col("date")])
+            .agg([
+                col("ts").cast(DataType::Float64),
+                col("gpu_util_pct").fill_null(lit(f64::NAN)),
+                col("gpu_mem_pct").drop_nulls(),
+                col("gpus_allocated").drop_nulls(),
+                col("model_latency_ms").drop_nulls(),
+                col("invocations").sum().alias("invocations_sum"),
+                col("invocations").count().alias("invocations_n"),
+                col("errors_5xx").sum().alias("errors_sum"),
+                col("errors_5xx").count().alias("errors_n"),
+                col("cost_usd").sum().alias("cost_sum"),
+                col("cost_usd").count().alias("cost_n"),
+            ])
+            .collect()
+    })
+    .await
+    .map_err(|e| LoadError::Query {
+        table: "telemetry",
+        message: e.to_string(),
+    })?
+    .map_err(query("telemetry"))?;
+    each_group(&grouped, |i, key| {
+        let day = data.entry(key).or_default();
+        day.telemetry_ts = list_values(grouped.column("ts")?, i)?
+            .into_iter()
+            .map(|v| v as i64)
+            .collect();
+        day.gpu_util = list_values(grouped.column("gpu_util_pct")?, i)?;
+        day.gpu_mem = list_values(grouped.column("gpu_mem_pct")?, i)?;
+        day.gpus_allocated = list_values(grouped.column("gpus_allocated")?, i)?;
+        day.model_latency_ms = list_values(grouped.column("model_latency_ms")?, i)?;
+        let sum_if = |sum: &str, n: &str| -> PolarsResult<Option<f64>> {
+            let count = grouped.column(n)?.u32()?.get(i).unwrap_or(0);
+            Ok((count > 0)
+                .then(|| grouped.column(sum).ok()?.f64().ok()?.get(i))
+                .flatten())
+        };
+        day.invocations = sum_if("invocations_sum", "invocations_n")?;
+        day.errors_5xx = sum_if("errors_sum", "errors_n")?;
+        day.cost_usd = sum_if("cost_sum", "cost_n")?;
+        Ok(())
+    })
+    .map_err(query("telemetry"))?;
+    Ok(())
 }

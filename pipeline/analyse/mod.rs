@@ -165,6 +165,7 @@ pub async fn analyse(
     let mut data = Data::new();
     load::load_scores(warehouse, &job.rubric, &job.judge, range, &mut data).await?;
     load::load_captures(warehouse, range, &mut data).await?;
+    load::load_telemetry(warehouse, range, &mut data).await?;
 
     let settings = job.settings.clone();
     let window = job.window;
@@ -285,6 +286,19 @@ pub struct AggregateRow {
     pub judge_cost_usd: f64,
     pub alerts: u64,
     pub warnings: u64,
+    pub invocations: Option<f64>,
+    pub errors_5xx: Option<f64>,
+    pub model_latency_ms_mean: Option<f64>,
+    pub gpu_util_mean: Option<f64>,
+    pub gpu_util_p95: Option<f64>,
+    /// GPU utilisation at the moments requests were captured (as-of join on time).
+    pub gpu_util_at_requests: Option<f64>,
+    pub gpu_mem_mean: Option<f64>,
+    pub gpus_allocated: Option<f64>,
+    pub cost_usd: Option<f64>,
+    pub cost_per_1k_requests: Option<f64>,
+    /// Composite quality per USD of cost per 1,000 requests.
+    pub quality_per_dollar: Option<f64>,
 }
 
 type AggregatesByDay = BTreeMap<(String, NaiveDate), AggregateRow>;
@@ -329,12 +343,73 @@ fn compute(
     (drift, aggregates)
 }
 
+/// The mean GPU utilisation seen by requests: for each capture, the last telemetry sample at or
+/// before it (within an hour), averaged.
+pub fn gpu_util_at(captured_at: &[i64], telemetry_ts: &[i64], gpu_util: &[f64]) -> Option<f64> {
+    let mut samples: Vec<(i64, f64)> = telemetry_ts
+        .iter()
+        .zip(gpu_util)
+        .filter(|(_, u)| u.is_finite())
+        .map(|(t, u)| (*t, *u))
+        .collect();
+    if samples.is_empty() {
+        return None;
+    }
+    samples.sort_by_key(|(t, _)| *t);
+    const HOUR_US: i64 = 3_600_000_000;
+    let seen: Vec<f64> = captured_at
+        .iter()
+        .filter_map(|t| {
+            let after = samples.partition_point(|(s, _)| s <= t);
+            let (s, u) = samples.get(after.checked_sub(1)?)?;
+            (t - s <= HOUR_US).then_some(*u)
+        })
+        .collect();
+    (!seen.is_empty()).then(|| stats::mean(&seen))
+}
+
 fn aggregate(day: &DayData, rows: &[DriftRow], _settings: &AnalyseSettings) -> AggregateRow {
-    let mean = |v: &[f64]| (!v.is_empty()).then(|| stats::mean(v));
-    let mut latency = day.latency_ms.clone();
-    latency.sort_by(f64::total_cmp);
+    let finite = |v: &[f64]| {
+        v.iter()
+            .copied()
+            .filter(|x| x.is_finite())
+            .collect::<Vec<_>>()
+    };
+    let mean = |v: &[f64]| {
+        let v = finite(v);
+        (!v.is_empty()).then(|| stats::mean(&v))
+    };
+    let sorted = |v: &[f64]| {
+        let mut v = finite(v);
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let latency = sorted(&day.latency_ms);
     let quantile = |q: f64| (!latency.is_empty()).then(|| stats::quantile_sorted(&latency, q));
+    let gpu = sorted(&day.gpu_util);
+    // Requests for cost: the endpoint's invocations when telemetry has them (captures are often
+    // a sample of the traffic), else the captured requests.
+    let requests_for_cost = day.invocations.unwrap_or(day.requests as f64);
+    let cost_per_1k = day
+        .cost_usd
+        .filter(|_| requests_for_cost > 0.0)
+        .map(|c| c / (requests_for_cost / 1000.0));
+    let composite_mean = mean(&day.composite);
     AggregateRow {
+        invocations: day.invocations,
+        errors_5xx: day.errors_5xx,
+        model_latency_ms_mean: mean(&day.model_latency_ms),
+        gpu_util_mean: mean(&gpu),
+        gpu_util_p95: (!gpu.is_empty()).then(|| stats::quantile_sorted(&gpu, 0.95)),
+        gpu_util_at_requests: gpu_util_at(&day.captured_at, &day.telemetry_ts, &day.gpu_util),
+        gpu_mem_mean: mean(&day.gpu_mem),
+        gpus_allocated: mean(&day.gpus_allocated),
+        cost_usd: day.cost_usd,
+        cost_per_1k_requests: cost_per_1k,
+        quality_per_dollar: match (composite_mean, cost_per_1k) {
+            (Some(q), Some(c)) if c > 0.0 => Some(q / c),
+            _ => None,
+        },
         requests: day.requests,
         judged: day.composite.len() as u64,
         judge_errors: day.judge_error.iter().filter(|e| **e > 0.5).count() as u64,
@@ -344,7 +419,7 @@ fn aggregate(day: &DayData, rows: &[DriftRow], _settings: &AnalyseSettings) -> A
             .iter()
             .map(|(d, v)| (d.clone(), (mean(v), None)))
             .collect(),
-        composite_mean: mean(&day.composite),
+        composite_mean,
         composite_pass_rate: None,
         latency_p50_ms: quantile(0.5),
         latency_p99_ms: quantile(0.99),
@@ -460,6 +535,29 @@ fn aggregates_frame(
         ),
         Column::new("refusal_rate".into(), float(&|a| a.refusal_rate)),
         Column::new("judge_cost_usd".into(), float(&|a| Some(a.judge_cost_usd))),
+        Column::new("invocations".into(), float(&|a| a.invocations)),
+        Column::new("errors_5xx".into(), float(&|a| a.errors_5xx)),
+        Column::new(
+            "model_latency_ms_mean".into(),
+            float(&|a| a.model_latency_ms_mean),
+        ),
+        Column::new("gpu_util_mean".into(), float(&|a| a.gpu_util_mean)),
+        Column::new("gpu_util_p95".into(), float(&|a| a.gpu_util_p95)),
+        Column::new(
+            "gpu_util_at_requests".into(),
+            float(&|a| a.gpu_util_at_requests),
+        ),
+        Column::new("gpu_mem_mean".into(), float(&|a| a.gpu_mem_mean)),
+        Column::new("gpus_allocated".into(), float(&|a| a.gpus_allocated)),
+        Column::new("cost_usd".into(), float(&|a| a.cost_usd)),
+        Column::new(
+            "cost_per_1k_requests".into(),
+            float(&|a| a.cost_per_1k_requests),
+        ),
+        Column::new(
+            "quality_per_dollar".into(),
+            float(&|a| a.quality_per_dollar),
+        ),
         Column::new("alerts".into(), int(&|a| a.alerts)),
         Column::new("warnings".into(), int(&|a| a.warnings)),
         text_constant("rubric", &job.rubric.key(), height),

@@ -10,3 +10,4 @@ mod rubric;
 mod score;
 mod score_llm;
 mod support;
+mod telemetry;

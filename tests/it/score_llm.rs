@@ -453,7 +453,10 @@ fn limit_and_sampling_choose_what_is_judged() {
 fn cached_judgments(wh: &Path) -> usize {
     files_under(&wh.join("state/judge-cache"))
         .iter()
-        .filter(|f| f.file_name().is_some_and(|n| !n.to_string_lossy().starts_with('.')))
+        .filter(|f| {
+            f.file_name()
+                .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+        })
         .map(|f| {
             std::fs::read_to_string(f)
                 .unwrap_or_default()

@@ -15,6 +15,10 @@ use polars::prelude::*;
 
 pub const MINISTACK_VERSION: &str = "1.5.33";
 
+/// ministack speaks CloudWatch's rpc-v2-cbor only with `cbor2` installed (its `test` extra, which
+/// would also pull pytest, boto3, duckdb and docker); without it every CBOR body reads as empty.
+const CBOR2_VERSION: &str = "5.9.0";
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -153,7 +157,9 @@ fn ministack_venv() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| repo_root().join("target"))
-        .join(format!("ministack-venv-{MINISTACK_VERSION}"))
+        .join(format!(
+            "ministack-venv-{MINISTACK_VERSION}-cbor2-{CBOR2_VERSION}"
+        ))
 }
 
 fn install_ministack(venv: &Path) -> PathBuf {
@@ -173,6 +179,7 @@ fn install_ministack(venv: &Path) -> PathBuf {
             "--quiet",
             "--disable-pip-version-check",
             &format!("ministack=={MINISTACK_VERSION}"),
+            &format!("cbor2=={CBOR2_VERSION}"),
         ])
         .output()
         .expect("pip runs");
