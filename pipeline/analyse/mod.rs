@@ -303,41 +303,65 @@ pub struct AggregateRow {
 
 type AggregatesByDay = BTreeMap<(String, NaiveDate), AggregateRow>;
 
-/// Compares every day of every model with its baseline; keeps the window's days.
+/// Compares every day of every model with its baseline; keeps the window's days. Models are
+/// independent: each runs on its own thread.
 fn compute(
     data: &Data,
     window: DateRange,
     settings: &AnalyseSettings,
 ) -> (DriftByDay, AggregatesByDay) {
     let models: BTreeSet<&String> = data.keys().map(|(m, _)| m).collect();
+    let per_model: Vec<(DriftByDay, AggregatesByDay)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = models
+            .into_iter()
+            .map(|model| scope.spawn(move || compute_model(data, model, window, settings)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
     let mut drift = DriftByDay::new();
     let mut aggregates = AggregatesByDay::new();
-    for model in models {
-        let days: Vec<NaiveDate> = data
-            .keys()
-            .filter(|(m, _)| m == model)
-            .map(|(_, d)| *d)
-            .collect();
-        let mut tracks: BTreeMap<String, Track> = BTreeMap::new();
-        for &day in &days {
-            let (range, description) = baseline_days(day, settings.baseline);
-            let mut baseline = DayData::default();
-            for (_, d) in data
-                .range((model.clone(), range.since)..=(model.clone(), range.until))
-                .filter(|((_, d), _)| *d != day)
-            {
-                baseline.extend(d);
-            }
-            let current = &data[&(model.clone(), day)];
-            let mut rows = drift::compare(current, &baseline, settings);
-            drift::label_patterns(&mut rows, &mut tracks, settings);
-            if window.contains(day) {
-                aggregates.insert((model.clone(), day), aggregate(current, &rows, settings));
-                drift.insert(
-                    (model.clone(), day),
-                    rows.into_iter().map(|r| (r, description.clone())).collect(),
-                );
-            }
+    for (d, a) in per_model {
+        drift.extend(d);
+        aggregates.extend(a);
+    }
+    (drift, aggregates)
+}
+
+fn compute_model(
+    data: &Data,
+    model: &String,
+    window: DateRange,
+    settings: &AnalyseSettings,
+) -> (DriftByDay, AggregatesByDay) {
+    let mut drift = DriftByDay::new();
+    let mut aggregates = AggregatesByDay::new();
+    let days: Vec<NaiveDate> = data
+        .keys()
+        .filter(|(m, _)| m == model)
+        .map(|(_, d)| *d)
+        .collect();
+    let mut tracks: BTreeMap<String, Track> = BTreeMap::new();
+    for &day in &days {
+        let (range, description) = baseline_days(day, settings.baseline);
+        let mut baseline = DayData::default();
+        for (_, d) in data
+            .range((model.clone(), range.since)..=(model.clone(), range.until))
+            .filter(|((_, d), _)| *d != day)
+        {
+            baseline.extend(d);
+        }
+        let current = &data[&(model.clone(), day)];
+        let mut rows = drift::compare(current, &baseline, settings);
+        drift::label_patterns(&mut rows, &mut tracks, settings);
+        if window.contains(day) {
+            aggregates.insert((model.clone(), day), aggregate(current, &rows, settings));
+            drift.insert(
+                (model.clone(), day),
+                rows.into_iter().map(|r| (r, description.clone())).collect(),
+            );
         }
     }
     (drift, aggregates)
