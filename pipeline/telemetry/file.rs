@@ -126,6 +126,18 @@ fn check_columns(path: &Path, names: &[String]) -> Result<(), TelemetryError> {
     Ok(())
 }
 
+/// Files a parsed row: a sample, or a rejection with its location.
+fn keep(out: &mut Read, location: String, sample: Sample, parsed: Result<(), String>) {
+    match parsed {
+        Err(reason) => out.rejected.push(Rejected { location, reason }),
+        Ok(()) if sample.model.is_empty() => out.rejected.push(Rejected {
+            location,
+            reason: "empty `model`".into(),
+        }),
+        Ok(()) => out.samples.push(sample),
+    }
+}
+
 fn read_csv(path: &Path, out: &mut Read) -> Result<(), TelemetryError> {
     let fail = |message: String| TelemetryError::Read {
         path: path.display().to_string(),
@@ -168,14 +180,7 @@ fn read_csv(path: &Path, out: &mut Read) -> Result<(), TelemetryError> {
             .iter()
             .zip(record.iter())
             .try_for_each(|(h, v)| set(&mut sample, h, v));
-        match parsed {
-            Err(reason) => out.rejected.push(Rejected { location, reason }),
-            Ok(()) if sample.model.is_empty() => out.rejected.push(Rejected {
-                location,
-                reason: "empty `model`".into(),
-            }),
-            Ok(()) => out.samples.push(sample),
-        }
+        keep(out, location, sample, parsed);
     }
     Ok(())
 }
@@ -227,14 +232,7 @@ fn read_parquet(path: &Path, out: &mut Read) -> Result<(), TelemetryError> {
         let parsed = texts.iter().try_for_each(|(name, values)| {
             set(&mut sample, name, values[row].as_deref().unwrap_or(""))
         });
-        match parsed {
-            Err(reason) => out.rejected.push(Rejected { location, reason }),
-            Ok(()) if sample.model.is_empty() => out.rejected.push(Rejected {
-                location,
-                reason: "empty `model`".into(),
-            }),
-            Ok(()) => out.samples.push(sample),
-        }
+        keep(out, location, sample, parsed);
     }
     Ok(())
 }

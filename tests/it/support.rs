@@ -261,15 +261,23 @@ impl Ministack {
             .credentials_provider(aws_sdk_s3::config::Credentials::new(
                 "test", "test", None, None, "tests",
             ))
-            .http_client(
-                aws_smithy_http_client::Builder::new()
-                    .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                        aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-                    ))
-                    .build_https(),
-            )
+            .http_client(http_client())
             .build();
         aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// A CloudWatch client for the test's own setup and checks.
+    pub fn cloudwatch(&self) -> aws_sdk_cloudwatch::Client {
+        let config = aws_sdk_cloudwatch::Config::builder()
+            .behavior_version(aws_sdk_cloudwatch::config::BehaviorVersion::latest())
+            .region(aws_sdk_cloudwatch::config::Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(aws_sdk_cloudwatch::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .http_client(http_client())
+            .build();
+        aws_sdk_cloudwatch::Client::from_conf(config)
     }
 
     /// A config file pointing evalwatch at this server.
@@ -282,6 +290,15 @@ impl Ministack {
         std::fs::write(&path, text).unwrap();
         path
     }
+}
+
+/// The HTTP client evalwatch's own clients use (rustls with ring).
+fn http_client() -> aws_sdk_s3::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
 }
 
 /// A fresh bucket with a name unique to the test.

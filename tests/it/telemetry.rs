@@ -6,25 +6,6 @@ use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
 
 use crate::support::*;
 
-fn cloudwatch(stack: &Ministack) -> aws_sdk_cloudwatch::Client {
-    let config = aws_sdk_cloudwatch::Config::builder()
-        .behavior_version(aws_sdk_cloudwatch::config::BehaviorVersion::latest())
-        .region(aws_sdk_cloudwatch::config::Region::new("us-east-1"))
-        .endpoint_url(&stack.endpoint)
-        .credentials_provider(aws_sdk_cloudwatch::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .http_client(
-            aws_smithy_http_client::Builder::new()
-                .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                    aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-                ))
-                .build_https(),
-        )
-        .build();
-    aws_sdk_cloudwatch::Client::from_conf(config)
-}
-
 /// Yesterday, UTC: CloudWatch (and ministack) refuse datapoints older than two weeks.
 fn yesterday() -> chrono::NaiveDate {
     chrono::Utc::now().date_naive() - chrono::Days::new(1)
@@ -57,7 +38,7 @@ fn cloudwatch_metrics_become_telemetry_and_a_silent_component_is_reported() {
     let stack = ministack();
     let component = format!("ic-busy-{}", std::process::id());
     let silent = format!("ic-silent-{}", std::process::id());
-    let client = cloudwatch(stack);
+    let client = stack.cloudwatch();
     runtime().block_on(async {
         let gpu: Vec<MetricDatum> = (0..3)
             .map(|i| {
