@@ -297,6 +297,9 @@ pub struct AggregateRow {
     pub gpus_allocated: Option<f64>,
     pub cost_usd: Option<f64>,
     pub cost_per_1k_requests: Option<f64>,
+    /// Cost per million tokens (prompt + completion), from the captures' mean tokens per request
+    /// times the requests the cost is spread over.
+    pub cost_per_1m_tokens: Option<f64>,
     /// Composite quality per USD of cost per 1,000 requests.
     pub quality_per_dollar: Option<f64>,
 }
@@ -419,7 +422,22 @@ fn aggregate(day: &DayData, rows: &[DriftRow], _settings: &AnalyseSettings) -> A
         .filter(|_| requests_for_cost > 0.0)
         .map(|c| c / (requests_for_cost / 1000.0));
     let composite_mean = mean(&day.composite);
+    // Mean tokens per request: mean prompt tokens plus mean completion tokens, each over the
+    // captures that report it.
+    let tokens_per_request = match (mean(&day.prompt_tokens), mean(&day.completion_tokens)) {
+        (Some(p), Some(c)) => Some(p + c),
+        (Some(p), None) => Some(p),
+        (None, Some(c)) => Some(c),
+        (None, None) => None,
+    };
+    let cost_per_1m_tokens = match (day.cost_usd, tokens_per_request) {
+        (Some(cost), Some(t)) if t > 0.0 && requests_for_cost > 0.0 => {
+            Some(cost / (t * requests_for_cost / 1e6))
+        }
+        _ => None,
+    };
     AggregateRow {
+        cost_per_1m_tokens,
         invocations: day.invocations,
         errors_5xx: day.errors_5xx,
         model_latency_ms_mean: mean(&day.model_latency_ms),
@@ -577,6 +595,10 @@ fn aggregates_frame(
         Column::new(
             "cost_per_1k_requests".into(),
             float(&|a| a.cost_per_1k_requests),
+        ),
+        Column::new(
+            "cost_per_1m_tokens".into(),
+            float(&|a| a.cost_per_1m_tokens),
         ),
         Column::new(
             "quality_per_dollar".into(),
