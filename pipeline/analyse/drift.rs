@@ -5,6 +5,9 @@
 //! (`feature.prompt_chars`, `feature.response_chars`, `feature.prompt_tokens`,
 //! `feature.completion_tokens`, `feature.refusal_rate`, `feature.finish_reason`).
 //!
+//! Values arrive sorted (see [`DayData`]): the tests use the sorted forms of the statistics, so no
+//! metric is sorted twice.
+//!
 //! Tests: continuous metrics get `ks`, `psi`, `js`, `wasserstein` and `mean_delta`; rates get
 //! `chi2` (2x2) and `mean_delta`; the finish-reason mix gets `chi2`, `psi` and `js`. Definitions are
 //! in [`super::stats`]. The p-values of a model-day (`ks`, `chi2`, `mean_delta`) are adjusted
@@ -251,7 +254,7 @@ pub fn compare(current: &DayData, baseline: &DayData, settings: &AnalyseSettings
             }
             match (test, &metric.current, &metric.baseline) {
                 ("ks", _, _) => {
-                    let (d, p) = stats::ks_2samp(base, cur);
+                    let (d, p) = stats::ks_2samp_sorted(base, cur);
                     r.statistic = Some(d);
                     r.p_value = Some(p);
                     r.threshold = Some(settings.alpha_alert);
@@ -292,7 +295,7 @@ pub fn compare(current: &DayData, baseline: &DayData, settings: &AnalyseSettings
                 }
                 ("wasserstein", _, _) => {
                     let sd = stats::variance(base).sqrt();
-                    let w = stats::wasserstein1(base, cur);
+                    let w = stats::wasserstein1_sorted(base, cur);
                     r.statistic = Some(w);
                     r.threshold = Some(settings.wasserstein.1 * sd);
                 }
@@ -564,6 +567,11 @@ mod tests {
             b.composite.extend(d.composite);
             b.judge_error.extend(d.judge_error);
         }
+        // Values arrive sorted, as the loader leaves them.
+        for v in b.scores.values_mut() {
+            v.sort_by(f64::total_cmp);
+        }
+        b.composite.sort_by(f64::total_cmp);
         b
     }
 

@@ -26,7 +26,8 @@ pub enum LoadError {
     },
 }
 
-/// What one model did on one day.
+/// What one model did on one day. Every value vector but `captured_at` and the telemetry ones
+/// (which pair up by position) is sorted ascending, without NaN.
 #[derive(Debug, Clone, Default)]
 pub struct DayData {
     /// Dimension -> the `ok` scores (0..1).
@@ -192,6 +193,14 @@ fn list_values(column: &Column, i: usize) -> PolarsResult<Vec<f64>> {
     })
 }
 
+/// [`list_values`] ascending, without NaN: the order every comparison wants.
+fn sorted_values(column: &Column, i: usize) -> PolarsResult<Vec<f64>> {
+    let mut values = list_values(column, i)?;
+    values.retain(|v| !v.is_nan());
+    values.sort_unstable_by(f64::total_cmp);
+    Ok(values)
+}
+
 /// Scores of `rubric` by `judge` for the days of `range`, into `data`.
 pub async fn load_scores(
     warehouse: &Warehouse,
@@ -222,7 +231,7 @@ pub async fn load_scores(
             .get(i)
             .unwrap_or_default()
             .to_string();
-        let values = list_values(dims.column("score")?, i)?;
+        let values = sorted_values(dims.column("score")?, i)?;
         data.entry(key)
             .or_default()
             .scores
@@ -231,12 +240,12 @@ pub async fn load_scores(
     })
     .map_err(query("scores"))?;
     each_group(&composite, |i, key| {
-        data.entry(key).or_default().composite = list_values(composite.column("composite")?, i)?;
+        data.entry(key).or_default().composite = sorted_values(composite.column("composite")?, i)?;
         Ok(())
     })
     .map_err(query("scores"))?;
     each_group(&errors, |i, key| {
-        data.entry(key).or_default().judge_error = list_values(errors.column("error")?, i)?;
+        data.entry(key).or_default().judge_error = sorted_values(errors.column("error")?, i)?;
         Ok(())
     })
     .map_err(query("scores"))?;
@@ -336,12 +345,12 @@ pub async fn load_captures(
     each_group(&lists, |i, key| {
         let day = data.entry(key).or_default();
         day.requests = u64::from(lists.column("requests")?.u32()?.get(i).unwrap_or(0));
-        day.prompt_chars = list_values(lists.column("prompt_chars")?, i)?;
-        day.response_chars = list_values(lists.column("response_chars")?, i)?;
-        day.prompt_tokens = list_values(lists.column("prompt_tokens")?, i)?;
-        day.completion_tokens = list_values(lists.column("completion_tokens")?, i)?;
-        day.latency_ms = list_values(lists.column("latency_ms")?, i)?;
-        day.refusal = list_values(lists.column("refusal")?, i)?;
+        day.prompt_chars = sorted_values(lists.column("prompt_chars")?, i)?;
+        day.response_chars = sorted_values(lists.column("response_chars")?, i)?;
+        day.prompt_tokens = sorted_values(lists.column("prompt_tokens")?, i)?;
+        day.completion_tokens = sorted_values(lists.column("completion_tokens")?, i)?;
+        day.latency_ms = sorted_values(lists.column("latency_ms")?, i)?;
+        day.refusal = sorted_values(lists.column("refusal")?, i)?;
         day.captured_at = list_values(lists.column("captured_at")?, i)?
             .into_iter()
             .map(|v| v as i64)

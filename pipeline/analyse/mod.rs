@@ -107,26 +107,25 @@ impl AnalyseSummary {
 }
 
 impl DayData {
-    /// Adds another day's values (baselines are several days together).
+    /// Adds another day's values (baselines are several days together), keeping them sorted.
     fn extend(&mut self, other: &DayData) {
+        let merge = |into: &mut Vec<f64>, from: &[f64]| {
+            *into = stats::merge_sorted(into, from);
+        };
         for (dimension, values) in &other.scores {
-            self.scores
-                .entry(dimension.clone())
-                .or_default()
-                .extend_from_slice(values);
+            merge(self.scores.entry(dimension.clone()).or_default(), values);
         }
-        self.composite.extend_from_slice(&other.composite);
-        self.judge_error.extend_from_slice(&other.judge_error);
+        merge(&mut self.composite, &other.composite);
+        merge(&mut self.judge_error, &other.judge_error);
         self.skipped_budget += other.skipped_budget;
         self.judge_cost_usd += other.judge_cost_usd;
         self.requests += other.requests;
-        self.prompt_chars.extend_from_slice(&other.prompt_chars);
-        self.response_chars.extend_from_slice(&other.response_chars);
-        self.prompt_tokens.extend_from_slice(&other.prompt_tokens);
-        self.completion_tokens
-            .extend_from_slice(&other.completion_tokens);
-        self.latency_ms.extend_from_slice(&other.latency_ms);
-        self.refusal.extend_from_slice(&other.refusal);
+        merge(&mut self.prompt_chars, &other.prompt_chars);
+        merge(&mut self.response_chars, &other.response_chars);
+        merge(&mut self.prompt_tokens, &other.prompt_tokens);
+        merge(&mut self.completion_tokens, &other.completion_tokens);
+        merge(&mut self.latency_ms, &other.latency_ms);
+        merge(&mut self.refusal, &other.refusal);
         for (reason, n) in &other.finish_reason {
             *self.finish_reason.entry(reason.clone()).or_default() += n;
         }

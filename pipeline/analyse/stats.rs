@@ -45,26 +45,56 @@ pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
     sorted[low] + (sorted[high] - sorted[low]) * fraction
 }
 
-fn sorted(values: &[f64]) -> Vec<f64> {
+/// The values without NaN, ascending.
+pub fn sorted(values: &[f64]) -> Vec<f64> {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
-    v.sort_by(f64::total_cmp);
+    v.sort_unstable_by(f64::total_cmp);
     v
 }
 
 /// Bin edges from the baseline (see the module docs).
 pub fn edges(baseline: &[f64]) -> Vec<f64> {
-    let sorted = sorted(baseline);
-    let mut distinct = sorted.clone();
-    distinct.dedup();
+    edges_sorted(&sorted(baseline))
+}
+
+/// [`edges`] of a baseline already sorted (ascending, no NaN).
+pub fn edges_sorted(sorted: &[f64]) -> Vec<f64> {
+    let mut distinct: Vec<f64> = Vec::with_capacity(MAX_BINS + 1);
+    for &v in sorted {
+        if distinct.last() != Some(&v) {
+            distinct.push(v);
+            if distinct.len() > MAX_BINS {
+                break;
+            }
+        }
+    }
     if distinct.len() <= MAX_BINS {
         distinct.pop();
         return distinct;
     }
     let mut edges: Vec<f64> = (1..MAX_BINS)
-        .map(|i| quantile_sorted(&sorted, i as f64 / MAX_BINS as f64))
+        .map(|i| quantile_sorted(sorted, i as f64 / MAX_BINS as f64))
         .collect();
     edges.dedup();
     edges
+}
+
+/// [`proportions`] of values already sorted: a binary search per edge instead of one per value.
+pub fn proportions_sorted(sorted: &[f64], edges: &[f64]) -> Vec<f64> {
+    let n = sorted.len();
+    if n == 0 {
+        return vec![0.0; edges.len() + 1];
+    }
+    let mut out = Vec::with_capacity(edges.len() + 1);
+    let mut below = 0usize;
+    for e in edges {
+        // Values in bins up to this one: those <= the edge.
+        let upto = sorted.partition_point(|v| v <= e);
+        out.push((upto - below) as f64 / n as f64);
+        below = upto;
+    }
+    out.push((n - below) as f64 / n as f64);
+    out
 }
 
 /// The share of `values` in each bin of `edges` (`edges.len() + 1` bins).
@@ -155,8 +185,11 @@ pub fn kolmogorov_sf(y: f64) -> f64 {
 
 /// Two-sample Kolmogorov-Smirnov: (D, p).
 pub fn ks_2samp(baseline: &[f64], current: &[f64]) -> (f64, f64) {
-    let a = sorted(baseline);
-    let b = sorted(current);
+    ks_2samp_sorted(&sorted(baseline), &sorted(current))
+}
+
+/// [`ks_2samp`] of samples already sorted (ascending, no NaN).
+pub fn ks_2samp_sorted(a: &[f64], b: &[f64]) -> (f64, f64) {
     if a.is_empty() || b.is_empty() {
         return (f64::NAN, f64::NAN);
     }
@@ -180,13 +213,33 @@ pub fn ks_2samp(baseline: &[f64], current: &[f64]) -> (f64, f64) {
 
 /// Wasserstein-1 distance between two samples.
 pub fn wasserstein1(baseline: &[f64], current: &[f64]) -> f64 {
-    let a = sorted(baseline);
-    let b = sorted(current);
+    wasserstein1_sorted(&sorted(baseline), &sorted(current))
+}
+
+/// Two sorted slices merged into one sorted vector.
+pub fn merge_sorted(a: &[f64], b: &[f64]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i] <= b[j] {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
+/// [`wasserstein1`] of samples already sorted (ascending, no NaN).
+pub fn wasserstein1_sorted(a: &[f64], b: &[f64]) -> f64 {
     if a.is_empty() || b.is_empty() {
         return f64::NAN;
     }
-    let mut all: Vec<f64> = a.iter().chain(&b).copied().collect();
-    all.sort_by(f64::total_cmp);
+    let all = merge_sorted(a, b);
     let (n1, n2) = (a.len() as f64, b.len() as f64);
     let (mut i, mut j) = (0usize, 0usize);
     let mut total = 0.0;
@@ -603,6 +656,23 @@ mod tests {
                 "chi2.sf({x}, {k}): ours {ours:e}, scipy {want:e}"
             );
         }
+    }
+
+    #[test]
+    fn sorted_variants_agree_with_the_plain_ones() {
+        let a: Vec<f64> = (0..500)
+            .map(|i| ((i * 7919) % 1000) as f64 / 10.0)
+            .collect();
+        let b: Vec<f64> = (0..300)
+            .map(|i| ((i * 104729) % 1200) as f64 / 10.0)
+            .collect();
+        let (sa, sb) = (sorted(&a), sorted(&b));
+        assert_eq!(edges(&a), edges_sorted(&sa));
+        let e = edges(&a);
+        assert_eq!(proportions(&b, &e), proportions_sorted(&sb, &e));
+        assert_eq!(ks_2samp(&a, &b), ks_2samp_sorted(&sa, &sb));
+        assert_eq!(wasserstein1(&a, &b), wasserstein1_sorted(&sa, &sb));
+        assert_eq!(merge_sorted(&sa, &sb), sorted(&[a, b].concat()));
     }
 
     #[test]
