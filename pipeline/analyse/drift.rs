@@ -50,12 +50,12 @@ pub enum Bad {
     Neither,
 }
 
-#[derive(Debug, Clone)]
-enum Values {
-    Continuous(Vec<f64>),
+#[derive(Debug, Clone, Copy)]
+enum Values<'a> {
+    Continuous(&'a [f64]),
     /// 0/1 per item.
-    Rate(Vec<f64>),
-    Categories(BTreeMap<String, u64>),
+    Rate(&'a [f64]),
+    Categories(&'a BTreeMap<String, u64>),
 }
 
 /// Which way a metric goes bad, from its name.
@@ -71,10 +71,10 @@ pub fn bad_of(name: &str) -> Bad {
 
 /// One metric of one day, as compared.
 #[derive(Debug, Clone)]
-struct Metric {
+struct Metric<'a> {
     name: String,
-    current: Values,
-    baseline: Values,
+    current: Values<'a>,
+    baseline: Values<'a>,
 }
 
 /// One row of the `drift` table.
@@ -97,21 +97,24 @@ pub struct DriftRow {
     pub pattern: &'static str,
 }
 
-fn metrics(current: &DayData, baseline: &DayData) -> Vec<Metric> {
+fn metrics<'a>(current: &'a DayData, baseline: &'a DayData) -> Vec<Metric<'a>> {
     let mut out = Vec::new();
-    let continuous = |name: String, c: &Vec<f64>, b: &Vec<f64>| Metric {
+    let continuous = |name: String, c: &'a [f64], b: &'a [f64]| Metric {
         name,
-        current: Values::Continuous(c.clone()),
-        baseline: Values::Continuous(b.clone()),
+        current: Values::Continuous(c),
+        baseline: Values::Continuous(b),
     };
-    let empty = Vec::new();
+    let empty: &'a [f64] = &[];
     for (dimension, values) in &current.scores {
-        let base = baseline.scores.get(dimension).unwrap_or(&empty);
+        let base = baseline
+            .scores
+            .get(dimension)
+            .map_or(empty, |v| v.as_slice());
         out.push(continuous(format!("score.{dimension}"), values, base));
     }
     for (dimension, base) in &baseline.scores {
         if !current.scores.contains_key(dimension) {
-            out.push(continuous(format!("score.{dimension}"), &empty, base));
+            out.push(continuous(format!("score.{dimension}"), empty, base));
         }
     }
     out.push(continuous(
@@ -121,8 +124,8 @@ fn metrics(current: &DayData, baseline: &DayData) -> Vec<Metric> {
     ));
     out.push(Metric {
         name: "judge.error_rate".into(),
-        current: Values::Rate(current.judge_error.clone()),
-        baseline: Values::Rate(baseline.judge_error.clone()),
+        current: Values::Rate(&current.judge_error),
+        baseline: Values::Rate(&baseline.judge_error),
     });
     for (name, c, b) in [
         (
@@ -152,18 +155,18 @@ fn metrics(current: &DayData, baseline: &DayData) -> Vec<Metric> {
     }
     out.push(Metric {
         name: "feature.refusal_rate".into(),
-        current: Values::Rate(current.refusal.clone()),
-        baseline: Values::Rate(baseline.refusal.clone()),
+        current: Values::Rate(&current.refusal),
+        baseline: Values::Rate(&baseline.refusal),
     });
     out.push(Metric {
         name: "feature.finish_reason".into(),
-        current: Values::Categories(current.finish_reason.clone()),
-        baseline: Values::Categories(baseline.finish_reason.clone()),
+        current: Values::Categories(&current.finish_reason),
+        baseline: Values::Categories(&baseline.finish_reason),
     });
     out
 }
 
-impl Values {
+impl Values<'_> {
     fn count(&self) -> u64 {
         match self {
             Values::Continuous(v) | Values::Rate(v) => v.len() as u64,
@@ -239,6 +242,8 @@ pub fn compare(current: &DayData, baseline: &DayData, settings: &AnalyseSettings
         };
         let first = rows.len();
         let enough = nc >= settings.min_count && nb >= settings.min_count;
+        // Baseline and current proportions over the baseline's bins, shared by PSI and JS.
+        let mut binned: Option<(Vec<f64>, Vec<f64>)> = None;
         for &test in tests {
             let mut r = row(test);
             if !enough {
@@ -280,15 +285,17 @@ pub fn compare(current: &DayData, baseline: &DayData, settings: &AnalyseSettings
                     r.threshold = Some(levels.1);
                 }
                 ("psi" | "js", _, _) => {
-                    let edges = stats::edges(base);
-                    let (pb, pc) = (
-                        stats::proportions(base, &edges),
-                        stats::proportions(cur, &edges),
-                    );
+                    let (pb, pc) = binned.get_or_insert_with(|| {
+                        let edges = stats::edges_sorted(base);
+                        (
+                            stats::proportions_sorted(base, &edges),
+                            stats::proportions_sorted(cur, &edges),
+                        )
+                    });
                     let (value, levels) = if test == "psi" {
-                        (stats::psi(&pb, &pc), settings.psi)
+                        (stats::psi(pb, pc), settings.psi)
                     } else {
-                        (stats::js_distance(&pb, &pc), settings.js)
+                        (stats::js_distance(pb, pc), settings.js)
                     };
                     r.statistic = Some(value);
                     r.threshold = Some(levels.1);

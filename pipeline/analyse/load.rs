@@ -245,10 +245,23 @@ pub async fn load_scores(
     })
     .map_err(query("scores"))?;
     each_group(&errors, |i, key| {
-        data.entry(key).or_default().judge_error = sorted_values(errors.column("error")?, i)?;
+        let n = errors
+            .column("errors")?
+            .cast(&DataType::UInt64)?
+            .u64()?
+            .get(i)
+            .unwrap_or(0);
+        data.entry(key).or_default().judge_error = vec![1.0; n as usize];
         Ok(())
     })
     .map_err(query("scores"))?;
+    // Per capture judged: 0 for each scored on every dimension, then 1 for each with an error
+    // (ascending, as every value vector).
+    for day in data.values_mut() {
+        let errors = std::mem::take(&mut day.judge_error);
+        day.judge_error = vec![0.0; day.composite.len()];
+        day.judge_error.extend(errors);
+    }
     each_group(&skipped, |i, key| {
         let n = skipped.column("skipped")?.u32()?.get(i).unwrap_or(0);
         data.entry(key).or_default().skipped_budget = u64::from(n);
@@ -298,17 +311,12 @@ fn score_groups(df: DataFrame, rubric: &Rubric, judge: &str) -> PolarsResult<Sco
         .agg([col("composite")])
         .collect()?;
 
+    // Captures with an error row (few): the others judged are the composite's.
     let errors = base
         .clone()
-        .filter(col("status").neq(lit("skipped_budget")))
-        .group_by([col("model"), col("date"), col("request_id")])
-        .agg([col("status")
-            .eq(lit("error"))
-            .cast(DataType::Float64)
-            .max()
-            .alias("error")])
+        .filter(col("status").eq(lit("error")))
         .group_by(keys.clone())
-        .agg([col("error")])
+        .agg([col("request_id").n_unique().alias("errors")])
         .collect()?;
 
     let dims_n = rubric.dimensions.len().max(1) as u32;

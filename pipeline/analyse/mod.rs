@@ -96,6 +96,9 @@ pub struct AnalyseSummary {
     pub insufficient_data: u64,
     /// Metric-days that alerted, one line each (the worst test of the metric).
     pub alerted: Vec<Alert>,
+    /// Where the time went: reading and grouping, comparing, writing.
+    pub load_seconds: f64,
+    pub compute_seconds: f64,
     pub seconds: f64,
 }
 
@@ -107,28 +110,41 @@ impl AnalyseSummary {
 }
 
 impl DayData {
-    /// Adds another day's values (baselines are several days together), keeping them sorted.
-    fn extend(&mut self, other: &DayData) {
-        let merge = |into: &mut Vec<f64>, from: &[f64]| {
-            *into = stats::merge_sorted(into, from);
+    /// Several days as one (a baseline), every value vector still sorted.
+    fn merged(days: &[&DayData]) -> DayData {
+        let merge = |field: fn(&DayData) -> &Vec<f64>| -> Vec<f64> {
+            let parts: Vec<&[f64]> = days.iter().map(|d| field(d).as_slice()).collect();
+            stats::merge_many(&parts)
         };
-        for (dimension, values) in &other.scores {
-            merge(self.scores.entry(dimension.clone()).or_default(), values);
+        let mut out = DayData {
+            composite: merge(|d| &d.composite),
+            judge_error: merge(|d| &d.judge_error),
+            prompt_chars: merge(|d| &d.prompt_chars),
+            response_chars: merge(|d| &d.response_chars),
+            prompt_tokens: merge(|d| &d.prompt_tokens),
+            completion_tokens: merge(|d| &d.completion_tokens),
+            latency_ms: merge(|d| &d.latency_ms),
+            refusal: merge(|d| &d.refusal),
+            ..DayData::default()
+        };
+        let dimensions: BTreeSet<&String> = days.iter().flat_map(|d| d.scores.keys()).collect();
+        for dimension in dimensions {
+            let parts: Vec<&[f64]> = days
+                .iter()
+                .filter_map(|d| d.scores.get(dimension).map(|v| v.as_slice()))
+                .collect();
+            out.scores
+                .insert(dimension.clone(), stats::merge_many(&parts));
         }
-        merge(&mut self.composite, &other.composite);
-        merge(&mut self.judge_error, &other.judge_error);
-        self.skipped_budget += other.skipped_budget;
-        self.judge_cost_usd += other.judge_cost_usd;
-        self.requests += other.requests;
-        merge(&mut self.prompt_chars, &other.prompt_chars);
-        merge(&mut self.response_chars, &other.response_chars);
-        merge(&mut self.prompt_tokens, &other.prompt_tokens);
-        merge(&mut self.completion_tokens, &other.completion_tokens);
-        merge(&mut self.latency_ms, &other.latency_ms);
-        merge(&mut self.refusal, &other.refusal);
-        for (reason, n) in &other.finish_reason {
-            *self.finish_reason.entry(reason.clone()).or_default() += n;
+        for d in days {
+            out.skipped_budget += d.skipped_budget;
+            out.judge_cost_usd += d.judge_cost_usd;
+            out.requests += d.requests;
+            for (reason, n) in &d.finish_reason {
+                *out.finish_reason.entry(reason.clone()).or_default() += n;
+            }
         }
+        out
     }
 }
 
@@ -165,6 +181,7 @@ pub async fn analyse(
     load::load_scores(warehouse, &job.rubric, &job.judge, range, &mut data).await?;
     load::load_captures(warehouse, range, &mut data).await?;
     load::load_telemetry(warehouse, range, &mut data).await?;
+    let load_seconds = started.elapsed().as_secs_f64();
 
     let settings = job.settings.clone();
     let window = job.window;
@@ -176,11 +193,14 @@ pub async fn analyse(
             message: e.to_string(),
         })?;
     let (drift_by_day, aggregates_by_day) = computed;
+    let compute_seconds = started.elapsed().as_secs_f64() - load_seconds;
 
     let mut summary = AnalyseSummary {
         window: job.window.to_string(),
         rubric: job.rubric.key(),
         judge: job.judge.clone(),
+        load_seconds,
+        compute_seconds,
         ..AnalyseSummary::default()
     };
     let mut models = BTreeSet::new();
@@ -348,13 +368,12 @@ fn compute_model(
     let mut tracks: BTreeMap<String, Track> = BTreeMap::new();
     for &day in &days {
         let (range, description) = baseline_days(day, settings.baseline);
-        let mut baseline = DayData::default();
-        for (_, d) in data
+        let days: Vec<&DayData> = data
             .range((model.clone(), range.since)..=(model.clone(), range.until))
             .filter(|((_, d), _)| *d != day)
-        {
-            baseline.extend(d);
-        }
+            .map(|(_, d)| d)
+            .collect();
+        let baseline = DayData::merged(&days);
         let current = &data[&(model.clone(), day)];
         let mut rows = drift::compare(current, &baseline, settings);
         drift::label_patterns(&mut rows, &mut tracks, settings);

@@ -234,24 +234,52 @@ pub fn merge_sorted(a: &[f64], b: &[f64]) -> Vec<f64> {
     out
 }
 
-/// [`wasserstein1`] of samples already sorted (ascending, no NaN).
+/// Many sorted slices merged into one sorted vector, pairwise (each value copied log2(k) times).
+pub fn merge_many(parts: &[&[f64]]) -> Vec<f64> {
+    let mut level: Vec<Vec<f64>> = parts.iter().map(|p| p.to_vec()).collect();
+    if level.is_empty() {
+        return Vec::new();
+    }
+    while level.len() > 1 {
+        let mut next = Vec::with_capacity(level.len().div_ceil(2));
+        let mut pairs = level.chunks(2);
+        for pair in &mut pairs {
+            next.push(match pair {
+                [a, b] => merge_sorted(a, b),
+                [a] => a.clone(),
+                _ => Vec::new(),
+            });
+        }
+        level = next;
+    }
+    level.pop().unwrap_or_default()
+}
+
+/// [`wasserstein1`] of samples already sorted (ascending, no NaN): one walk over the distinct
+/// values of both, summing |F_b - F_c| times the gap to the next value.
 pub fn wasserstein1_sorted(a: &[f64], b: &[f64]) -> f64 {
     if a.is_empty() || b.is_empty() {
         return f64::NAN;
     }
-    let all = merge_sorted(a, b);
     let (n1, n2) = (a.len() as f64, b.len() as f64);
     let (mut i, mut j) = (0usize, 0usize);
+    let mut x = a[0].min(b[0]);
     let mut total = 0.0;
-    for w in all.windows(2) {
-        let x = w[0];
+    loop {
         while i < a.len() && a[i] <= x {
             i += 1;
         }
         while j < b.len() && b[j] <= x {
             j += 1;
         }
-        total += (i as f64 / n1 - j as f64 / n2).abs() * (w[1] - w[0]);
+        let next = match (a.get(i), b.get(j)) {
+            (Some(&p), Some(&q)) => p.min(q),
+            (Some(&p), None) => p,
+            (None, Some(&q)) => q,
+            (None, None) => break,
+        };
+        total += (i as f64 / n1 - j as f64 / n2).abs() * (next - x);
+        x = next;
     }
     total
 }
@@ -672,7 +700,15 @@ mod tests {
         assert_eq!(proportions(&b, &e), proportions_sorted(&sb, &e));
         assert_eq!(ks_2samp(&a, &b), ks_2samp_sorted(&sa, &sb));
         assert_eq!(wasserstein1(&a, &b), wasserstein1_sorted(&sa, &sb));
-        assert_eq!(merge_sorted(&sa, &sb), sorted(&[a, b].concat()));
+        assert_eq!(
+            merge_sorted(&sa, &sb),
+            sorted(&[a.clone(), b.clone()].concat())
+        );
+        let sc = sorted(&[1.5, -2.0, 99.0]);
+        assert_eq!(
+            merge_many(&[&sa, &sb, &sc]),
+            sorted(&[a, b, sc.clone()].concat())
+        );
     }
 
     #[test]
