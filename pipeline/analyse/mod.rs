@@ -148,6 +148,9 @@ impl DayData {
     }
 }
 
+/// Days before the window that are compared too, so `sustained` and the CUSUM have a history.
+const PATTERN_HISTORY_DAYS: u64 = 7;
+
 /// The days a day is compared with, and how to describe them.
 fn baseline_days(day: NaiveDate, baseline: Baseline) -> (DateRange, String) {
     match baseline {
@@ -161,11 +164,18 @@ fn baseline_days(day: NaiveDate, baseline: Baseline) -> (DateRange, String) {
     }
 }
 
-/// The days to read: the window and every baseline day it needs.
+/// The days to read: the window, the pattern history before it, and every baseline day they need.
 fn load_range(window: DateRange, baseline: Baseline) -> DateRange {
+    let first = window
+        .since
+        .checked_sub_days(Days::new(PATTERN_HISTORY_DAYS))
+        .unwrap_or(window.since);
     match baseline {
-        Baseline::Rolling(_) => window.hull(&baseline_days(window.since, baseline).0),
-        Baseline::Fixed(range) => window.hull(&range),
+        Baseline::Rolling(_) => window.hull(&baseline_days(first, baseline).0),
+        Baseline::Fixed(range) => window.hull(&range).hull(&DateRange {
+            since: first,
+            until: window.until,
+        }),
     }
 }
 
@@ -366,16 +376,29 @@ fn compute_model(
         .map(|(_, d)| *d)
         .collect();
     let mut tracks: BTreeMap<String, Track> = BTreeMap::new();
-    for &day in &days {
+    // Days before the window are compared only to give the patterns a history.
+    let first = window
+        .since
+        .checked_sub_days(Days::new(PATTERN_HISTORY_DAYS))
+        .unwrap_or(window.since);
+    // A fixed baseline is the same for every day after it: merged once.
+    let mut cached: Option<((DateRange, Option<NaiveDate>), DayData)> = None;
+    for &day in days.iter().filter(|d| **d >= first && **d <= window.until) {
         let (range, description) = baseline_days(day, settings.baseline);
-        let days: Vec<&DayData> = data
-            .range((model.clone(), range.since)..=(model.clone(), range.until))
-            .filter(|((_, d), _)| *d != day)
-            .map(|(_, d)| d)
-            .collect();
-        let baseline = DayData::merged(&days);
+        let key = (range, range.contains(day).then_some(day));
+        if cached.as_ref().is_none_or(|(k, _)| *k != key) {
+            let members: Vec<&DayData> = data
+                .range((model.clone(), range.since)..=(model.clone(), range.until))
+                .filter(|((_, d), _)| *d != day)
+                .map(|(_, d)| d)
+                .collect();
+            cached = Some((key, DayData::merged(&members)));
+        }
+        let Some((_, baseline)) = &cached else {
+            continue;
+        };
         let current = &data[&(model.clone(), day)];
-        let mut rows = drift::compare(current, &baseline, settings);
+        let mut rows = drift::compare(current, baseline, settings);
         drift::label_patterns(&mut rows, &mut tracks, settings);
         if window.contains(day) {
             aggregates.insert((model.clone(), day), aggregate(current, &rows, settings));
