@@ -242,8 +242,17 @@ pub fn compare(current: &DayData, baseline: &DayData, settings: &AnalyseSettings
         };
         let first = rows.len();
         let enough = nc >= settings.min_count && nb >= settings.min_count;
-        // Baseline and current proportions over the baseline's bins, shared by PSI and JS.
+        // Baseline and current proportions over the baseline's bins, shared by PSI and JS; the
+        // means, shared by every row of the metric.
         let mut binned: Option<(Vec<f64>, Vec<f64>)> = None;
+        let means = {
+            let (cur, base) = (metric.current.values(), metric.baseline.values());
+            if enough && !cur.is_empty() {
+                (Some(stats::mean(cur)), Some(stats::mean(base)))
+            } else {
+                (None, None)
+            }
+        };
         for &test in tests {
             let mut r = row(test);
             if !enough {
@@ -253,10 +262,8 @@ pub fn compare(current: &DayData, baseline: &DayData, settings: &AnalyseSettings
                 continue;
             }
             let (cur, base) = (metric.current.values(), metric.baseline.values());
-            if !cur.is_empty() {
-                r.current_mean = Some(stats::mean(cur));
-                r.baseline_mean = Some(stats::mean(base));
-            }
+            r.current_mean = means.0;
+            r.baseline_mean = means.1;
             match (test, &metric.current, &metric.baseline) {
                 ("ks", _, _) => {
                     let (d, p) = stats::ks_2samp_sorted(base, cur);

@@ -64,38 +64,45 @@ pub struct DayData {
 /// (model, day) -> what happened.
 pub type Data = BTreeMap<(String, NaiveDate), DayData>;
 
-/// Reads the parts of `table/<prefix>` whose `date` is in `range`, in parallel, into one frame.
-async fn read_table(
+/// Reads the parts of `<prefix>` whose `date` is in `range`, in parallel, each through
+/// `transform` (on a blocking thread).
+async fn read_parts<T: Send + 'static>(
     warehouse: &Warehouse,
     prefix: &str,
     range: DateRange,
     columns: &'static [(&'static str, DataType)],
-) -> Result<Option<DataFrame>, LoadError> {
+    transform: fn(DataFrame, &Context) -> PolarsResult<T>,
+    context: &Context,
+) -> Result<Vec<T>, LoadError> {
     let keys = warehouse.list(prefix).await?;
     let parts: Vec<PartKey> = keys
         .iter()
         .filter_map(|k| PartKey::parse(k))
         .filter(|p| p.date().is_some_and(|d| range.contains(d)))
         .collect();
-    let mut tasks: JoinSet<Result<DataFrame, LoadError>> = JoinSet::new();
-    let mut frames = Vec::with_capacity(parts.len());
+    let mut tasks: JoinSet<Result<Option<T>, LoadError>> = JoinSet::new();
+    let mut out = Vec::with_capacity(parts.len());
     let limit = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
     for part in parts {
         while tasks.len() >= limit {
             if let Some(done) = tasks.join_next().await {
-                frames.push(joined(done)?);
+                out.extend(joined(done)?);
             }
         }
         let warehouse = warehouse.clone();
+        let context = context.clone();
         tasks.spawn(async move {
             let Some(bytes) = warehouse.get(&part.key).await? else {
-                return Ok(DataFrame::empty());
+                return Ok(None);
             };
             tokio::task::spawn_blocking(move || {
-                read_part(bytes, &part, columns).map_err(|e| LoadError::Read {
-                    key: part.key.clone(),
-                    message: e.to_string(),
-                })
+                read_part(bytes, &part, columns)
+                    .and_then(|df| transform(df, &context))
+                    .map(Some)
+                    .map_err(|e| LoadError::Read {
+                        key: part.key.clone(),
+                        message: e.to_string(),
+                    })
             })
             .await
             .map_err(|e| LoadError::Read {
@@ -105,8 +112,34 @@ async fn read_table(
         });
     }
     while let Some(done) = tasks.join_next().await {
-        frames.push(joined(done)?);
+        out.extend(joined(done)?);
     }
+    Ok(out)
+}
+
+/// What a per-part transform may need besides the part.
+#[derive(Debug, Clone, Default)]
+struct Context {
+    rubric: Option<Rubric>,
+    judge: String,
+}
+
+/// Reads the parts of `<prefix>` whose `date` is in `range` into one frame.
+async fn read_table(
+    warehouse: &Warehouse,
+    prefix: &str,
+    range: DateRange,
+    columns: &'static [(&'static str, DataType)],
+) -> Result<Option<DataFrame>, LoadError> {
+    let frames = read_parts(
+        warehouse,
+        prefix,
+        range,
+        columns,
+        |df, _| Ok(df),
+        &Context::default(),
+    )
+    .await?;
     let mut frames = frames.into_iter().filter(|f| f.height() > 0);
     let Some(mut all) = frames.next() else {
         return Ok(None);
@@ -120,9 +153,7 @@ async fn read_table(
     Ok(Some(all))
 }
 
-fn joined(
-    done: Result<Result<DataFrame, LoadError>, tokio::task::JoinError>,
-) -> Result<DataFrame, LoadError> {
+fn joined<T>(done: Result<Result<T, LoadError>, tokio::task::JoinError>) -> Result<T, LoadError> {
     done.map_err(|e| LoadError::Read {
         key: "(task)".into(),
         message: e.to_string(),
@@ -209,71 +240,88 @@ pub async fn load_scores(
     range: DateRange,
     data: &mut Data,
 ) -> Result<(), LoadError> {
-    // The score stage writes the rubric key as it is (`quality@1.0.0`).
+    // The score stage writes the rubric key as it is (`quality@1.0.0`). Each part (one model-day
+    // of one judge) is grouped on its own thread: captures never span parts, so the per-capture
+    // composite needs no table-wide group-by, and the 10M-row table is never held at once.
     let prefix = format!("scores/rubric={}/", rubric.key());
-    let Some(df) = read_table(warehouse, &prefix, range, SCORE_COLUMNS).await? else {
-        return Ok(());
+    let context = Context {
+        rubric: Some(rubric.clone()),
+        judge: judge.to_string(),
     };
-    let rubric = rubric.clone();
-    let judge = judge.to_string();
-    let grouped = tokio::task::spawn_blocking(move || score_groups(df, &rubric, &judge))
-        .await
-        .map_err(|e| LoadError::Query {
-            table: "scores",
-            message: e.to_string(),
-        })?
+    let groups = read_parts(
+        warehouse,
+        &prefix,
+        range,
+        SCORE_COLUMNS,
+        |df, c| match &c.rubric {
+            Some(rubric) => score_groups(df, rubric, &c.judge),
+            None => Err(PolarsError::NoData("no rubric".into())),
+        },
+        &context,
+    )
+    .await?;
+    let mut errors_of: BTreeMap<(String, NaiveDate), u64> = BTreeMap::new();
+    for (dims, composite, errors, skipped, cost) in groups {
+        each_group(&dims, |i, key| {
+            let dimension = dims
+                .column("dimension")?
+                .str()?
+                .get(i)
+                .unwrap_or_default()
+                .to_string();
+            let values = list_values(dims.column("score")?, i)?;
+            data.entry(key)
+                .or_default()
+                .scores
+                .entry(dimension)
+                .or_default()
+                .extend(values);
+            Ok(())
+        })
         .map_err(query("scores"))?;
-    let (dims, composite, errors, skipped, cost) = grouped;
-    each_group(&dims, |i, key| {
-        let dimension = dims
-            .column("dimension")?
-            .str()?
-            .get(i)
-            .unwrap_or_default()
-            .to_string();
-        let values = sorted_values(dims.column("score")?, i)?;
-        data.entry(key)
-            .or_default()
-            .scores
-            .insert(dimension, values);
-        Ok(())
-    })
-    .map_err(query("scores"))?;
-    each_group(&composite, |i, key| {
-        data.entry(key).or_default().composite = sorted_values(composite.column("composite")?, i)?;
-        Ok(())
-    })
-    .map_err(query("scores"))?;
-    each_group(&errors, |i, key| {
-        let n = errors
-            .column("errors")?
-            .cast(&DataType::UInt64)?
-            .u64()?
-            .get(i)
-            .unwrap_or(0);
-        data.entry(key).or_default().judge_error = vec![1.0; n as usize];
-        Ok(())
-    })
-    .map_err(query("scores"))?;
-    // Per capture judged: 0 for each scored on every dimension, then 1 for each with an error
-    // (ascending, as every value vector).
-    for day in data.values_mut() {
-        let errors = std::mem::take(&mut day.judge_error);
-        day.judge_error = vec![0.0; day.composite.len()];
-        day.judge_error.extend(errors);
+        each_group(&composite, |i, key| {
+            let values = list_values(composite.column("composite")?, i)?;
+            data.entry(key).or_default().composite.extend(values);
+            Ok(())
+        })
+        .map_err(query("scores"))?;
+        each_group(&errors, |i, key| {
+            let n = errors
+                .column("errors")?
+                .cast(&DataType::UInt64)?
+                .u64()?
+                .get(i)
+                .unwrap_or(0);
+            *errors_of.entry(key).or_default() += n;
+            Ok(())
+        })
+        .map_err(query("scores"))?;
+        each_group(&skipped, |i, key| {
+            let n = skipped.column("skipped")?.u32()?.get(i).unwrap_or(0);
+            data.entry(key).or_default().skipped_budget += u64::from(n);
+            Ok(())
+        })
+        .map_err(query("scores"))?;
+        each_group(&cost, |i, key| {
+            let usd = cost.column("cost")?.f64()?.get(i).unwrap_or(0.0);
+            data.entry(key).or_default().judge_cost_usd += usd;
+            Ok(())
+        })
+        .map_err(query("scores"))?;
     }
-    each_group(&skipped, |i, key| {
-        let n = skipped.column("skipped")?.u32()?.get(i).unwrap_or(0);
-        data.entry(key).or_default().skipped_budget = u64::from(n);
-        Ok(())
-    })
-    .map_err(query("scores"))?;
-    each_group(&cost, |i, key| {
-        let usd = cost.column("cost")?.f64()?.get(i).unwrap_or(0.0);
-        data.entry(key).or_default().judge_cost_usd = usd;
-        Ok(())
-    })
-    .map_err(query("scores"))?;
+    // Sorted, as every value vector; per capture judged: 0 for each scored on every dimension,
+    // then 1 for each with an error.
+    for (key, day) in data.iter_mut() {
+        for values in day.scores.values_mut() {
+            values.retain(|v| !v.is_nan());
+            values.sort_unstable_by(f64::total_cmp);
+        }
+        day.composite.retain(|v| !v.is_nan());
+        day.composite.sort_unstable_by(f64::total_cmp);
+        let errors = errors_of.get(key).copied().unwrap_or(0) as usize;
+        day.judge_error = vec![0.0; day.composite.len()];
+        day.judge_error.extend(std::iter::repeat_n(1.0, errors));
+    }
     Ok(())
 }
 
