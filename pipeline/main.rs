@@ -420,13 +420,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 }),
                 None => window_flags(&args.window)?,
             };
-            let path = args.rubric.clone().unwrap_or_else(|| config.rubric.clone());
-            if let Some(flag) = &args.judge {
-                config
-                    .judge
-                    .override_with(flag)
-                    .map_err(|m| usage(format!("--judge: {m}"), None))?;
-            }
+            let path = rubric_and_judge(&mut config, &args.rubric, &args.judge)?;
             let ctx = Ctx::new(config, today).await;
             let window = window.unwrap_or_else(|| ctx.window());
             let job = AnalyseJob::from_config(&ctx.config, rubric::load(&path)?, window);
@@ -467,13 +461,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Score(args) => {
             let window = window_flags(&args.window)?;
-            let path = args.rubric.clone().unwrap_or_else(|| config.rubric.clone());
-            if let Some(flag) = &args.judge {
-                config
-                    .judge
-                    .override_with(flag)
-                    .map_err(|m| usage(format!("--judge: {m}"), None))?;
-            }
+            let path = rubric_and_judge(&mut config, &args.rubric, &args.judge)?;
             if let Some(budget) = args.budget_usd {
                 if !(budget >= 0.0 && budget.is_finite()) {
                     return Err(usage(
@@ -554,6 +542,21 @@ fn log_analyse(summary: &AnalyseSummary) {
             a.pattern
         );
     }
+}
+
+/// Applies `--rubric` and `--judge` over the config; returns the rubric file to load.
+fn rubric_and_judge(
+    config: &mut config::Config,
+    rubric: &Option<PathBuf>,
+    judge: &Option<String>,
+) -> anyhow::Result<PathBuf> {
+    if let Some(flag) = judge {
+        config
+            .judge
+            .override_with(flag)
+            .map_err(|m| usage(format!("--judge: {m}"), None))?;
+    }
+    Ok(rubric.clone().unwrap_or_else(|| config.rubric.clone()))
 }
 
 /// A bar for people at a terminal; log lines for schedulers and pipes.
