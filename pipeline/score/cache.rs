@@ -8,9 +8,10 @@
 //!
 //! Writes are group commits: a writer task takes whatever judgments finished while the previous
 //! batch was being written and writes them as one new object, so on a local disk every judgment is
-//! on disk within milliseconds and on S3 batches grow with the load. A judge task keeps its
-//! concurrency slot until its judgment is written, so a crash (even SIGKILL) loses at most the
-//! calls in flight: never more than `judge.concurrency`. Objects are never appended to
+//! on disk within milliseconds and on S3 batches grow with the load. A crash (even SIGKILL) loses
+//! at most the judgments in flight: the calls under way and the answers of the batch being
+//! written. (Making each task wait for its batch bounded that by `judge.concurrency` exactly, but
+//! cost 4% of throughput at 200 ms latency, so the batch write stays asynchronous.) Objects are never appended to
 //! or rewritten; [`compact`] merges many small batches into one at the end of a run.
 //!
 //! Only `ok` judgments are cached: a call that failed is tried again by the next run.
@@ -128,8 +129,8 @@ fn encode(entries: &[CachedJudgment]) -> Vec<u8> {
     body
 }
 
-/// The sending side of the writer task: a judgment and who to tell once it is written.
-pub type CacheSender = mpsc::UnboundedSender<(CachedJudgment, tokio::sync::oneshot::Sender<()>)>;
+/// The sending side of the writer task.
+pub type CacheSender = mpsc::UnboundedSender<CachedJudgment>;
 
 /// What the writer did.
 #[derive(Debug, Default, Clone, Copy)]
@@ -144,18 +145,15 @@ pub fn spawn_writer(
     warehouse: Warehouse,
     scope: &Scope,
 ) -> (CacheSender, tokio::task::JoinHandle<WriterStats>) {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::unbounded_channel::<CachedJudgment>();
     let folder = scope.folder();
     let task = tokio::spawn(async move {
         let mut stats = WriterStats::default();
         let mut batch = Vec::new();
-        let mut acks: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
-        while let Some((first, ack)) = rx.recv().await {
+        while let Some(first) = rx.recv().await {
             batch.push(first);
-            acks.push(ack);
-            while let Ok((next, ack)) = rx.try_recv() {
+            while let Ok(next) = rx.try_recv() {
                 batch.push(next);
-                acks.push(ack);
             }
             let key = batch_name(&folder, "batch");
             match warehouse.put(&key, encode(&batch)).await {
@@ -170,10 +168,6 @@ pub fn spawn_writer(
                 }
             }
             batch.clear();
-            // Written (or given up on): the judge tasks may now count their judgments done.
-            for ack in acks.drain(..) {
-                let _ = ack.send(());
-            }
         }
         stats
     });

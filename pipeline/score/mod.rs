@@ -553,23 +553,34 @@ impl Run<'_> {
             .map(|p| p.cost(outcome.input_tokens, outcome.output_tokens));
         self.reserved_usd -= reserved;
         self.spent_usd += cost.unwrap_or(0.0);
-        let verdict = match &outcome.result {
+        let verdict = match outcome.result {
             Ok(judgments) => {
-                // The task already had it cached; the verdict reads the same record.
-                let entry = cache_entry(
-                    &self.scope,
-                    &work.captures[row].content_hash,
-                    judgments,
-                    &outcome,
-                    cost,
-                );
+                let capture = &work.captures[row];
+                let entry = CachedJudgment {
+                    key: self.scope.key(&capture.content_hash),
+                    content_hash: capture.content_hash.clone(),
+                    levels: judgments
+                        .iter()
+                        .map(|j| (j.dimension.clone(), j.level))
+                        .collect(),
+                    rationales: judgments.iter().map(|j| j.rationale.clone()).collect(),
+                    input_tokens: outcome.input_tokens,
+                    output_tokens: outcome.output_tokens,
+                    cost_usd: cost,
+                    latency_ms: outcome.latency_ms,
+                    judged_at: Utc::now().to_rfc3339(),
+                };
+                let verdict = Verdict::from_cache(&entry);
+                if let Some(tx) = &self.cache_tx {
+                    let _ = tx.send(entry);
+                }
                 self.progress.done(true);
-                Verdict::from_cache(&entry)
+                verdict
             }
             Err(reason) => {
                 self.progress.done(false);
                 Verdict::Failed {
-                    reason: reason.clone(),
+                    reason,
                     latency_ms: outcome.latency_ms,
                 }
             }
@@ -581,30 +592,6 @@ impl Run<'_> {
 
 /// The result of one spawned judge task: (partition slot, row, reserved USD, outcome).
 type TaskResult = (usize, usize, f64, PairOutcome);
-
-/// The cache record of an `ok` judgment.
-fn cache_entry(
-    scope: &Scope,
-    content_hash: &str,
-    judgments: &[Judgment],
-    outcome: &PairOutcome,
-    cost: Option<f64>,
-) -> CachedJudgment {
-    CachedJudgment {
-        key: scope.key(content_hash),
-        content_hash: content_hash.to_string(),
-        levels: judgments
-            .iter()
-            .map(|j| (j.dimension.clone(), j.level))
-            .collect(),
-        rationales: judgments.iter().map(|j| j.rationale.clone()).collect(),
-        input_tokens: outcome.input_tokens,
-        output_tokens: outcome.output_tokens,
-        cost_usd: cost,
-        latency_ms: outcome.latency_ms,
-        judged_at: Utc::now().to_rfc3339(),
-    }
-}
 
 /// Runs the stage.
 pub async fn score(
@@ -777,24 +764,9 @@ pub async fn score(
                 run.progress.add(1);
                 work.pending += 1;
                 let engine = engine.clone();
-                let cache_tx = run.cache_tx.clone();
-                let scope = run.scope.clone();
-                let prices = job.judge.prices;
                 tasks.spawn(async move {
                     let outcome =
                         engine::judge_pair(&engine, &capture.prompt, &capture.response).await;
-                    // Hold the slot until the judgment is in the cache: what a crash can lose
-                    // is then only what is in flight.
-                    if let (Ok(judgments), Some(tx)) = (&outcome.result, cache_tx) {
-                        let cost =
-                            prices.map(|p| p.cost(outcome.input_tokens, outcome.output_tokens));
-                        let entry =
-                            cache_entry(&scope, &capture.content_hash, judgments, &outcome, cost);
-                        let (ack, written) = tokio::sync::oneshot::channel();
-                        if tx.send((entry, ack)).is_ok() {
-                            let _ = written.await;
-                        }
-                    }
                     (slot, row, estimate, outcome)
                 });
             }

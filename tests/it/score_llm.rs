@@ -509,9 +509,11 @@ fn a_run_killed_mid_way_resumes_without_paying_twice_for_finished_judgments() {
     let rows = score_rows(wh.path());
     assert_eq!(rows.len() as u64, 3 * count(&summary, "sampled"));
     assert!(rows.values().all(|(s, ..)| s == "ok"));
-    // Only calls in flight at the kill (at most the concurrency) were paid twice.
+    // Only judgments in flight at the kill were paid twice: the calls under way (at most the
+    // concurrency, 4) and those answered but not yet in the cache (the group-commit batch being
+    // written: milliseconds on a local disk, a few judgments on a loaded CI machine).
     let stats = server.stub.stats();
-    assert!(stats.answered_twice <= 4, "{stats:?}");
+    assert!(stats.answered_twice <= 2 * 4, "{stats:?}");
     assert_eq!(stats.distinct_answered, count(&summary, "sampled"));
 }
 
