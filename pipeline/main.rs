@@ -570,20 +570,16 @@ fn progress_mode(format: LogFormat) -> ProgressMode {
 }
 
 fn log_score(summary: &ScoreSummary) {
-    let cost = summary
-        .cost_usd
-        .map_or("unknown (no judge prices)".to_string(), |c| {
+    let usd = |v: Option<f64>| {
+        v.map_or("unknown (no judge prices)".to_string(), |c| {
             format!("{c:.4} USD")
-        });
+        })
+    };
+    let cost = usd(summary.cost_usd);
     if summary.dry_run {
-        let estimate = summary
-            .estimated_cost_usd
-            .map_or("unknown (no judge prices)".to_string(), |c| {
-                format!("{c:.4} USD")
-            });
         tracing::info!(
             "score (dry run): {} captures, {} sampled, {} cached, {} to judge by {} against {}, \
-             {} cut by the budget, {} left by --limit; estimated cost {estimate}",
+             {} cut by the budget, {} left by --limit; estimated cost {}",
             summary.captures,
             summary.sampled,
             summary.from_cache,
@@ -591,7 +587,8 @@ fn log_score(summary: &ScoreSummary) {
             summary.judge,
             summary.rubric,
             summary.skipped_budget,
-            summary.deferred_limit
+            summary.deferred_limit,
+            usd(summary.estimated_cost_usd)
         );
         return;
     }
