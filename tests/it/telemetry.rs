@@ -40,43 +40,43 @@ fn cloudwatch_metrics_become_telemetry_and_a_silent_component_is_reported() {
     let silent = format!("ic-silent-{}", std::process::id());
     let client = stack.cloudwatch();
     runtime().block_on(async {
-        let gpu: Vec<MetricDatum> = (0..3)
-            .map(|i| {
+        let minutes = || (0..3).map(|i| i * 5);
+        let gpu: Vec<MetricDatum> = minutes()
+            .map(|m| {
+                let value = 40.0 + (m / 5) as f64;
                 datum(
                     "GPUUtilizationNormalized",
                     &component,
-                    i * 5,
-                    40.0 + i as f64,
+                    m,
+                    value,
                     StandardUnit::Percent,
                 )
             })
             .collect();
-        client
-            .put_metric_data()
-            .namespace("/aws/sagemaker/InferenceComponents")
-            .set_metric_data(Some(gpu))
-            .send()
-            .await
-            .expect("put GPU metrics");
-        let calls: Vec<MetricDatum> = (0..3)
-            .map(|i| datum("Invocations", &component, i * 5, 100.0, StandardUnit::Count))
-            .chain((0..3).map(|i| {
+        let calls: Vec<MetricDatum> = minutes()
+            .map(|m| datum("Invocations", &component, m, 100.0, StandardUnit::Count))
+            .chain(minutes().map(|m| {
                 datum(
                     "ModelLatency",
                     &component,
-                    i * 5,
+                    m,
                     250_000.0,
                     StandardUnit::Microseconds,
                 )
             }))
             .collect();
-        client
-            .put_metric_data()
-            .namespace("AWS/SageMaker")
-            .set_metric_data(Some(calls))
-            .send()
-            .await
-            .expect("put endpoint metrics");
+        for (namespace, data) in [
+            ("/aws/sagemaker/InferenceComponents", gpu),
+            ("AWS/SageMaker", calls),
+        ] {
+            client
+                .put_metric_data()
+                .namespace(namespace)
+                .set_metric_data(Some(data))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("put metrics to {namespace}: {e:?}"));
+        }
     });
 
     let dir = tempfile::tempdir().unwrap();
