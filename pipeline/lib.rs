@@ -1,6 +1,6 @@
 //! evalwatch: watches the quality and the cost of LLMs served in production.
 //!
-//! The stages (ingest, score; analyse in progress) each live in their own module and talk to each other only
+//! The stages (ingest, score, telemetry, analyse) each live in their own module and talk to each other only
 //! through the warehouse. [`run::run`] holds their order. See ARCHITECTURE.md for the map.
 
 pub mod analyse;
