@@ -15,7 +15,9 @@ Cases, each a fresh process (wall, user+sys CPU and peak RSS from wait4):
                        rolling 7-day baseline, every metric and test, drift + aggregates written
                        (the target: 10M score rows in < 20 s, < 4 GB)
   evalwatch same job   `analyse --date 2026-09-30` with a fixed baseline 2026-09-01..15: the job
-                       the peers do (4 models, last day vs first 15 days)
+                       the peers do (4 models, last day vs first 15 days). "nightly": the night
+                       before ran (untimed), so its stored pattern tracks are used; "cold": none
+                       stored, so the 7 days before are compared too, for the patterns' history
   evidently            ../shared/bench-peers/evidently_drift.py --engine evidently
   scipy                ../shared/bench-peers/evidently_drift.py --engine scipy
 
@@ -45,6 +47,7 @@ df = df.with_columns(
     pl.col("model").cast(pl.String),
     pl.col("finish_reason").cast(pl.String),
     pl.format("r{}", pl.int_range(n)).alias("request_id"),
+    pl.int_range(n).alias("_row"),
 )
 rng = np.random.default_rng(7)
 seconds = rng.integers(0, 86400, n)
@@ -52,9 +55,10 @@ df = df.with_columns(
     (pl.col("date").cast(pl.Datetime("us", "UTC")) + pl.duration(seconds=pl.Series(seconds))).alias("captured_at"),
 )
 dims = ["safety", "relevance", "professional_tone"]
-long = df.select(["model", "date", "request_id", "captured_at"] + dims).unpivot(
-    index=["model", "date", "request_id", "captured_at"], on=dims,
-    variable_name="dimension", value_name="score")
+# A capture's rows together, in rubric order, as the score stage writes them.
+long = df.select(["model", "date", "request_id", "captured_at", "_row"] + dims).unpivot(
+    index=["model", "date", "request_id", "captured_at", "_row"], on=dims,
+    variable_name="dimension", value_name="score").sort("_row", maintain_order=True).drop("_row")
 long = long.with_columns(
     pl.lit("").alias("content_hash"), pl.lit("quality").alias("rubric_id"),
     pl.lit("1.0.0").alias("rubric_version"), pl.lit("bench").alias("rubric_hash"),
@@ -120,7 +124,8 @@ def main():
     subprocess.run([PY, "-m", "pip", "install", "--quiet", "-r", os.path.join(PEERS, "requirements.txt")], check=True)
 
     data = os.path.join(args.work, f"scores-{args.rows}")
-    wh = os.path.join(args.work, f"wh-{args.rows}")
+    # v2: a capture's score rows adjacent, as the score stage writes them.
+    wh = os.path.join(args.work, f"wh-v2-{args.rows}")
     if not os.path.exists(os.path.join(data, "current.parquet")):
         subprocess.run([PY, os.path.join(PEERS, "gen_scores.py"), "--rows", str(args.rows), "--out", args.work], check=True)
     if not os.path.isdir(os.path.join(wh, "scores")):
@@ -135,15 +140,29 @@ def main():
         f.write(f'[warehouse]\npath = "{wh}"\n[score]\nrubric = "{ROOT}/rubrics/quality.toml"\n'
                 '[analyse]\nbaseline = "fixed"\nbaseline-since = "2026-09-01"\nbaseline-until = "2026-09-15"\n')
 
+    tracks = os.path.join(wh, "state", "analyse-tracks")
+
+    def cold():
+        """No stored pattern tracks: the analyse compares the 7 days before its window too."""
+        shutil.rmtree(tracks, ignore_errors=True)
+
+    def nightly():
+        """The night before ran: its stored tracks let the analyse compare the window only."""
+        cold()
+        measured([BINARY, "--config", fixed, "analyse", "--date", "2026-09-29"])
+
     results = []
-    for name, cmd in [
-        ("evalwatch full (30 days x 4 models, rolling 7d)", [BINARY, "--config", rolling, "--log-format", "json", "analyse", "--since", "2026-09-01", "--until", "2026-09-30"]),
-        ("evalwatch same job (last day vs first 15)", [BINARY, "--config", fixed, "--log-format", "json", "analyse", "--date", "2026-09-30"]),
+    for name, prepare, cmd in [
+        ("evalwatch full (30 days x 4 models, rolling 7d)", cold, [BINARY, "--config", rolling, "--log-format", "json", "analyse", "--since", "2026-09-01", "--until", "2026-09-30"]),
+        ("evalwatch same job, nightly (last day vs first 15)", nightly, [BINARY, "--config", fixed, "--log-format", "json", "analyse", "--date", "2026-09-30"]),
+        ("evalwatch same job, cold (+ 7 days of pattern history)", cold, [BINARY, "--config", fixed, "--log-format", "json", "analyse", "--date", "2026-09-30"]),
     ] + ([] if args.skip_evidently else [
-        ("evidently (DataDriftPreset)", [PY, os.path.join(PEERS, "evidently_drift.py"), "--rows", str(args.rows), "--engine", "evidently", "--data", data]),
+        ("evidently (DataDriftPreset)", None, [PY, os.path.join(PEERS, "evidently_drift.py"), "--rows", str(args.rows), "--engine", "evidently", "--data", data]),
     ]) + [
-        ("numpy/scipy equivalent", [PY, os.path.join(PEERS, "evidently_drift.py"), "--rows", str(args.rows), "--engine", "scipy", "--data", data]),
+        ("numpy/scipy equivalent", None, [PY, os.path.join(PEERS, "evidently_drift.py"), "--rows", str(args.rows), "--engine", "scipy", "--data", data]),
     ]:
+        if prepare:
+            prepare()
         wall, cpu, rss, code, out = measured(cmd)
         if code not in (0, 3):
             sys.exit(f"{name} failed with {code}")
@@ -155,9 +174,9 @@ def main():
     print("|---|---|---|---|")
     for name, wall, cpu, rss in results:
         print(f"| {name} | {wall:.2f} | {cpu:.2f} | {rss:.0f} |")
-    same = results[1][1]
-    for name, wall, _, _ in results[2:]:
-        print(f"\n{name} / evalwatch same job: {wall / same:.1f}x")
+    for peer, wall, _, _ in results[3:]:
+        for ours, mine, _, _ in results[1:3]:
+            print(f"\n{peer} / {ours}: {wall / mine:.1f}x")
 
 
 if __name__ == "__main__":

@@ -472,10 +472,10 @@ fn chi2_row(r: &mut DriftRow, table: &[Vec<f64>], settings: &AnalyseSettings) {
 }
 
 /// The state of a metric's CUSUM and breach history along a model's days.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Track {
-    cusum: f64,
-    breached_yesterday: bool,
+    pub cusum: f64,
+    pub breached_yesterday: bool,
 }
 
 /// Labels the rows of one day (in day order) with patterns, updating each metric's track.

@@ -1,14 +1,16 @@
 //! Reads what the analyse stage compares: per model and day, the scores of one rubric by one judge
 //! (per dimension, the composite, judge errors) and the capture features (lengths, tokens,
-//! latency, refusals, finish reasons). polars does the grouping; the results are plain vectors.
+//! latency, refusals, finish reasons), and the telemetry. polars decodes the Parquet; each part
+//! (one model-day) is summarised in one pass over its rows, on its own thread, into plain vectors.
 
-use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 use polars::prelude::*;
 use tokio::task::JoinSet;
 
-use crate::config::DateRange;
+use super::stats;
 use crate::rubric::{CompositeRule, Rubric};
 use crate::table::{PartKey, read_part};
 use crate::warehouse::{Warehouse, WarehouseError};
@@ -19,11 +21,6 @@ pub enum LoadError {
     Warehouse(#[from] WarehouseError),
     #[error("cannot read `{key}`: {message}")]
     Read { key: String, message: String },
-    #[error("cannot group `{table}`: {message}")]
-    Query {
-        table: &'static str,
-        message: String,
-    },
 }
 
 /// What one model did on one day. Every value vector but `captured_at` and the telemetry ones
@@ -64,29 +61,49 @@ pub struct DayData {
 /// (model, day) -> what happened.
 pub type Data = BTreeMap<(String, NaiveDate), DayData>;
 
-/// Reads the parts of `<prefix>` whose `date` is in `range`, in parallel, each through
-/// `transform` (on a blocking thread).
-async fn read_parts<T: Send + 'static>(
+/// Reads the parts of `<prefix>` whose `date` is one of `days`, in parallel, each through
+/// `transform` (on a blocking thread) into what it adds to its model-day.
+async fn read_parts(
     warehouse: &Warehouse,
     prefix: &str,
-    range: DateRange,
+    days: &BTreeSet<NaiveDate>,
     columns: &'static [(&'static str, DataType)],
-    transform: fn(DataFrame, &Context) -> PolarsResult<T>,
+    transform: fn(DataFrame, &Context) -> PolarsResult<DayData>,
     context: &Context,
-) -> Result<Vec<T>, LoadError> {
+    data: &mut Data,
+) -> Result<(), LoadError> {
     let keys = warehouse.list(prefix).await?;
-    let parts: Vec<PartKey> = keys
+    let parts: Vec<(PartKey, (String, NaiveDate))> = keys
         .iter()
         .filter_map(|k| PartKey::parse(k))
-        .filter(|p| p.date().is_some_and(|d| range.contains(d)))
+        .filter_map(|p| {
+            let date = p.date().filter(|d| days.contains(d))?;
+            let model = p.value("model")?.to_string();
+            Some((p, (model, date)))
+        })
         .collect();
-    let mut tasks: JoinSet<Result<Option<T>, LoadError>> = JoinSet::new();
-    let mut out = Vec::with_capacity(parts.len());
+    type Task = Result<Option<((String, NaiveDate), DayData)>, LoadError>;
+    let mut tasks: JoinSet<Task> = JoinSet::new();
     let limit = std::thread::available_parallelism().map_or(2, |n| n.get()) * 2;
-    for part in parts {
+    let mut add = |done: Result<Task, tokio::task::JoinError>| -> Result<(), LoadError> {
+        let done = done.map_err(|e| LoadError::Read {
+            key: "(task)".into(),
+            message: e.to_string(),
+        })??;
+        if let Some((key, part)) = done {
+            match data.entry(key) {
+                Entry::Vacant(slot) => {
+                    slot.insert(part);
+                }
+                Entry::Occupied(mut slot) => slot.get_mut().absorb(part),
+            }
+        }
+        Ok(())
+    };
+    for (part, key) in parts {
         while tasks.len() >= limit {
             if let Some(done) = tasks.join_next().await {
-                out.extend(joined(done)?);
+                add(done)?;
             }
         }
         let warehouse = warehouse.clone();
@@ -98,7 +115,7 @@ async fn read_parts<T: Send + 'static>(
             tokio::task::spawn_blocking(move || {
                 read_part(bytes, &part, columns)
                     .and_then(|df| transform(df, &context))
-                    .map(Some)
+                    .map(|day| Some((key, day)))
                     .map_err(|e| LoadError::Read {
                         key: part.key.clone(),
                         message: e.to_string(),
@@ -112,9 +129,9 @@ async fn read_parts<T: Send + 'static>(
         });
     }
     while let Some(done) = tasks.join_next().await {
-        out.extend(joined(done)?);
+        add(done)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// What a per-part transform may need besides the part.
@@ -124,40 +141,43 @@ struct Context {
     judge: String,
 }
 
-/// Reads the parts of `<prefix>` whose `date` is in `range` into one frame.
-async fn read_table(
-    warehouse: &Warehouse,
-    prefix: &str,
-    range: DateRange,
-    columns: &'static [(&'static str, DataType)],
-) -> Result<Option<DataFrame>, LoadError> {
-    let frames = read_parts(
-        warehouse,
-        prefix,
-        range,
-        columns,
-        |df, _| Ok(df),
-        &Context::default(),
-    )
-    .await?;
-    let mut frames = frames.into_iter().filter(|f| f.height() > 0);
-    let Some(mut all) = frames.next() else {
-        return Ok(None);
-    };
-    for frame in frames {
-        all.vstack_mut_owned(frame).map_err(|e| LoadError::Query {
-            table: "concat",
-            message: e.to_string(),
-        })?;
+impl DayData {
+    /// Adds what another part of the same model-day holds (vectors stay sorted).
+    fn absorb(&mut self, other: DayData) {
+        fn merge(into: &mut Vec<f64>, from: Vec<f64>) {
+            *into = stats::merge_many(&[into.as_slice(), from.as_slice()]);
+        }
+        for (dimension, values) in other.scores {
+            merge(self.scores.entry(dimension).or_default(), values);
+        }
+        merge(&mut self.composite, other.composite);
+        merge(&mut self.judge_error, other.judge_error);
+        self.skipped_budget += other.skipped_budget;
+        self.judge_cost_usd += other.judge_cost_usd;
+        self.requests += other.requests;
+        merge(&mut self.prompt_chars, other.prompt_chars);
+        merge(&mut self.response_chars, other.response_chars);
+        merge(&mut self.prompt_tokens, other.prompt_tokens);
+        merge(&mut self.completion_tokens, other.completion_tokens);
+        merge(&mut self.latency_ms, other.latency_ms);
+        merge(&mut self.refusal, other.refusal);
+        for (reason, n) in other.finish_reason {
+            *self.finish_reason.entry(reason).or_default() += n;
+        }
+        self.captured_at.extend(other.captured_at);
+        self.telemetry_ts.extend(other.telemetry_ts);
+        self.gpu_util.extend(other.gpu_util);
+        self.gpu_mem.extend(other.gpu_mem);
+        self.gpus_allocated.extend(other.gpus_allocated);
+        self.model_latency_ms.extend(other.model_latency_ms);
+        let add = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        self.invocations = add(self.invocations, other.invocations);
+        self.errors_5xx = add(self.errors_5xx, other.errors_5xx);
+        self.cost_usd = add(self.cost_usd, other.cost_usd);
     }
-    Ok(Some(all))
-}
-
-fn joined<T>(done: Result<Result<T, LoadError>, tokio::task::JoinError>) -> Result<T, LoadError> {
-    done.map_err(|e| LoadError::Read {
-        key: "(task)".into(),
-        message: e.to_string(),
-    })?
 }
 
 const SCORE_COLUMNS: &[(&str, DataType)] = &[
@@ -191,323 +211,283 @@ const TELEMETRY_COLUMNS: &[(&str, DataType)] = &[
     ("cost_usd", DataType::Float64),
 ];
 
-fn query(table: &'static str) -> impl Fn(PolarsError) -> LoadError {
-    move |e| LoadError::Query {
-        table,
-        message: e.to_string(),
-    }
-}
-
-/// Walks a grouped frame's `model` and `date` columns with a per-row callback.
-fn each_group(
-    df: &DataFrame,
-    mut f: impl FnMut(usize, (String, NaiveDate)) -> PolarsResult<()>,
-) -> PolarsResult<()> {
-    let models = df.column("model")?.str()?.clone();
-    let dates = df.column("date")?.date()?.clone();
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
-    for i in 0..df.height() {
-        let model = models.get(i).unwrap_or_default().to_string();
-        let days = dates.phys.get(i).unwrap_or_default();
-        let date = epoch + chrono::Days::new(days.max(0) as u64);
-        f(i, (model, date))?;
-    }
-    Ok(())
-}
-
-/// The f64 values of row `i` of a list column.
-fn list_values(column: &Column, i: usize) -> PolarsResult<Vec<f64>> {
-    let list = column.list()?;
-    Ok(match list.get_as_series(i) {
-        Some(series) => series.f64()?.iter().flatten().collect(),
-        None => Vec::new(),
-    })
-}
-
-/// [`list_values`] ascending, without NaN: the order every comparison wants.
-fn sorted_values(column: &Column, i: usize) -> PolarsResult<Vec<f64>> {
-    let mut values = list_values(column, i)?;
-    values.retain(|v| !v.is_nan());
+/// The non-null, non-NaN values of a Float64 column, ascending.
+fn sorted(df: &DataFrame, name: &str) -> PolarsResult<Vec<f64>> {
+    let mut values: Vec<f64> = df
+        .column(name)?
+        .f64()?
+        .iter()
+        .flatten()
+        .filter(|v| !v.is_nan())
+        .collect();
     values.sort_unstable_by(f64::total_cmp);
     Ok(values)
 }
 
-/// Scores of `rubric` by `judge` for the days of `range`, into `data`.
+/// The non-null values of a Float64 column, in row order.
+fn present(df: &DataFrame, name: &str) -> PolarsResult<Vec<f64>> {
+    Ok(df.column(name)?.f64()?.iter().flatten().collect())
+}
+
+/// The sum of a Float64 column, `None` when every value is null.
+fn sum_of(df: &DataFrame, name: &str) -> PolarsResult<Option<f64>> {
+    let column = df.column(name)?.f64()?;
+    Ok((column.null_count() < column.len()).then(|| column.iter().flatten().sum()))
+}
+
+/// Scores of `rubric` by `judge` for `days`, into `data`.
 pub async fn load_scores(
     warehouse: &Warehouse,
     rubric: &Rubric,
     judge: &str,
-    range: DateRange,
+    days: &BTreeSet<NaiveDate>,
     data: &mut Data,
 ) -> Result<(), LoadError> {
     // The score stage writes the rubric key as it is (`quality@1.0.0`). Each part (one model-day
-    // of one judge) is grouped on its own thread: captures never span parts, so the per-capture
+    // of one judge) is read on its own thread: captures never span parts, so the per-capture
     // composite needs no table-wide group-by, and the 10M-row table is never held at once.
     let prefix = format!("scores/rubric={}/", rubric.key());
     let context = Context {
         rubric: Some(rubric.clone()),
         judge: judge.to_string(),
     };
-    let groups = read_parts(
+    read_parts(
         warehouse,
         &prefix,
-        range,
+        days,
         SCORE_COLUMNS,
         |df, c| match &c.rubric {
-            Some(rubric) => score_groups(df, rubric, &c.judge),
+            Some(rubric) => score_part(&df, rubric, &c.judge),
             None => Err(PolarsError::NoData("no rubric".into())),
         },
         &context,
+        data,
     )
-    .await?;
-    let mut errors_of: BTreeMap<(String, NaiveDate), u64> = BTreeMap::new();
-    for (dims, composite, errors, skipped, cost) in groups {
-        each_group(&dims, |i, key| {
-            let dimension = dims
-                .column("dimension")?
-                .str()?
-                .get(i)
-                .unwrap_or_default()
-                .to_string();
-            let values = list_values(dims.column("score")?, i)?;
-            data.entry(key)
-                .or_default()
-                .scores
-                .entry(dimension)
-                .or_default()
-                .extend(values);
-            Ok(())
-        })
-        .map_err(query("scores"))?;
-        each_group(&composite, |i, key| {
-            let values = list_values(composite.column("composite")?, i)?;
-            data.entry(key).or_default().composite.extend(values);
-            Ok(())
-        })
-        .map_err(query("scores"))?;
-        each_group(&errors, |i, key| {
-            let n = errors
-                .column("errors")?
-                .cast(&DataType::UInt64)?
-                .u64()?
-                .get(i)
-                .unwrap_or(0);
-            *errors_of.entry(key).or_default() += n;
-            Ok(())
-        })
-        .map_err(query("scores"))?;
-        each_group(&skipped, |i, key| {
-            let n = skipped.column("skipped")?.u32()?.get(i).unwrap_or(0);
-            data.entry(key).or_default().skipped_budget += u64::from(n);
-            Ok(())
-        })
-        .map_err(query("scores"))?;
-        each_group(&cost, |i, key| {
-            let usd = cost.column("cost")?.f64()?.get(i).unwrap_or(0.0);
-            data.entry(key).or_default().judge_cost_usd += usd;
-            Ok(())
-        })
-        .map_err(query("scores"))?;
+    .await
+}
+
+/// One capture's rows of a scores part.
+#[derive(Clone, Copy)]
+struct Judged {
+    /// Weighted sum or minimum of the `ok` scores, by the rubric's composite rule.
+    composite: f64,
+    ok: usize,
+    error: bool,
+}
+
+/// The scores of one part (one model-day), in one pass over its rows: the `ok` scores per
+/// dimension, the composite of each capture scored `ok` on every dimension, the captures with
+/// an error, the skipped ones, the judge's cost.
+fn score_part(df: &DataFrame, rubric: &Rubric, judge: &str) -> PolarsResult<DayData> {
+    let ids = df.column("request_id")?.str()?;
+    let scores = df.column("score")?.f64()?;
+    let costs = df.column("judge_cost_usd")?.f64()?;
+    // The text columns hold a handful of values: compared as whole columns (fast kernels), then
+    // walked as booleans.
+    let mine = df.column("judge")?.str()?.equal(judge);
+    let statuses = df.column("status")?.str()?;
+    let (ok, error, skipped) = (
+        statuses.equal("ok"),
+        statuses.equal("error"),
+        statuses.equal("skipped_budget"),
+    );
+    let dimensions = df.column("dimension")?.str()?;
+    // Per dimension: its name, the rubric's weight (NaN for one the rubric lacks: no composite
+    // then), which rows hold it, its values.
+    let mut columns: Vec<(String, f64, Vec<f64>)> = rubric
+        .dimensions
+        .iter()
+        .map(|d| (d.name.clone(), d.weight, Vec::new()))
+        .collect();
+    let masks: Vec<BooleanChunked> = rubric
+        .dimensions
+        .iter()
+        .map(|d| dimensions.equal(d.name.as_str()))
+        .collect();
+    let mut masks: Vec<_> = masks.iter().map(|m| m.iter()).collect();
+    let min_rule = matches!(rubric.composite, CompositeRule::Min);
+    let start = if min_rule { f64::INFINITY } else { 0.0 };
+    let mut judged: Vec<Judged> = Vec::new();
+    let mut slot_of: PlHashMap<&str, usize> = PlHashMap::new();
+    // The score stage writes a capture's rows together: most rows find their capture without
+    // a hash lookup.
+    let mut last: Option<(&str, usize)> = None;
+    let mut day = DayData::default();
+    let mut skipped_rows = 0u64;
+    let rows = ids
+        .iter()
+        .zip(dimensions.iter())
+        .zip(scores.iter())
+        .zip(costs.iter())
+        .zip(mine.iter())
+        .zip(ok.iter().zip(error.iter()).zip(skipped.iter()));
+    for (((((id, dimension), score), cost), mine), ((ok, error), skipped)) in rows {
+        // Which rubric dimension the row holds (every mask advances on every row).
+        let mut at = None;
+        for (d, mask) in masks.iter_mut().enumerate() {
+            if mask.next().flatten() == Some(true) {
+                at = Some(d);
+            }
+        }
+        if mine != Some(true) {
+            continue;
+        }
+        day.judge_cost_usd += cost.unwrap_or(0.0);
+        if skipped == Some(true) {
+            skipped_rows += 1;
+            continue;
+        }
+        let (ok, error) = (ok == Some(true), error == Some(true));
+        if !ok && !error {
+            continue;
+        }
+        let id = id.unwrap_or_default();
+        let slot = match last {
+            Some((previous, slot)) if previous == id => slot,
+            _ => {
+                let slot = *slot_of.entry(id).or_insert_with(|| {
+                    judged.push(Judged {
+                        composite: start,
+                        ok: 0,
+                        error: false,
+                    });
+                    judged.len() - 1
+                });
+                last = Some((id, slot));
+                slot
+            }
+        };
+        let capture = &mut judged[slot];
+        if error {
+            capture.error = true;
+            continue;
+        }
+        let (Some(dimension), Some(score)) = (dimension, score) else {
+            continue;
+        };
+        let at = match at {
+            Some(at) => at,
+            None => match columns.iter().position(|(name, _, _)| name == dimension) {
+                Some(at) => at,
+                None => {
+                    columns.push((dimension.to_string(), f64::NAN, Vec::new()));
+                    columns.len() - 1
+                }
+            },
+        };
+        let (_, weight, values) = &mut columns[at];
+        values.push(score);
+        capture.composite = if min_rule {
+            if weight.is_nan() {
+                f64::NAN
+            } else {
+                capture.composite.min(score)
+            }
+        } else {
+            capture.composite + *weight * score
+        };
+        capture.ok += 1;
     }
+    for (name, _, mut values) in columns {
+        if values.is_empty() {
+            continue;
+        }
+        values.retain(|v| !v.is_nan());
+        values.sort_unstable_by(f64::total_cmp);
+        day.scores.insert(name, values);
+    }
+    let wanted = rubric.dimensions.len();
+    day.composite = judged
+        .iter()
+        .filter(|c| c.ok == wanted && !c.composite.is_nan())
+        .map(|c| c.composite)
+        .collect();
+    day.composite.sort_unstable_by(f64::total_cmp);
     // Sorted, as every value vector; per capture judged: 0 for each scored on every dimension,
     // then 1 for each with an error.
-    for (key, day) in data.iter_mut() {
-        for values in day.scores.values_mut() {
-            values.retain(|v| !v.is_nan());
-            values.sort_unstable_by(f64::total_cmp);
-        }
-        day.composite.retain(|v| !v.is_nan());
-        day.composite.sort_unstable_by(f64::total_cmp);
-        let errors = errors_of.get(key).copied().unwrap_or(0) as usize;
-        day.judge_error = vec![0.0; day.composite.len()];
-        day.judge_error.extend(std::iter::repeat_n(1.0, errors));
-    }
-    Ok(())
+    let errors = judged.iter().filter(|c| c.error).count();
+    day.judge_error = vec![0.0; day.composite.len()];
+    day.judge_error.extend(std::iter::repeat_n(1.0, errors));
+    day.skipped_budget = skipped_rows / wanted.max(1) as u64;
+    Ok(day)
 }
 
-type ScoreGroups = (DataFrame, DataFrame, DataFrame, DataFrame, DataFrame);
-
-fn score_groups(df: DataFrame, rubric: &Rubric, judge: &str) -> PolarsResult<ScoreGroups> {
-    let base = df
-        .lazy()
-        .filter(col("judge").eq(lit(judge.to_string())))
-        .cache();
-    let ok = base.clone().filter(col("status").eq(lit("ok")));
-    let keys = [col("model"), col("date")];
-    let dims = ok
-        .clone()
-        .group_by([col("model"), col("date"), col("dimension")])
-        .agg([col("score")])
-        .collect()?;
-
-    // The composite per capture, from the captures scored ok on every dimension.
-    let mut weight = lit(f64::NAN);
-    for d in &rubric.dimensions {
-        weight = when(col("dimension").eq(lit(d.name.clone())))
-            .then(lit(d.weight))
-            .otherwise(weight);
-    }
-    let per_capture = match rubric.composite {
-        CompositeRule::WeightedMean => (col("score") * weight).sum(),
-        CompositeRule::Min => col("score").min(),
-    };
-    let composite = ok
-        .group_by([col("model"), col("date"), col("request_id")])
-        .agg([per_capture.alias("composite"), len().alias("n")])
-        .filter(col("n").eq(lit(rubric.dimensions.len() as u32)))
-        .group_by(keys.clone())
-        .agg([col("composite")])
-        .collect()?;
-
-    // Captures with an error row (few): the others judged are the composite's.
-    let errors = base
-        .clone()
-        .filter(col("status").eq(lit("error")))
-        .group_by(keys.clone())
-        .agg([col("request_id").n_unique().alias("errors")])
-        .collect()?;
-
-    let dims_n = rubric.dimensions.len().max(1) as u32;
-    let skipped = base
-        .clone()
-        .filter(col("status").eq(lit("skipped_budget")))
-        .group_by(keys.clone())
-        .agg([(len() / lit(dims_n)).alias("skipped")])
-        .collect()?;
-
-    let cost = base
-        .group_by(keys)
-        .agg([col("judge_cost_usd").sum().alias("cost")])
-        .collect()?;
-    Ok((dims, composite, errors, skipped, cost))
-}
-
-/// Capture features for the days of `range`, into `data`.
+/// Capture features for `days`, into `data`.
 pub async fn load_captures(
     warehouse: &Warehouse,
-    range: DateRange,
+    days: &BTreeSet<NaiveDate>,
     data: &mut Data,
 ) -> Result<(), LoadError> {
-    let Some(df) = read_table(warehouse, "captures/", range, CAPTURE_COLUMNS).await? else {
-        return Ok(());
+    read_parts(
+        warehouse,
+        "captures/",
+        days,
+        CAPTURE_COLUMNS,
+        |df, _| capture_part(&df),
+        &Context::default(),
+        data,
+    )
+    .await
+}
+
+fn capture_part(df: &DataFrame) -> PolarsResult<DayData> {
+    let mut day = DayData {
+        requests: df.height() as u64,
+        prompt_chars: sorted(df, "prompt_chars")?,
+        response_chars: sorted(df, "response_chars")?,
+        prompt_tokens: sorted(df, "prompt_tokens")?,
+        completion_tokens: sorted(df, "completion_tokens")?,
+        latency_ms: sorted(df, "latency_ms")?,
+        refusal: sorted(df, "refusal")?,
+        captured_at: df.column("captured_at")?.i64()?.iter().flatten().collect(),
+        ..DayData::default()
     };
-    let (lists, reasons) = tokio::task::spawn_blocking(move || capture_groups(df))
-        .await
-        .map_err(|e| LoadError::Query {
-            table: "captures",
-            message: e.to_string(),
-        })?
-        .map_err(query("captures"))?;
-    each_group(&lists, |i, key| {
-        let day = data.entry(key).or_default();
-        day.requests = u64::from(lists.column("requests")?.u32()?.get(i).unwrap_or(0));
-        day.prompt_chars = sorted_values(lists.column("prompt_chars")?, i)?;
-        day.response_chars = sorted_values(lists.column("response_chars")?, i)?;
-        day.prompt_tokens = sorted_values(lists.column("prompt_tokens")?, i)?;
-        day.completion_tokens = sorted_values(lists.column("completion_tokens")?, i)?;
-        day.latency_ms = sorted_values(lists.column("latency_ms")?, i)?;
-        day.refusal = sorted_values(lists.column("refusal")?, i)?;
-        day.captured_at = list_values(lists.column("captured_at")?, i)?
-            .into_iter()
-            .map(|v| v as i64)
-            .collect();
-        Ok(())
-    })
-    .map_err(query("captures"))?;
-    each_group(&reasons, |i, key| {
-        let reason = reasons
-            .column("finish_reason")?
-            .str()?
-            .get(i)
-            .unwrap_or("(none)")
-            .to_string();
-        let n = reasons.column("n")?.u32()?.get(i).unwrap_or(0);
-        data.entry(key)
-            .or_default()
-            .finish_reason
-            .insert(reason, u64::from(n));
-        Ok(())
-    })
-    .map_err(query("captures"))?;
-    Ok(())
+    for reason in df.column("finish_reason")?.str()?.iter() {
+        *day.finish_reason
+            .entry(reason.unwrap_or("(none)").to_string())
+            .or_default() += 1;
+    }
+    Ok(day)
 }
 
-fn capture_groups(df: DataFrame) -> PolarsResult<(DataFrame, DataFrame)> {
-    let base = df.lazy().cache();
-    let keys = [col("model"), col("date")];
-    let features = [
-        "prompt_chars",
-        "response_chars",
-        "prompt_tokens",
-        "completion_tokens",
-        "latency_ms",
-        "refusal",
-    ];
-    let mut aggs = vec![len().alias("requests")];
-    aggs.extend(features.iter().map(|f| col(*f).drop_nulls()));
-    aggs.push(col("captured_at").cast(DataType::Float64).drop_nulls());
-    let lists = base.clone().group_by(keys.clone()).agg(aggs).collect()?;
-    let reasons = base
-        .group_by([col("model"), col("date"), col("finish_reason")])
-        .agg([len().alias("n")])
-        .collect()?;
-    Ok((lists, reasons))
-}
-
-/// Telemetry for the days of `range`, into `data`.
+/// Telemetry for `days`, into `data`.
 pub async fn load_telemetry(
     warehouse: &Warehouse,
-    range: DateRange,
+    days: &BTreeSet<NaiveDate>,
     data: &mut Data,
 ) -> Result<(), LoadError> {
-    let Some(df) = read_table(warehouse, "telemetry/", range, TELEMETRY_COLUMNS).await? else {
-        return Ok(());
-    };
-    let grouped = tokio::task::spawn_blocking(move || {
-        df.lazy()
-            .group_by([col("model"), col("date")])
-            .agg([
-                col("ts").cast(DataType::Float64),
-                col("gpu_util_pct").fill_null(lit(f64::NAN)),
-                col("gpu_mem_pct").drop_nulls(),
-                col("gpus_allocated").drop_nulls(),
-                col("model_latency_ms").drop_nulls(),
-                col("invocations").sum().alias("invocations_sum"),
-                col("invocations").count().alias("invocations_n"),
-                col("errors_5xx").sum().alias("errors_sum"),
-                col("errors_5xx").count().alias("errors_n"),
-                col("cost_usd").sum().alias("cost_sum"),
-                col("cost_usd").count().alias("cost_n"),
-            ])
-            .collect()
-    })
+    read_parts(
+        warehouse,
+        "telemetry/",
+        days,
+        TELEMETRY_COLUMNS,
+        |df, _| telemetry_part(&df),
+        &Context::default(),
+        data,
+    )
     .await
-    .map_err(|e| LoadError::Query {
-        table: "telemetry",
-        message: e.to_string(),
-    })?
-    .map_err(query("telemetry"))?;
-    each_group(&grouped, |i, key| {
-        let day = data.entry(key).or_default();
-        day.telemetry_ts = list_values(grouped.column("ts")?, i)?
-            .into_iter()
-            .map(|v| v as i64)
-            .collect();
-        day.gpu_util = list_values(grouped.column("gpu_util_pct")?, i)?;
-        day.gpu_mem = list_values(grouped.column("gpu_mem_pct")?, i)?;
-        day.gpus_allocated = list_values(grouped.column("gpus_allocated")?, i)?;
-        day.model_latency_ms = list_values(grouped.column("model_latency_ms")?, i)?;
-        let sum_if = |sum: &str, n: &str| -> PolarsResult<Option<f64>> {
-            let count = grouped.column(n)?.u32()?.get(i).unwrap_or(0);
-            Ok((count > 0)
-                .then(|| grouped.column(sum).ok()?.f64().ok()?.get(i))
-                .flatten())
-        };
-        day.invocations = sum_if("invocations_sum", "invocations_n")?;
-        day.errors_5xx = sum_if("errors_sum", "errors_n")?;
-        day.cost_usd = sum_if("cost_sum", "cost_n")?;
-        Ok(())
+}
+
+fn telemetry_part(df: &DataFrame) -> PolarsResult<DayData> {
+    // Sample times and GPU utilisation pair up by position (a missing utilisation is NaN).
+    let ts = df.column("ts")?.i64()?;
+    let util = df.column("gpu_util_pct")?.f64()?;
+    let (mut telemetry_ts, mut gpu_util) = (Vec::new(), Vec::new());
+    for (t, u) in ts.iter().zip(util.iter()) {
+        if let Some(t) = t {
+            telemetry_ts.push(t);
+            gpu_util.push(u.unwrap_or(f64::NAN));
+        }
+    }
+    Ok(DayData {
+        telemetry_ts,
+        gpu_util,
+        gpu_mem: present(df, "gpu_mem_pct")?,
+        gpus_allocated: present(df, "gpus_allocated")?,
+        model_latency_ms: present(df, "model_latency_ms")?,
+        invocations: sum_of(df, "invocations")?,
+        errors_5xx: sum_of(df, "errors_5xx")?,
+        cost_usd: sum_of(df, "cost_usd")?,
+        ..DayData::default()
     })
-    .map_err(query("telemetry"))?;
-    Ok(())
 }

@@ -164,19 +164,85 @@ fn baseline_days(day: NaiveDate, baseline: Baseline) -> (DateRange, String) {
     }
 }
 
-/// The days to read: the window, the pattern history before it, and every baseline day they need.
-fn load_range(window: DateRange, baseline: Baseline) -> DateRange {
-    let first = window
-        .since
-        .checked_sub_days(Days::new(PATTERN_HISTORY_DAYS))
-        .unwrap_or(window.since);
-    match baseline {
-        Baseline::Rolling(_) => window.hull(&baseline_days(first, baseline).0),
-        Baseline::Fixed(range) => window.hull(&range).hull(&DateRange {
-            since: first,
-            until: window.until,
-        }),
+/// The days to read: the window, the days before it compared only for the pattern history
+/// (when `history`), and every baseline day they need.
+fn days_to_read(window: DateRange, baseline: Baseline, history: bool) -> BTreeSet<NaiveDate> {
+    let first = if history {
+        window
+            .since
+            .checked_sub_days(Days::new(PATTERN_HISTORY_DAYS))
+            .unwrap_or(window.since)
+    } else {
+        window.since
+    };
+    let mut days = BTreeSet::new();
+    for day in window_days(DateRange {
+        since: first,
+        until: window.until,
+    }) {
+        days.insert(day);
+        days.extend(window_days(baseline_days(day, baseline).0));
     }
+    days
+}
+
+/// Where the tracks (CUSUM, breach) of every model and metric are kept after a day, so the next
+/// night starts from them instead of re-comparing the days before its window.
+fn tracks_key(name: &str, day: NaiveDate) -> String {
+    format!("state/analyse-tracks/{}/{day}.json", &name[..16])
+}
+
+/// The tracks after one day, and the settings they were computed under.
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
+struct StoredTracks {
+    settings: String,
+    models: BTreeMap<String, ModelTracks>,
+}
+
+/// One model's tracks per metric, and the last day it had data.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+struct ModelTracks {
+    last_seen: NaiveDate,
+    metrics: BTreeMap<String, Track>,
+}
+
+/// What decides a track: the analyse settings, the rubric and the judge.
+fn settings_hash(job: &AnalyseJob) -> String {
+    sha256_hex(format!("{:?}\0{}\0{}", job.settings, job.rubric.hash(), job.judge).as_bytes())
+}
+
+/// The tracks stored after the day before the window, when computed under the same settings.
+async fn stored_tracks(
+    warehouse: &Warehouse,
+    name: &str,
+    job: &AnalyseJob,
+) -> Result<BTreeMap<String, ModelTracks>, AnalyseError> {
+    let Some(before) = job.window.since.checked_sub_days(Days::new(1)) else {
+        return Ok(BTreeMap::new());
+    };
+    let Some(bytes) = warehouse.get(&tracks_key(name, before)).await? else {
+        return Ok(BTreeMap::new());
+    };
+    match serde_json::from_slice::<StoredTracks>(&bytes) {
+        Ok(stored) if stored.settings == settings_hash(job) => Ok(stored.models),
+        Ok(_) => Ok(BTreeMap::new()),
+        Err(e) => {
+            tracing::warn!(key = %tracks_key(name, before), error = %e, "analyse: unreadable stored tracks, rebuilding the pattern history");
+            Ok(BTreeMap::new())
+        }
+    }
+}
+
+/// Reads `days` of every table into `data`.
+async fn load_days(
+    warehouse: &Warehouse,
+    job: &AnalyseJob,
+    days: &BTreeSet<NaiveDate>,
+    data: &mut Data,
+) -> Result<(), LoadError> {
+    load::load_scores(warehouse, &job.rubric, &job.judge, days, data).await?;
+    load::load_captures(warehouse, days, data).await?;
+    load::load_telemetry(warehouse, days, data).await
 }
 
 /// Runs the stage.
@@ -185,24 +251,48 @@ pub async fn analyse(
     warehouse: &Warehouse,
 ) -> Result<AnalyseSummary, AnalyseError> {
     let started = Instant::now();
-    let range = load_range(job.window, job.settings.baseline);
-    tracing::info!(window = %job.window, read = %range, rubric = %job.rubric.key(), judge = %job.judge, "analyse: starting");
+    let name = sha256_hex(format!("{}\0{}", job.rubric.hash(), job.judge).as_bytes());
+    tracing::info!(window = %job.window, rubric = %job.rubric.key(), judge = %job.judge, "analyse: starting");
+    // The patterns continue from the tracks the night before stored; a model without them has
+    // its history rebuilt by comparing the days before the window too.
+    let stored = stored_tracks(warehouse, &name, &job).await?;
     let mut data = Data::new();
-    load::load_scores(warehouse, &job.rubric, &job.judge, range, &mut data).await?;
-    load::load_captures(warehouse, range, &mut data).await?;
-    load::load_telemetry(warehouse, range, &mut data).await?;
+    let days = days_to_read(job.window, job.settings.baseline, false);
+    load_days(warehouse, &job, &days, &mut data).await?;
+    let models: BTreeSet<&String> = data
+        .keys()
+        .filter(|(_, d)| job.window.contains(*d))
+        .map(|(m, _)| m)
+        .collect();
+    let rebuild: BTreeSet<String> = models
+        .into_iter()
+        .filter(|m| !stored.contains_key(*m))
+        .cloned()
+        .collect();
+    if !rebuild.is_empty() {
+        let more: BTreeSet<NaiveDate> = days_to_read(job.window, job.settings.baseline, true)
+            .difference(&days)
+            .copied()
+            .collect();
+        tracing::info!(
+            models = rebuild.len(),
+            days = more.len(),
+            "analyse: no stored pattern tracks for the day before the window, comparing the days before it too"
+        );
+        load_days(warehouse, &job, &more, &mut data).await?;
+    }
     let load_seconds = started.elapsed().as_secs_f64();
 
     let settings = job.settings.clone();
     let window = job.window;
-    let computed = tokio::task::spawn_blocking(move || compute(&data, window, &settings))
+    let computed = tokio::task::spawn_blocking(move || compute(&data, window, &settings, &stored))
         .await
         .map_err(|e| AnalyseError::Write {
             table: "drift",
             date: window.since,
             message: e.to_string(),
         })?;
-    let (drift_by_day, aggregates_by_day) = computed;
+    let (drift_by_day, aggregates_by_day, tracks_by_day) = computed;
     let compute_seconds = started.elapsed().as_secs_f64() - load_seconds;
 
     let mut summary = AnalyseSummary {
@@ -242,7 +332,6 @@ pub async fn analyse(
     }
     summary.models = models.len() as u64;
 
-    let name = sha256_hex(format!("{}\0{}", job.rubric.hash(), job.judge).as_bytes());
     let analysed_at = Utc::now().timestamp_micros();
     for day in window_days(job.window) {
         let rows: Vec<(&String, &DriftRow, &String)> = drift_by_day
@@ -281,6 +370,20 @@ pub async fn analyse(
                 })?;
             warehouse.put(&key, bytes).await?;
         }
+        let tracks = StoredTracks {
+            settings: settings_hash(&job),
+            models: tracks_by_day
+                .iter()
+                .filter(|((_, d), _)| *d == day)
+                .map(|((m, _), t)| (m.clone(), t.clone()))
+                .collect(),
+        };
+        let bytes = serde_json::to_vec(&tracks).map_err(|e| AnalyseError::Write {
+            table: "state/analyse-tracks",
+            date: day,
+            message: e.to_string(),
+        })?;
+        warehouse.put(&tracks_key(&name, day), bytes).await?;
     }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
@@ -335,18 +438,25 @@ pub struct AggregateRow {
 
 type AggregatesByDay = BTreeMap<(String, NaiveDate), AggregateRow>;
 
+/// Per model, the tracks after each day of the window.
+type TracksByDay = BTreeMap<(String, NaiveDate), ModelTracks>;
+
 /// Compares every day of every model with its baseline; keeps the window's days. Models are
 /// independent: each runs on its own thread.
 fn compute(
     data: &Data,
     window: DateRange,
     settings: &AnalyseSettings,
-) -> (DriftByDay, AggregatesByDay) {
-    let models: BTreeSet<&String> = data.keys().map(|(m, _)| m).collect();
-    let per_model: Vec<(DriftByDay, AggregatesByDay)> = std::thread::scope(|scope| {
+    stored: &BTreeMap<String, ModelTracks>,
+) -> (DriftByDay, AggregatesByDay, TracksByDay) {
+    let models: BTreeSet<&String> = data.keys().map(|(m, _)| m).chain(stored.keys()).collect();
+    let per_model: Vec<_> = std::thread::scope(|scope| {
         let handles: Vec<_> = models
             .into_iter()
-            .map(|model| scope.spawn(move || compute_model(data, model, window, settings)))
+            .map(|model| {
+                let stored = stored.get(model);
+                scope.spawn(move || compute_model(data, model, window, settings, stored))
+            })
             .collect();
         handles
             .into_iter()
@@ -355,11 +465,13 @@ fn compute(
     });
     let mut drift = DriftByDay::new();
     let mut aggregates = AggregatesByDay::new();
-    for (d, a) in per_model {
+    let mut tracks = TracksByDay::new();
+    for (d, a, t) in per_model {
         drift.extend(d);
         aggregates.extend(a);
+        tracks.extend(t);
     }
-    (drift, aggregates)
+    (drift, aggregates, tracks)
 }
 
 fn compute_model(
@@ -367,48 +479,77 @@ fn compute_model(
     model: &String,
     window: DateRange,
     settings: &AnalyseSettings,
-) -> (DriftByDay, AggregatesByDay) {
+    stored: Option<&ModelTracks>,
+) -> (DriftByDay, AggregatesByDay, TracksByDay) {
     let mut drift = DriftByDay::new();
     let mut aggregates = AggregatesByDay::new();
-    let days: Vec<NaiveDate> = data
+    let mut after = TracksByDay::new();
+    let days: BTreeSet<NaiveDate> = data
         .keys()
         .filter(|(m, _)| m == model)
         .map(|(_, d)| *d)
         .collect();
-    let mut tracks: BTreeMap<String, Track> = BTreeMap::new();
-    // Days before the window are compared only to give the patterns a history.
-    let first = window
-        .since
-        .checked_sub_days(Days::new(PATTERN_HISTORY_DAYS))
-        .unwrap_or(window.since);
+    // The patterns continue from the stored tracks; without them, the days before the window
+    // are compared too, only to give the patterns a history.
+    let (mut tracks, mut last_seen, first) = match stored {
+        Some(stored) => (stored.metrics.clone(), Some(stored.last_seen), window.since),
+        None => (
+            BTreeMap::new(),
+            None,
+            window
+                .since
+                .checked_sub_days(Days::new(PATTERN_HISTORY_DAYS))
+                .unwrap_or(window.since),
+        ),
+    };
     // A fixed baseline is the same for every day after it: merged once.
     let mut cached: Option<((DateRange, Option<NaiveDate>), DayData)> = None;
-    for &day in days.iter().filter(|d| **d >= first && **d <= window.until) {
-        let (range, description) = baseline_days(day, settings.baseline);
-        let key = (range, range.contains(day).then_some(day));
-        if cached.as_ref().is_none_or(|(k, _)| *k != key) {
-            let members: Vec<&DayData> = data
-                .range((model.clone(), range.since)..=(model.clone(), range.until))
-                .filter(|((_, d), _)| *d != day)
-                .map(|(_, d)| d)
-                .collect();
-            cached = Some((key, DayData::merged(&members)));
+    for day in window_days(DateRange {
+        since: first,
+        until: window.until,
+    }) {
+        if days.contains(&day) {
+            let (range, description) = baseline_days(day, settings.baseline);
+            let key = (range, range.contains(day).then_some(day));
+            if cached.as_ref().is_none_or(|(k, _)| *k != key) {
+                let members: Vec<&DayData> = data
+                    .range((model.clone(), range.since)..=(model.clone(), range.until))
+                    .filter(|((_, d), _)| *d != day)
+                    .map(|(_, d)| d)
+                    .collect();
+                cached = Some((key, DayData::merged(&members)));
+            }
+            let Some((_, baseline)) = &cached else {
+                continue;
+            };
+            let current = &data[&(model.clone(), day)];
+            let mut rows = drift::compare(current, baseline, settings);
+            drift::label_patterns(&mut rows, &mut tracks, settings);
+            last_seen = Some(day);
+            if window.contains(day) {
+                aggregates.insert((model.clone(), day), aggregate(current, &rows, settings));
+                drift.insert(
+                    (model.clone(), day),
+                    rows.into_iter().map(|r| (r, description.clone())).collect(),
+                );
+            }
         }
-        let Some((_, baseline)) = &cached else {
-            continue;
-        };
-        let current = &data[&(model.clone(), day)];
-        let mut rows = drift::compare(current, baseline, settings);
-        drift::label_patterns(&mut rows, &mut tracks, settings);
-        if window.contains(day) {
-            aggregates.insert((model.clone(), day), aggregate(current, &rows, settings));
-            drift.insert(
+        // A model silent for longer than the history a rebuild would look at starts afresh.
+        let recent = last_seen.filter(|seen| {
+            day.checked_sub_days(Days::new(PATTERN_HISTORY_DAYS))
+                .is_none_or(|edge| *seen > edge)
+        });
+        if let (true, Some(seen)) = (window.contains(day), recent) {
+            after.insert(
                 (model.clone(), day),
-                rows.into_iter().map(|r| (r, description.clone())).collect(),
+                ModelTracks {
+                    last_seen: seen,
+                    metrics: tracks.clone(),
+                },
             );
         }
     }
-    (drift, aggregates)
+    (drift, aggregates, after)
 }
 
 /// The mean GPU utilisation seen by requests: for each capture, the last telemetry sample at or

@@ -218,19 +218,20 @@ pub fn wasserstein1(baseline: &[f64], current: &[f64]) -> f64 {
 
 /// Two sorted slices merged into one sorted vector.
 pub fn merge_sorted(a: &[f64], b: &[f64]) -> Vec<f64> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
+    let mut out = vec![0.0; a.len() + b.len()];
+    let (mut i, mut j, mut k) = (0, 0, 0);
+    // Branch-free: which side a value comes from is a coin toss on real data.
     while i < a.len() && j < b.len() {
-        if a[i] <= b[j] {
-            out.push(a[i]);
-            i += 1;
-        } else {
-            out.push(b[j]);
-            j += 1;
-        }
+        let (x, y) = (a[i], b[j]);
+        let take_a = x <= y;
+        out[k] = if take_a { x } else { y };
+        i += usize::from(take_a);
+        j += usize::from(!take_a);
+        k += 1;
     }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
+    out[k..k + a.len() - i].copy_from_slice(&a[i..]);
+    k += a.len() - i;
+    out[k..].copy_from_slice(&b[j..]);
     out
 }
 
