@@ -120,9 +120,12 @@ pub struct RawModelCost {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawAnalyse {
+    /// Days per compared window: 1 = daily (default), 7 = ISO weeks. Low-traffic models that
+    /// fall below `min-count` per day get verdicts per week.
+    pub window_days: Option<u32>,
     /// `rolling` (the N days before each analysed day; default) or `fixed` (a reference window).
     pub baseline: Option<String>,
-    /// Days of a rolling baseline. Default: 7.
+    /// Days of a rolling baseline, a multiple of `window-days`. Default: 7 windows.
     pub baseline_days: Option<u32>,
     /// First and last day of a fixed baseline, `YYYY-MM-DD`.
     pub baseline_since: Option<String>,
@@ -635,6 +638,9 @@ pub enum Baseline {
 /// How the analyse stage judges drift.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AnalyseSettings {
+    /// Days per compared window: 1 (calendar days, the default), 7 (ISO weeks), any N (runs of
+    /// N days counted from Monday 1970-01-05).
+    pub window_days: u32,
     pub baseline: Baseline,
     pub min_count: u64,
     pub alpha_warn: f64,
@@ -916,11 +922,24 @@ fn validate_cost(raw: RawCost) -> Result<CostModel, (&'static str, String)> {
 }
 
 fn validate_analyse(raw: RawAnalyse) -> Result<AnalyseSettings, (&'static str, String)> {
+    let window_days = raw.window_days.unwrap_or(1);
+    if !(1..=366).contains(&window_days) {
+        return Err((
+            "analyse.window-days",
+            format!("{window_days} must be between 1 and 366"),
+        ));
+    }
     let baseline = match raw.baseline.as_deref() {
         None | Some("rolling") => {
-            let days = raw.baseline_days.unwrap_or(7);
-            if days == 0 {
-                return Err(("analyse.baseline-days", "must be at least 1".into()));
+            let days = raw.baseline_days.unwrap_or(7 * window_days);
+            if days == 0 || !days.is_multiple_of(window_days) {
+                return Err((
+                    "analyse.baseline-days",
+                    format!(
+                        "{days} must be a positive multiple of `window-days` ({window_days}): \
+                         the baseline is made of whole windows"
+                    ),
+                ));
             }
             Baseline::Rolling(days)
         }
@@ -970,6 +989,7 @@ fn validate_analyse(raw: RawAnalyse) -> Result<AnalyseSettings, (&'static str, S
         Ok((w, a))
     };
     let settings = AnalyseSettings {
+        window_days,
         baseline,
         min_count: raw.min_count.unwrap_or(30).max(2),
         alpha_warn: share("analyse.alpha-warn", raw.alpha_warn, 0.05)?,
@@ -1173,6 +1193,26 @@ mod tests {
         assert!(err.contains("score.sample-fraction"), "{err}");
         let err = parse("[judge]\nkind = \"gpt\"\n").unwrap_err().to_string();
         assert!(err.contains("judge.kind"), "{err}");
+    }
+
+    #[test]
+    fn analyse_windows_and_baselines_are_checked() {
+        let weekly = parse("[analyse]\nwindow-days = 7\n").unwrap().analyse;
+        assert_eq!(weekly.window_days, 7);
+        // The default rolling baseline is 7 windows.
+        assert_eq!(weekly.baseline, Baseline::Rolling(49));
+        assert_eq!(parse("").unwrap().analyse.baseline, Baseline::Rolling(7));
+        let err = parse("[analyse]\nwindow-days = 7\nbaseline-days = 10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("analyse.baseline-days") && err.contains("multiple"),
+            "{err}"
+        );
+        let err = parse("[analyse]\nwindow-days = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("analyse.window-days"), "{err}");
     }
 
     #[test]

@@ -520,8 +520,13 @@ fn log_telemetry(summary: &TelemetrySummary) {
 }
 
 fn log_analyse(summary: &AnalyseSummary) {
+    let unit = match summary.window_days {
+        1 => "model-days".to_string(),
+        7 => "model-weeks".to_string(),
+        n => format!("model-windows of {n} days"),
+    };
     tracing::info!(
-        "analyse: {} model-days of {} against their baselines ({} by {}) -> {} alerts, {} warnings, \
+        "analyse: {} {unit} of {} against their baselines ({} by {}) -> {} alerts, {} warnings, \
          {} tests with too little data",
         summary.model_days,
         summary.window,

@@ -91,12 +91,7 @@ async fn read_parts(
             message: e.to_string(),
         })??;
         if let Some((key, part)) = done {
-            match data.entry(key) {
-                Entry::Vacant(slot) => {
-                    slot.insert(part);
-                }
-                Entry::Occupied(mut slot) => slot.get_mut().absorb(part),
-            }
+            add_part(data, key, part);
         }
         Ok(())
     };
@@ -132,6 +127,16 @@ async fn read_parts(
         add(done)?;
     }
     Ok(())
+}
+
+/// Adds one part's summary to `data`, merged with what the same key already holds.
+pub fn add_part(data: &mut Data, key: (String, NaiveDate), part: DayData) {
+    match data.entry(key) {
+        Entry::Vacant(slot) => {
+            slot.insert(part);
+        }
+        Entry::Occupied(mut slot) => slot.get_mut().absorb(part),
+    }
 }
 
 /// What a per-part transform may need besides the part.

@@ -85,7 +85,9 @@ pub struct Alert {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct AnalyseSummary {
+    /// The days the analysed windows cover (whole windows: `--date` picks the one holding it).
     pub window: String,
+    pub window_days: u32,
     pub rubric: String,
     pub judge: String,
     pub models: u64,
@@ -148,15 +150,76 @@ impl DayData {
     }
 }
 
-/// Days before the window that are compared too, so `sustained` and the CUSUM have a history.
-const PATTERN_HISTORY_DAYS: u64 = 7;
+/// Windows before the analysed ones that are compared too, so `sustained` and the CUSUM have a
+/// history.
+const PATTERN_HISTORY: u32 = 7;
 
-/// The days a day is compared with, and how to describe them.
-fn baseline_days(day: NaiveDate, baseline: Baseline) -> (DateRange, String) {
+/// The windows the analyse compares: `len` days each, counted from Monday 1970-01-05, so 7-day
+/// windows are ISO weeks and 1-day windows calendar days. A window is named by its first day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Periods {
+    pub len: u32,
+}
+
+impl Periods {
+    fn anchor() -> NaiveDate {
+        NaiveDate::from_ymd_opt(1970, 1, 5).unwrap_or_default()
+    }
+
+    /// The first day of the window holding `day`.
+    pub fn start_of(self, day: NaiveDate) -> NaiveDate {
+        let len = i64::from(self.len.max(1));
+        let offset = (day - Self::anchor()).num_days().rem_euclid(len);
+        day - chrono::Duration::days(offset)
+    }
+
+    /// `n` windows before the one starting at `start`.
+    fn back(self, start: NaiveDate, n: u32) -> NaiveDate {
+        start
+            .checked_sub_days(Days::new(u64::from(n) * u64::from(self.len)))
+            .unwrap_or(start)
+    }
+
+    /// The days of the window starting at `start`.
+    fn days(self, start: NaiveDate) -> DateRange {
+        let until = start
+            .checked_add_days(Days::new(u64::from(self.len.max(1)) - 1))
+            .unwrap_or(start);
+        DateRange {
+            since: start,
+            until,
+        }
+    }
+
+    /// The first days of the windows that start in `range`.
+    fn starts_in(self, range: DateRange) -> impl Iterator<Item = NaiveDate> {
+        let mut first = self.start_of(range.since);
+        if first < range.since {
+            first += chrono::Duration::days(i64::from(self.len));
+        }
+        let step = u64::from(self.len.max(1));
+        std::iter::successors(Some(first), move |d| d.checked_add_days(Days::new(step)))
+            .take_while(move |d| *d <= range.until)
+    }
+
+    /// The windows holding the days of `range`, as the range of their first days.
+    pub fn cover(self, range: DateRange) -> DateRange {
+        DateRange {
+            since: self.start_of(range.since),
+            until: self.start_of(range.until),
+        }
+    }
+}
+
+/// The windows (by first day) a window is compared with, and how to describe them. A rolling
+/// baseline is the windows of the N days before; a fixed one the windows starting in its range.
+fn baseline_of(start: NaiveDate, baseline: Baseline) -> (DateRange, String) {
     match baseline {
         Baseline::Rolling(n) => {
-            let since = day.checked_sub_days(Days::new(u64::from(n))).unwrap_or(day);
-            let until = day.checked_sub_days(Days::new(1)).unwrap_or(day);
+            let since = start
+                .checked_sub_days(Days::new(u64::from(n)))
+                .unwrap_or(start);
+            let until = start.checked_sub_days(Days::new(1)).unwrap_or(start);
             let range = DateRange { since, until };
             (range, format!("rolling {n}d {range}"))
         }
@@ -164,26 +227,43 @@ fn baseline_days(day: NaiveDate, baseline: Baseline) -> (DateRange, String) {
     }
 }
 
-/// The days to read: the window, the days before it compared only for the pattern history
-/// (when `history`), and every baseline day they need.
-fn days_to_read(window: DateRange, baseline: Baseline, history: bool) -> BTreeSet<NaiveDate> {
+/// The days to read: those of the windows analysed (`window`, by first day), of the windows
+/// before them compared only for the pattern history (when `history`), and of every baseline
+/// window they need.
+fn days_to_read(
+    window: DateRange,
+    periods: Periods,
+    baseline: Baseline,
+    history: bool,
+) -> BTreeSet<NaiveDate> {
     let first = if history {
-        window
-            .since
-            .checked_sub_days(Days::new(PATTERN_HISTORY_DAYS))
-            .unwrap_or(window.since)
+        periods.back(window.since, PATTERN_HISTORY)
     } else {
         window.since
     };
     let mut days = BTreeSet::new();
-    for day in window_days(DateRange {
+    for start in periods.starts_in(DateRange {
         since: first,
         until: window.until,
     }) {
-        days.insert(day);
-        days.extend(window_days(baseline_days(day, baseline).0));
+        days.extend(window_days(periods.days(start)));
+        for base in periods.starts_in(baseline_of(start, baseline).0) {
+            days.extend(window_days(periods.days(base)));
+        }
     }
     days
+}
+
+/// `data` keyed by window (first day) instead of by day.
+fn by_window(data: Data, periods: Periods) -> Data {
+    if periods.len == 1 {
+        return data;
+    }
+    let mut out = Data::new();
+    for ((model, day), part) in data {
+        load::add_part(&mut out, (model, periods.start_of(day)), part);
+    }
+    out
 }
 
 /// Where the tracks (CUSUM, breach) of every model and metric are kept after a day, so the next
@@ -211,15 +291,18 @@ fn settings_hash(job: &AnalyseJob) -> String {
     sha256_hex(format!("{:?}\0{}\0{}", job.settings, job.rubric.hash(), job.judge).as_bytes())
 }
 
-/// The tracks stored after the day before the window, when computed under the same settings.
+/// The tracks stored after the window before `first`, when computed under the same settings.
 async fn stored_tracks(
     warehouse: &Warehouse,
     name: &str,
     job: &AnalyseJob,
+    first: NaiveDate,
+    periods: Periods,
 ) -> Result<BTreeMap<String, ModelTracks>, AnalyseError> {
-    let Some(before) = job.window.since.checked_sub_days(Days::new(1)) else {
+    let before = periods.back(first, 1);
+    if before == first {
         return Ok(BTreeMap::new());
-    };
+    }
     let Some(bytes) = warehouse.get(&tracks_key(name, before)).await? else {
         return Ok(BTreeMap::new());
     };
@@ -251,17 +334,27 @@ pub async fn analyse(
     warehouse: &Warehouse,
 ) -> Result<AnalyseSummary, AnalyseError> {
     let started = Instant::now();
-    let name = sha256_hex(format!("{}\0{}", job.rubric.hash(), job.judge).as_bytes());
+    // Parts are named from what they compare: daily and weekly analyses of the same scores live
+    // side by side (a daily one keeps the name it had before windows were configurable).
+    let name = match job.settings.window_days {
+        1 => sha256_hex(format!("{}\0{}", job.rubric.hash(), job.judge).as_bytes()),
+        n => sha256_hex(format!("{}\0{}\0{n}d", job.rubric.hash(), job.judge).as_bytes()),
+    };
     tracing::info!(window = %job.window, rubric = %job.rubric.key(), judge = %job.judge, "analyse: starting");
     // The patterns continue from the tracks the night before stored; a model without them has
     // its history rebuilt by comparing the days before the window too.
-    let stored = stored_tracks(warehouse, &name, &job).await?;
-    let mut data = Data::new();
-    let days = days_to_read(job.window, job.settings.baseline, false);
-    load_days(warehouse, &job, &days, &mut data).await?;
+    let periods = Periods {
+        len: job.settings.window_days,
+    };
+    let window = periods.cover(job.window);
+    let stored = stored_tracks(warehouse, &name, &job, window.since, periods).await?;
+    let days = days_to_read(window, periods, job.settings.baseline, false);
+    let mut daily = Data::new();
+    load_days(warehouse, &job, &days, &mut daily).await?;
+    let mut data = by_window(daily, periods);
     let models: BTreeSet<&String> = data
         .keys()
-        .filter(|(_, d)| job.window.contains(*d))
+        .filter(|(_, d)| window.contains(*d))
         .map(|(m, _)| m)
         .collect();
     let rebuild: BTreeSet<String> = models
@@ -270,33 +363,42 @@ pub async fn analyse(
         .cloned()
         .collect();
     if !rebuild.is_empty() {
-        let more: BTreeSet<NaiveDate> = days_to_read(job.window, job.settings.baseline, true)
+        let more: BTreeSet<NaiveDate> = days_to_read(window, periods, job.settings.baseline, true)
             .difference(&days)
             .copied()
             .collect();
         tracing::info!(
             models = rebuild.len(),
             days = more.len(),
-            "analyse: no stored pattern tracks for the day before the window, comparing the days before it too"
+            "analyse: no stored pattern tracks for the window before, comparing the windows before it too"
         );
-        load_days(warehouse, &job, &more, &mut data).await?;
+        let mut daily = Data::new();
+        load_days(warehouse, &job, &more, &mut daily).await?;
+        for (key, part) in by_window(daily, periods) {
+            load::add_part(&mut data, key, part);
+        }
     }
     let load_seconds = started.elapsed().as_secs_f64();
 
     let settings = job.settings.clone();
-    let window = job.window;
-    let computed = tokio::task::spawn_blocking(move || compute(&data, window, &settings, &stored))
-        .await
-        .map_err(|e| AnalyseError::Write {
-            table: "drift",
-            date: window.since,
-            message: e.to_string(),
-        })?;
+    let computed =
+        tokio::task::spawn_blocking(move || compute(&data, window, periods, &settings, &stored))
+            .await
+            .map_err(|e| AnalyseError::Write {
+                table: "drift",
+                date: window.since,
+                message: e.to_string(),
+            })?;
     let (drift_by_day, aggregates_by_day, tracks_by_day) = computed;
     let compute_seconds = started.elapsed().as_secs_f64() - load_seconds;
 
     let mut summary = AnalyseSummary {
-        window: job.window.to_string(),
+        window: DateRange {
+            since: window.since,
+            until: periods.days(window.until).until,
+        }
+        .to_string(),
+        window_days: job.settings.window_days,
         rubric: job.rubric.key(),
         judge: job.judge.clone(),
         load_seconds,
@@ -333,7 +435,7 @@ pub async fn analyse(
     summary.models = models.len() as u64;
 
     let analysed_at = Utc::now().timestamp_micros();
-    for day in window_days(job.window) {
+    for day in periods.starts_in(window) {
         let rows: Vec<(&String, &DriftRow, &String)> = drift_by_day
             .iter()
             .filter(|((_, d), _)| *d == day)
@@ -446,6 +548,7 @@ type TracksByDay = BTreeMap<(String, NaiveDate), ModelTracks>;
 fn compute(
     data: &Data,
     window: DateRange,
+    periods: Periods,
     settings: &AnalyseSettings,
     stored: &BTreeMap<String, ModelTracks>,
 ) -> (DriftByDay, AggregatesByDay, TracksByDay) {
@@ -455,7 +558,7 @@ fn compute(
             .into_iter()
             .map(|model| {
                 let stored = stored.get(model);
-                scope.spawn(move || compute_model(data, model, window, settings, stored))
+                scope.spawn(move || compute_model(data, model, window, periods, settings, stored))
             })
             .collect();
         handles
@@ -474,47 +577,47 @@ fn compute(
     (drift, aggregates, tracks)
 }
 
+/// One model's windows (`data` keyed by window start; `window` the range of the analysed
+/// windows' starts).
 fn compute_model(
     data: &Data,
     model: &String,
     window: DateRange,
+    periods: Periods,
     settings: &AnalyseSettings,
     stored: Option<&ModelTracks>,
 ) -> (DriftByDay, AggregatesByDay, TracksByDay) {
     let mut drift = DriftByDay::new();
     let mut aggregates = AggregatesByDay::new();
     let mut after = TracksByDay::new();
-    let days: BTreeSet<NaiveDate> = data
+    let present: BTreeSet<NaiveDate> = data
         .keys()
         .filter(|(m, _)| m == model)
         .map(|(_, d)| *d)
         .collect();
-    // The patterns continue from the stored tracks; without them, the days before the window
-    // are compared too, only to give the patterns a history.
+    // The patterns continue from the stored tracks; without them, the windows before are
+    // compared too, only to give the patterns a history.
     let (mut tracks, mut last_seen, first) = match stored {
         Some(stored) => (stored.metrics.clone(), Some(stored.last_seen), window.since),
         None => (
             BTreeMap::new(),
             None,
-            window
-                .since
-                .checked_sub_days(Days::new(PATTERN_HISTORY_DAYS))
-                .unwrap_or(window.since),
+            periods.back(window.since, PATTERN_HISTORY),
         ),
     };
-    // A fixed baseline is the same for every day after it: merged once.
+    // A fixed baseline is the same for every window after it: merged once.
     let mut cached: Option<((DateRange, Option<NaiveDate>), DayData)> = None;
-    for day in window_days(DateRange {
+    for start in periods.starts_in(DateRange {
         since: first,
         until: window.until,
     }) {
-        if days.contains(&day) {
-            let (range, description) = baseline_days(day, settings.baseline);
-            let key = (range, range.contains(day).then_some(day));
+        if present.contains(&start) {
+            let (range, description) = baseline_of(start, settings.baseline);
+            let key = (range, range.contains(start).then_some(start));
             if cached.as_ref().is_none_or(|(k, _)| *k != key) {
                 let members: Vec<&DayData> = data
                     .range((model.clone(), range.since)..=(model.clone(), range.until))
-                    .filter(|((_, d), _)| *d != day)
+                    .filter(|((_, d), _)| *d != start)
                     .map(|(_, d)| d)
                     .collect();
                 cached = Some((key, DayData::merged(&members)));
@@ -522,26 +625,23 @@ fn compute_model(
             let Some((_, baseline)) = &cached else {
                 continue;
             };
-            let current = &data[&(model.clone(), day)];
+            let current = &data[&(model.clone(), start)];
             let mut rows = drift::compare(current, baseline, settings);
             drift::label_patterns(&mut rows, &mut tracks, settings);
-            last_seen = Some(day);
-            if window.contains(day) {
-                aggregates.insert((model.clone(), day), aggregate(current, &rows, settings));
+            last_seen = Some(start);
+            if window.contains(start) {
+                aggregates.insert((model.clone(), start), aggregate(current, &rows, settings));
                 drift.insert(
-                    (model.clone(), day),
+                    (model.clone(), start),
                     rows.into_iter().map(|r| (r, description.clone())).collect(),
                 );
             }
         }
         // A model silent for longer than the history a rebuild would look at starts afresh.
-        let recent = last_seen.filter(|seen| {
-            day.checked_sub_days(Days::new(PATTERN_HISTORY_DAYS))
-                .is_none_or(|edge| *seen > edge)
-        });
-        if let (true, Some(seen)) = (window.contains(day), recent) {
+        let recent = last_seen.filter(|seen| *seen > periods.back(start, PATTERN_HISTORY));
+        if let (true, Some(seen)) = (window.contains(start), recent) {
             after.insert(
-                (model.clone(), day),
+                (model.clone(), start),
                 ModelTracks {
                     last_seen: seen,
                     metrics: tracks.clone(),
@@ -705,6 +805,10 @@ fn drift_frame(
             Column::new("ci_high".into(), float(&|r| r.ci_high)),
             Column::new("verdict".into(), text(&|r| r.verdict.to_string())),
             Column::new("pattern".into(), text(&|r| r.pattern.to_string())),
+            Column::new(
+                "window_days".into(),
+                vec![job.settings.window_days as i32; height],
+            ),
             text_constant("rubric", &job.rubric.key(), height),
             text_constant("judge", &job.judge, height),
             utc_micros("analysed_at", vec![analysed_at; height]),
@@ -730,6 +834,10 @@ fn aggregates_frame(
         Column::new(
             "model".into(),
             rows.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "window_days".into(),
+            vec![job.settings.window_days as i32; height],
         ),
         Column::new("requests".into(), int(&|a| a.requests)),
         Column::new("judged".into(), int(&|a| a.judged)),
@@ -793,4 +901,56 @@ fn aggregates_frame(
         utc_micros("analysed_at", vec![analysed_at; height]),
     ]);
     DataFrame::new(height, columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(text: &str) -> NaiveDate {
+        crate::config::parse_date(text).unwrap()
+    }
+
+    #[test]
+    fn weekly_windows_are_iso_weeks_and_daily_ones_days() {
+        let weeks = Periods { len: 7 };
+        // 2026-10-01 is a Thursday; its ISO week starts on Monday 2026-09-28.
+        assert_eq!(weeks.start_of(date("2026-10-01")), date("2026-09-28"));
+        assert_eq!(weeks.start_of(date("2026-09-28")), date("2026-09-28"));
+        assert_eq!(weeks.start_of(date("2026-10-04")), date("2026-09-28"));
+        assert_eq!(weeks.start_of(date("1969-12-31")), date("1969-12-29"));
+        let range = DateRange::new(date("2026-10-01"), date("2026-10-18")).unwrap();
+        assert_eq!(
+            weeks.cover(range),
+            DateRange::new(date("2026-09-28"), date("2026-10-12")).unwrap()
+        );
+        // Windows starting in a range: not the one that began before it.
+        let starts: Vec<NaiveDate> = weeks.starts_in(range).collect();
+        assert_eq!(starts, vec![date("2026-10-05"), date("2026-10-12")]);
+        assert_eq!(weeks.days(date("2026-10-12")).until, date("2026-10-18"));
+        let days = Periods { len: 1 };
+        assert_eq!(days.start_of(date("2026-10-01")), date("2026-10-01"));
+        assert_eq!(days.starts_in(range).count(), 18);
+        assert_eq!(days.back(date("2026-10-08"), 7), date("2026-10-01"));
+    }
+
+    #[test]
+    fn the_days_read_are_the_windows_their_baselines_and_the_history() {
+        let weeks = Periods { len: 7 };
+        let window = weeks.cover(DateRange::new(date("2026-10-12"), date("2026-10-12")).unwrap());
+        let days = days_to_read(window, weeks, Baseline::Rolling(14), false);
+        // The week itself and the two before it.
+        assert_eq!(days.first(), Some(&date("2026-09-28")));
+        assert_eq!(days.last(), Some(&date("2026-10-18")));
+        assert_eq!(days.len(), 21);
+        let fixed = DateRange::new(date("2026-09-01"), date("2026-09-10")).unwrap();
+        let daily = Periods { len: 1 };
+        let one = DateRange::new(date("2026-09-30"), date("2026-09-30")).unwrap();
+        let days = days_to_read(one, daily, Baseline::Fixed(fixed), false);
+        // The baseline and the day, not the days between.
+        assert_eq!(days.len(), 11);
+        let with_history = days_to_read(one, daily, Baseline::Fixed(fixed), true);
+        assert_eq!(with_history.len(), 18);
+        assert!(with_history.contains(&date("2026-09-23")));
+    }
 }

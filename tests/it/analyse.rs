@@ -125,7 +125,7 @@ fn the_sample_regression_is_found_on_its_first_day_and_sustained_from_the_second
     // when the whole window was analysed in one go; without stored tracks, the days before are
     // compared again, with the same result.
     let files = files_under(&wh.path().join("drift"));
-    let rebuilding = "comparing the days before it too";
+    let rebuilding = "comparing the windows before it too";
     let again = run(evalwatch().arg("--warehouse").arg(wh.path()).args([
         "analyse",
         "--date",
@@ -144,6 +144,67 @@ fn the_sample_regression_is_found_on_its_first_day_and_sustained_from_the_second
     assert_eq!(cold.status.code(), Some(3), "{}", stderr(&cold));
     assert!(stderr(&cold).contains(rebuilding), "{}", stderr(&cold));
     assert_eq!(drift_rows(&read_table(wh.path(), "drift")), rows);
+
+    // Weekly windows (ISO weeks), side by side with the daily ones: chat-b's bad days fall in
+    // the weeks of 2026-10-05 (one of seven: a warning) and 2026-10-12 (an alert, sustained).
+    let config = wh.path().join("weekly.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[warehouse]\npath = {:?}\n[score]\nrubric = {:?}\n[analyse]\nwindow-days = 7\nbaseline-days = 7\n",
+            wh.path().display().to_string(),
+            repo_root().join("rubrics/quality.toml").display().to_string()
+        ),
+    )
+    .unwrap();
+    let weekly = run(evalwatch().arg("--config").arg(&config).args([
+        "analyse",
+        "--since",
+        "2026-10-01",
+        "--until",
+        "2026-10-14",
+    ]));
+    assert_eq!(weekly.status.code(), Some(3), "{}", stderr(&weekly));
+    let summary = stage_summary(&weekly, "analyse");
+    assert_eq!(summary["window"], "2026-09-28..2026-10-18");
+    assert_eq!(count(&summary, "window_days"), 7);
+    assert_eq!(count(&summary, "model_days"), 6);
+    let all = read_table(wh.path(), "drift");
+    let of = |days: i32| {
+        all.clone()
+            .lazy()
+            .filter(col("window_days").eq(lit(days)))
+            .collect()
+            .unwrap()
+    };
+    assert_eq!(drift_rows(&of(1)), rows, "the daily rows stay");
+    let weeks = drift_rows(&of(7));
+    let starts: std::collections::BTreeSet<i32> = weeks.iter().map(|r| r.1).collect();
+    assert_eq!(
+        starts,
+        [day("2026-09-28"), day("2026-10-05"), day("2026-10-12")].into()
+    );
+    let verdicts = |model: &str, start: &str| -> Vec<(String, String)> {
+        weeks
+            .iter()
+            .filter(|r| r.0 == model && r.1 == day(start) && r.2 == "score.safety")
+            .map(|r| (r.4.clone(), r.5.clone()))
+            .collect()
+    };
+    assert!(
+        verdicts("chat-b", "2026-10-05")
+            .iter()
+            .all(|(v, _)| v != "alert")
+    );
+    let bad = verdicts("chat-b", "2026-10-12");
+    assert!(
+        bad.iter().any(|(v, p)| v == "alert" && p == "sustained"),
+        "{bad:?}"
+    );
+    assert!(
+        weeks.iter().all(|r| r.0 != "chat-a" || r.4 != "alert"),
+        "false alarms on chat-a"
+    );
 
     // A day of chat-a alone: no alert, exit 0.
     let calm = run(evalwatch().arg("--warehouse").arg(wh.path()).args([
