@@ -85,6 +85,9 @@ pub struct RawTelemetry {
     pub components: Option<Vec<String>>,
     /// `cloudwatch`: seconds per datapoint. Default: 300.
     pub period_seconds: Option<u32>,
+    /// `evalwatch gpu sample`: the model each GPU serves, by NVML index
+    /// (`gpu-models = { "0" = "chat-a", "1" = "chat-b" }`). Default: the process using it.
+    pub gpu_models: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -599,6 +602,8 @@ pub enum TelemetrySource {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TelemetrySettings {
     pub source: TelemetrySource,
+    /// GPU index -> the model it serves, for `gpu sample`.
+    pub gpu_models: std::collections::BTreeMap<u32, String>,
 }
 
 /// What one model's hardware costs.
@@ -883,7 +888,17 @@ fn validate_telemetry(
             ));
         }
     };
-    Ok(TelemetrySettings { source })
+    let mut gpu_models = std::collections::BTreeMap::new();
+    for (index, model) in raw.gpu_models.unwrap_or_default() {
+        let Ok(at) = index.parse::<u32>() else {
+            return Err((
+                "telemetry.gpu-models",
+                format!("`{index}` is not a GPU index (0, 1, ... as `nvidia-smi` numbers them)"),
+            ));
+        };
+        gpu_models.insert(at, model);
+    }
+    Ok(TelemetrySettings { source, gpu_models })
 }
 
 fn validate_cost(raw: RawCost) -> Result<CostModel, (&'static str, String)> {
@@ -1193,6 +1208,24 @@ mod tests {
         assert!(err.contains("score.sample-fraction"), "{err}");
         let err = parse("[judge]\nkind = \"gpt\"\n").unwrap_err().to_string();
         assert!(err.contains("judge.kind"), "{err}");
+    }
+
+    #[test]
+    fn gpu_models_are_keyed_by_index() {
+        let config =
+            parse("[telemetry]\ngpu-models = { \"0\" = \"chat-a\", \"3\" = \"chat-b\" }\n")
+                .unwrap();
+        assert_eq!(
+            config.telemetry.gpu_models.get(&3).map(String::as_str),
+            Some("chat-b")
+        );
+        let err = parse("[telemetry]\ngpu-models = { \"gpu0\" = \"chat-a\" }\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("telemetry.gpu-models") && err.contains("gpu0"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -184,7 +184,8 @@ enum GpuCommand {
         /// How long to sample.
         #[arg(long, default_value = "60s", value_parser = parse_seconds)]
         duration: f64,
-        /// Model served on these GPUs. Default: the process using each GPU.
+        /// Model served on every GPU. Default: `[telemetry] gpu-models` by GPU index, else the
+        /// process using each GPU.
         #[arg(long)]
         model: Option<String>,
         /// The CSV to write (the `file` telemetry source reads it).
@@ -338,10 +339,21 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             model,
             out,
         }) => {
+            let config = config::load(cli.config.as_deref())?;
+            let models = evalwatch::telemetry::nvml::GpuModels {
+                all: model.clone(),
+                by_index: config.telemetry.gpu_models.clone(),
+                instance_types: config
+                    .cost
+                    .models
+                    .iter()
+                    .map(|(m, c)| (m.clone(), c.instance_type.clone()))
+                    .collect(),
+            };
             let n = evalwatch::telemetry::nvml::sample(
                 std::time::Duration::from_secs_f64(*interval),
                 std::time::Duration::from_secs_f64(*duration),
-                model.as_deref(),
+                &models,
                 out,
             )?;
             eprintln!("wrote {n} samples to {}", out.display());

@@ -1,8 +1,9 @@
 //! `evalwatch gpu sample`: per-GPU utilisation, memory and power from NVML on a self-hosted GPU
 //! machine, at an interval, written as a telemetry CSV that the `file` source reads.
 //!
-//! The model of each GPU comes from `--model`, or else from the name of the first process
-//! computing on it (`/proc/<pid>/comm`), or else `gpu<index>`. NVML is loaded at run time
+//! The model of each GPU comes from `--model`, or else from `[telemetry] gpu-models` (by GPU
+//! index), or else from the name of the first process computing on it (`/proc/<pid>/comm`), or
+//! else `gpu<index>`; its instance type from `[cost.models]` when the model has an entry. NVML is loaded at run time
 //! (nvml-wrapper), so the binary builds and runs anywhere; without a driver the command fails
 //! with one line and a hint. [`to_sample`] and [`write_csv`] are pure and tested without a GPU.
 
@@ -40,16 +41,37 @@ pub struct Reading {
     pub process: Option<String>,
 }
 
+/// How `gpu sample` names what each GPU serves.
+#[derive(Debug, Clone, Default)]
+pub struct GpuModels {
+    /// `--model`: every GPU serves this one.
+    pub all: Option<String>,
+    /// `[telemetry] gpu-models`: by GPU index.
+    pub by_index: std::collections::BTreeMap<u32, String>,
+    /// Model -> instance type, from `[cost.models]`.
+    pub instance_types: std::collections::BTreeMap<String, String>,
+}
+
+impl GpuModels {
+    /// The model GPU `reading.index` serves: `--model`, the config's entry for the index, the
+    /// process on it, or `gpu<index>`.
+    pub fn model_of(&self, reading: &Reading) -> String {
+        self.all
+            .clone()
+            .or_else(|| self.by_index.get(&reading.index).cloned())
+            .or_else(|| reading.process.clone())
+            .unwrap_or_else(|| format!("gpu{}", reading.index))
+    }
+}
+
 /// A reading as a telemetry sample (one GPU allocated, memory as a percentage).
-pub fn to_sample(reading: &Reading, ts: DateTime<Utc>, model: Option<&str>, period: f64) -> Sample {
-    let model = model
-        .map(str::to_string)
-        .or_else(|| reading.process.clone())
-        .unwrap_or_else(|| format!("gpu{}", reading.index));
+pub fn to_sample(reading: &Reading, ts: DateTime<Utc>, models: &GpuModels, period: f64) -> Sample {
+    let model = models.model_of(reading);
     let mem_pct = (reading.mem_total_bytes > 0)
         .then(|| reading.mem_used_bytes as f64 / reading.mem_total_bytes as f64 * 100.0);
     Sample {
         ts,
+        instance_type: models.instance_types.get(&model).cloned(),
         model,
         gpu_util_pct: Some(f64::from(reading.util_pct)),
         gpu_mem_pct: mem_pct,
@@ -97,7 +119,7 @@ fn process_name(pid: u32) -> Option<String> {
 pub fn sample(
     interval: Duration,
     duration: Duration,
-    model: Option<&str>,
+    models: &GpuModels,
     out: &Path,
 ) -> Result<u64, GpuError> {
     let nvml = nvml_wrapper::Nvml::init().map_err(|e| GpuError::NoNvml(e.to_string()))?;
@@ -123,7 +145,7 @@ pub fn sample(
                 power_mw: device.power_usage().ok(),
                 process,
             };
-            samples.push(to_sample(&reading, ts, model, interval.as_secs_f64()));
+            samples.push(to_sample(&reading, ts, models, interval.as_secs_f64()));
         }
         if started.elapsed() + interval > duration {
             break;
@@ -154,16 +176,35 @@ mod tests {
             power_mw: Some(312_500),
             process: Some("vllm".into()),
         };
-        let s = to_sample(&reading, ts, None, 1.0);
+        let none = GpuModels::default();
+        let s = to_sample(&reading, ts, &none, 1.0);
         assert_eq!(s.model, "vllm");
         assert_eq!(s.gpu_mem_pct, Some(75.0));
         assert_eq!(s.power_w, Some(312.5));
-        assert_eq!(to_sample(&reading, ts, Some("chat-a"), 1.0).model, "chat-a");
         let anonymous = Reading {
             process: None,
-            ..reading
+            ..reading.clone()
         };
-        assert_eq!(to_sample(&anonymous, ts, None, 1.0).model, "gpu2");
+        assert_eq!(to_sample(&anonymous, ts, &none, 1.0).model, "gpu2");
+        // The config's entry for the GPU beats the process; `--model` beats both.
+        let config = GpuModels {
+            by_index: [(2, "chat-b".to_string())].into(),
+            instance_types: [("chat-b".to_string(), "g6e.12xlarge".to_string())].into(),
+            ..GpuModels::default()
+        };
+        let named = to_sample(&reading, ts, &config, 1.0);
+        assert_eq!(named.model, "chat-b");
+        assert_eq!(named.instance_type.as_deref(), Some("g6e.12xlarge"));
+        let other_gpu = Reading {
+            index: 0,
+            ..reading.clone()
+        };
+        assert_eq!(to_sample(&other_gpu, ts, &config, 1.0).model, "vllm");
+        let cli = GpuModels {
+            all: Some("chat-a".into()),
+            ..config
+        };
+        assert_eq!(to_sample(&reading, ts, &cli, 1.0).model, "chat-a");
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("gpu.csv");
