@@ -313,7 +313,8 @@ fn score_part(df: &DataFrame, rubric: &Rubric, judge: &str) -> PolarsResult<DayD
     let min_rule = matches!(rubric.composite, CompositeRule::Min);
     let start = if min_rule { f64::INFINITY } else { 0.0 };
     let mut judged: Vec<Judged> = Vec::new();
-    let mut slot_of: PlHashMap<&str, usize> = PlHashMap::new();
+    let mut slot_of: PlHashMap<&str, usize> =
+        PlHashMap::with_capacity(df.height() / rubric.dimensions.len().max(1));
     // The score stage writes a capture's rows together: most rows find their capture without
     // a hash lookup.
     let mut last: Option<(&str, usize)> = None;

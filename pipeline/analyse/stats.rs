@@ -218,40 +218,40 @@ pub fn wasserstein1(baseline: &[f64], current: &[f64]) -> f64 {
 
 /// Two sorted slices merged into one sorted vector.
 pub fn merge_sorted(a: &[f64], b: &[f64]) -> Vec<f64> {
-    let mut out = vec![0.0; a.len() + b.len()];
-    let (mut i, mut j, mut k) = (0, 0, 0);
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
     // Branch-free: which side a value comes from is a coin toss on real data.
     while i < a.len() && j < b.len() {
         let (x, y) = (a[i], b[j]);
         let take_a = x <= y;
-        out[k] = if take_a { x } else { y };
+        out.push(if take_a { x } else { y });
         i += usize::from(take_a);
         j += usize::from(!take_a);
-        k += 1;
     }
-    out[k..k + a.len() - i].copy_from_slice(&a[i..]);
-    k += a.len() - i;
-    out[k..].copy_from_slice(&b[j..]);
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
     out
 }
 
 /// Many sorted slices merged into one sorted vector, pairwise (each value copied log2(k) times).
 pub fn merge_many(parts: &[&[f64]]) -> Vec<f64> {
-    let mut level: Vec<Vec<f64>> = parts.iter().map(|p| p.to_vec()).collect();
-    if level.is_empty() {
-        return Vec::new();
-    }
+    let mut level: Vec<Vec<f64>> = parts
+        .chunks(2)
+        .map(|pair| match pair {
+            [a, b] => merge_sorted(a, b),
+            [a] => a.to_vec(),
+            _ => Vec::new(),
+        })
+        .collect();
     while level.len() > 1 {
-        let mut next = Vec::with_capacity(level.len().div_ceil(2));
-        let mut pairs = level.chunks(2);
-        for pair in &mut pairs {
-            next.push(match pair {
+        level = level
+            .chunks(2)
+            .map(|pair| match pair {
                 [a, b] => merge_sorted(a, b),
                 [a] => a.clone(),
                 _ => Vec::new(),
-            });
-        }
-        level = next;
+            })
+            .collect();
     }
     level.pop().unwrap_or_default()
 }
