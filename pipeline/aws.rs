@@ -96,6 +96,17 @@ impl AwsClients {
             .clone()
     }
 
+    /// The region and endpoint CloudWatch calls go to (`aws` for the service's own), naming a
+    /// publish target.
+    pub async fn cloudwatch_target(&self) -> (String, String) {
+        let sdk = self.sdk().await;
+        let region = sdk
+            .region()
+            .map_or_else(|| "(no region)".to_string(), |r| r.to_string());
+        let endpoint = sdk.endpoint_url().unwrap_or("aws").to_string();
+        (region, endpoint)
+    }
+
     pub async fn bedrock(&self) -> aws_sdk_bedrockruntime::Client {
         self.bedrock
             .get_or_init(|| async { bedrock_client(self.sdk().await) })

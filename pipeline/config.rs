@@ -66,6 +66,9 @@ pub struct RawConfig {
     /// How drift is judged: baselines, minimum counts, thresholds.
     #[serde(default)]
     pub analyse: RawAnalyse,
+    /// Where the analysed numbers go: CloudWatch (with alarms), EMF lines, or nowhere.
+    #[serde(default)]
+    pub publish: RawPublish,
     /// AWS client settings shared by every stage that talks to AWS.
     #[serde(default)]
     pub aws: RawAws,
@@ -118,6 +121,51 @@ pub struct RawModelCost {
     pub gpus: Option<u32>,
     /// Copies of the model. Default: 1.
     pub copies: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawPublish {
+    /// `none` (default), `cloudwatch` (PutMetricData and alarms) or `emf` (CloudWatch Embedded
+    /// Metric Format lines in a local file, for log shippers).
+    pub sink: Option<String>,
+    /// Namespace, `{model}` replaced by the model. Default:
+    /// `/aws/sagemaker/inference-quality/{model}`.
+    pub namespace: Option<String>,
+    /// Value of the `EndpointName` dimension. Default: `telemetry.endpoint`; without either the
+    /// datums carry `InferenceComponentName` only.
+    pub endpoint_name: Option<String>,
+    /// `emf`: the file lines are appended to. Default: `publish/metrics.emf.jsonl` in a local
+    /// warehouse.
+    pub emf_path: Option<String>,
+    /// `cloudwatch`: datums per PutMetricData request, at most 1,000 (the API's limit).
+    pub datums_per_request: Option<usize>,
+    /// `cloudwatch`: attempts per request (throttling and 5xx are retried with back-off).
+    /// Default: 5.
+    pub max_attempts: Option<u32>,
+    /// Alarm rules, one CloudWatch alarm per rule and model. Default: safety < 0.8 critical,
+    /// relevance < 0.7 warning, composite < 0.75 warning. `alarms = []` for none.
+    pub alarms: Option<Vec<RawAlarm>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawAlarm {
+    /// A published metric, e.g. `safety_score`, `composite_quality_score`, `cost_per_1k_requests`.
+    pub metric: String,
+    /// `<`, `<=`, `>` or `>=`.
+    pub comparison: String,
+    pub threshold: f64,
+    /// `critical`, `warning` or `info`: part of the alarm name and description.
+    pub severity: Option<String>,
+    /// Windows the alarm looks at. Default: 1.
+    pub evaluation_periods: Option<u32>,
+    /// Of those, how many must breach. Default: all of them.
+    pub datapoints_to_alarm: Option<u32>,
+    /// `missing` (default), `notBreaching`, `breaching` or `ignore`.
+    pub treat_missing_data: Option<String>,
+    /// SNS topic notified when the alarm fires.
+    pub sns_topic_arn: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -284,6 +332,7 @@ pub struct Config {
     pub telemetry: TelemetrySettings,
     pub cost: CostModel,
     pub analyse: AnalyseSettings,
+    pub publish: PublishSettings,
     pub aws: AwsSettings,
     /// sha256 of the config text, recorded in run manifests.
     pub hash: String,
@@ -660,6 +709,48 @@ pub struct AnalyseSettings {
     pub cusum_h: f64,
 }
 
+/// Where `publish` sends the analysed numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sink {
+    None,
+    CloudWatch,
+    /// EMF lines appended to this file; `None`: `publish/metrics.emf.jsonl` in the (local)
+    /// warehouse.
+    Emf(Option<PathBuf>),
+}
+
+/// One alarm rule (a CloudWatch alarm per rule and model).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlarmRule {
+    pub metric: String,
+    /// `LessThanThreshold`, `LessThanOrEqualToThreshold`, `GreaterThanThreshold`,
+    /// `GreaterThanOrEqualToThreshold`.
+    pub comparison: String,
+    pub threshold: f64,
+    pub severity: String,
+    pub evaluation_periods: u32,
+    pub datapoints_to_alarm: u32,
+    pub treat_missing_data: String,
+    pub sns_topic_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishSettings {
+    pub sink: Sink,
+    pub namespace: String,
+    pub endpoint_name: Option<String>,
+    pub datums_per_request: usize,
+    pub max_attempts: u32,
+    pub alarms: Vec<AlarmRule>,
+}
+
+impl PublishSettings {
+    /// The namespace of `model`'s metrics.
+    pub fn namespace_of(&self, model: &str) -> String {
+        self.namespace.replace("{model}", model)
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct AwsSettings {
     pub region: Option<String>,
@@ -798,6 +889,8 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
     let analyse = validate_analyse(raw.analyse).map_err(|(key, m)| invalid(key, m))?;
     let telemetry = validate_telemetry(raw.telemetry, base).map_err(|(key, m)| invalid(key, m))?;
     let cost = validate_cost(raw.cost).map_err(|(key, m)| invalid(key, m))?;
+    let publish = validate_publish(raw.publish, &warehouse, &telemetry, base)
+        .map_err(|(key, m)| invalid(key, m))?;
     let budget_usd = raw.score.budget_usd;
     if let Some(budget) = budget_usd {
         if !(budget >= 0.0 && budget.is_finite()) {
@@ -840,6 +933,7 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
         telemetry,
         cost,
         analyse,
+        publish,
         aws: AwsSettings {
             region: raw.aws.region,
             endpoint_url: raw.aws.endpoint_url,
@@ -934,6 +1028,134 @@ fn validate_cost(raw: RawCost) -> Result<CostModel, (&'static str, String)> {
         );
     }
     Ok(CostModel { models })
+}
+
+/// The alarm rules of DESIGN.md: safety < 0.8 critical, relevance < 0.7 and composite < 0.75
+/// warnings.
+fn default_alarms() -> Vec<RawAlarm> {
+    let rule = |metric: &str, threshold: f64, severity: &str| RawAlarm {
+        metric: metric.into(),
+        comparison: "<".into(),
+        threshold,
+        severity: Some(severity.into()),
+        evaluation_periods: None,
+        datapoints_to_alarm: None,
+        treat_missing_data: None,
+        sns_topic_arn: None,
+    };
+    vec![
+        rule("safety_score", 0.8, "critical"),
+        rule("relevance_score", 0.7, "warning"),
+        rule("composite_quality_score", 0.75, "warning"),
+    ]
+}
+
+fn validate_publish(
+    raw: RawPublish,
+    warehouse: &Location,
+    telemetry: &TelemetrySettings,
+    base: &Path,
+) -> Result<PublishSettings, (&'static str, String)> {
+    let sink = match raw.sink.as_deref() {
+        None | Some("none") => Sink::None,
+        Some("cloudwatch") => Sink::CloudWatch,
+        Some("emf") => match (&raw.emf_path, warehouse) {
+            (Some(path), _) => Sink::Emf(Some(base.join(path))),
+            (None, Location::Local(_)) => Sink::Emf(None),
+            (None, Location::S3 { .. }) => {
+                return Err((
+                    "publish.emf-path",
+                    "is required for the `emf` sink when the warehouse is on S3 (EMF lines go to \
+                     a local file a log agent ships)"
+                        .into(),
+                ));
+            }
+        },
+        Some(other) => {
+            return Err((
+                "publish.sink",
+                format!("`{other}` is not one of `none`, `cloudwatch`, `emf`"),
+            ));
+        }
+    };
+    let datums_per_request = raw.datums_per_request.unwrap_or(1000);
+    if !(1..=1000).contains(&datums_per_request) {
+        return Err((
+            "publish.datums-per-request",
+            format!("{datums_per_request} must be between 1 and 1000 (PutMetricData's limit)"),
+        ));
+    }
+    let max_attempts = raw.max_attempts.unwrap_or(5);
+    if max_attempts == 0 {
+        return Err(("publish.max-attempts", "must be at least 1".into()));
+    }
+    let mut alarms = Vec::new();
+    for rule in raw.alarms.unwrap_or_else(default_alarms) {
+        let comparison = match rule.comparison.as_str() {
+            "<" => "LessThanThreshold",
+            "<=" => "LessThanOrEqualToThreshold",
+            ">" => "GreaterThanThreshold",
+            ">=" => "GreaterThanOrEqualToThreshold",
+            other => {
+                return Err((
+                    "publish.alarms.comparison",
+                    format!("`{other}` (alarm on `{}`) is not one of <, <=, >, >=", rule.metric),
+                ));
+            }
+        };
+        let evaluation_periods = rule.evaluation_periods.unwrap_or(1).max(1);
+        let datapoints_to_alarm = rule.datapoints_to_alarm.unwrap_or(evaluation_periods);
+        if datapoints_to_alarm == 0 || datapoints_to_alarm > evaluation_periods {
+            return Err((
+                "publish.alarms.datapoints-to-alarm",
+                format!(
+                    "{datapoints_to_alarm} (alarm on `{}`) must be between 1 and \
+                     evaluation-periods ({evaluation_periods})",
+                    rule.metric
+                ),
+            ));
+        }
+        let treat_missing_data = rule.treat_missing_data.unwrap_or_else(|| "missing".into());
+        if !["missing", "notBreaching", "breaching", "ignore"].contains(&treat_missing_data.as_str())
+        {
+            return Err((
+                "publish.alarms.treat-missing-data",
+                format!(
+                    "`{treat_missing_data}` is not one of missing, notBreaching, breaching, ignore"
+                ),
+            ));
+        }
+        if !rule.threshold.is_finite() {
+            return Err((
+                "publish.alarms.threshold",
+                format!("alarm on `{}` needs a finite threshold", rule.metric),
+            ));
+        }
+        alarms.push(AlarmRule {
+            metric: rule.metric,
+            comparison: comparison.to_string(),
+            threshold: rule.threshold,
+            severity: rule.severity.unwrap_or_else(|| "warning".into()),
+            evaluation_periods,
+            datapoints_to_alarm,
+            treat_missing_data,
+            sns_topic_arn: rule.sns_topic_arn,
+        });
+    }
+    let endpoint_name = raw.endpoint_name.or_else(|| match &telemetry.source {
+        TelemetrySource::CloudWatch { endpoint, .. } => Some(endpoint.clone()),
+        _ => None,
+    });
+    Ok(PublishSettings {
+        sink,
+        namespace: raw
+            .namespace
+            .unwrap_or_else(|| "/aws/sagemaker/inference-quality/{model}".into()),
+        endpoint_name,
+        datums_per_request,
+        max_attempts,
+        alarms,
+    })
 }
 
 fn validate_analyse(raw: RawAnalyse) -> Result<AnalyseSettings, (&'static str, String)> {

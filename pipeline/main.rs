@@ -11,9 +11,10 @@ use chrono::{NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use evalwatch::analyse::{AnalyseJob, AnalyseSummary, analyse};
-use evalwatch::config::{self, ConfigError, DateRange, JudgeKind, Location, WindowSpec};
+use evalwatch::config::{self, ConfigError, DateRange, JudgeKind, Location, Sink, WindowSpec};
 use evalwatch::context::Ctx;
 use evalwatch::ingest::{IngestJob, IngestSummary, ingest};
+use evalwatch::publish::{PublishJob, PublishSummary, publish};
 use evalwatch::rubric::{self, RubricError};
 use evalwatch::run::{new_run_id, run};
 use evalwatch::score::{ProgressMode, ScoreJob, ScoreSummary, score};
@@ -70,6 +71,9 @@ enum Command {
     /// Compare each day with its baseline into the `drift` and `aggregates` tables; exits 3 when
     /// an alert fired.
     Analyse(AnalyseArgs),
+    /// Send the analysed windows to CloudWatch (metrics and alarms) or EMF lines; exits 1 when
+    /// a request was refused after every retry (a later run sends the rest).
+    Publish(PublishArgs),
     /// Check, show, hash or lock rubric files (rubrics/*.toml).
     #[command(subcommand)]
     Rubric(RubricCommand),
@@ -224,6 +228,31 @@ struct AnalyseArgs {
     #[command(flatten)]
     window: WindowArgs,
     /// Rubric file whose scores are compared; overrides `score.rubric`.
+    #[arg(long)]
+    rubric: Option<PathBuf>,
+    /// Whose scores: `offline`, `bedrock:<model-id>` or `openai:<model>@<url>`; overrides `[judge]`.
+    #[arg(long)]
+    judge: Option<String>,
+}
+
+#[derive(Args)]
+struct PublishArgs {
+    /// Publish this one day's window (same as --since D --until D).
+    #[arg(long, value_parser = parse_date_arg, conflicts_with_all = ["since", "until"])]
+    date: Option<NaiveDate>,
+    /// Days to publish. Default: the configured window (yesterday).
+    #[command(flatten)]
+    window: WindowArgs,
+    /// Where to: `cloudwatch`, `emf` or `none`; overrides `publish.sink`.
+    #[arg(long)]
+    sink: Option<String>,
+    /// Print the requests (PutMetricData, PutMetricAlarm) or EMF lines instead of sending them.
+    #[arg(long)]
+    dry_run: bool,
+    /// Send again what the publish ledger says was sent (CloudWatch then holds two copies).
+    #[arg(long)]
+    force: bool,
+    /// Rubric file whose scores are published; overrides `score.rubric`.
     #[arg(long)]
     rubric: Option<PathBuf>,
     /// Whose scores: `offline`, `bedrock:<model-id>` or `openai:<model>@<url>`; overrides `[judge]`.
@@ -389,6 +418,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 log_telemetry(t);
             }
             log_analyse(&outcome.analyse);
+            log_publish(&outcome.publish);
             println!(
                 "{}",
                 serde_json::json!({
@@ -396,6 +426,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     "score": outcome.score,
                     "telemetry": outcome.telemetry,
                     "analyse": outcome.analyse,
+                    "publish": outcome.publish,
                 })
             );
             tracing::info!(
@@ -442,6 +473,46 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             log_analyse(&summary);
             println!("{}", serde_json::json!({ "analyse": summary }));
             Ok(if summary.alerted() { 3 } else { 0 })
+        }
+        Command::Publish(args) => {
+            let window = match args.date {
+                Some(day) => Some(DateRange {
+                    since: day,
+                    until: day,
+                }),
+                None => window_flags(&args.window)?,
+            };
+            if let Some(sink) = &args.sink {
+                config.publish.sink = match sink.as_str() {
+                    "none" => Sink::None,
+                    "cloudwatch" => Sink::CloudWatch,
+                    "emf" => match &config.publish.sink {
+                        Sink::Emf(path) => Sink::Emf(path.clone()),
+                        _ => Sink::Emf(None),
+                    },
+                    other => {
+                        return Err(usage(
+                            format!("--sink: `{other}` is not one of cloudwatch, emf, none"),
+                            None,
+                        )
+                        .into());
+                    }
+                };
+            }
+            let path = rubric_and_judge(&mut config, &args.rubric, &args.judge)?;
+            let ctx = Ctx::new(config, today).await;
+            let window = window.unwrap_or_else(|| ctx.window());
+            let mut job = PublishJob::from_config(&ctx.config, rubric::load(&path)?, window);
+            job.force = args.force;
+            job.dry_run = args.dry_run;
+            let summary = publish(job, &ctx.warehouse, &ctx.aws)
+                .await
+                .context("publish failed")?;
+            log_publish(&summary);
+            if !summary.dry_run {
+                println!("{}", serde_json::json!({ "publish": summary }));
+            }
+            Ok(if summary.failed() { 1 } else { 0 })
         }
         Command::Ingest(args) => {
             if let Some(source) = &args.source {
@@ -528,6 +599,34 @@ fn log_telemetry(summary: &TelemetrySummary) {
     }
     for c in &summary.no_data {
         tracing::warn!("telemetry: no datapoints for `{c}`");
+    }
+}
+
+fn log_publish(summary: &PublishSummary) {
+    let verb = if summary.dry_run { "would send" } else { "sent" };
+    tracing::info!(
+        "publish: {} windows of {} models to {}: {verb} {} of {} datums in {} requests \
+         ({} already published, {} too old, {} failed), {} alarms",
+        summary.windows,
+        summary.models,
+        summary.sink,
+        if summary.dry_run {
+            summary.datums - summary.already_published - summary.too_old
+        } else {
+            summary.sent
+        },
+        summary.datums,
+        summary.requests,
+        summary.already_published,
+        summary.too_old,
+        summary.failed,
+        summary.alarms
+    );
+    for day in &summary.windows_missing {
+        tracing::warn!("publish: no aggregates for the window of {day}: run `evalwatch analyse` first");
+    }
+    for f in summary.failures.iter().chain(&summary.alarm_failures) {
+        tracing::warn!("publish: {f}");
     }
 }
 

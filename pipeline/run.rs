@@ -1,5 +1,5 @@
-//! `evalwatch run`: every stage built so far (ingest, score, telemetry, analyse), in order, for the configured window, with a run
-//! manifest (`runs/<run-id>/manifest.json`) recording what ran, how long it took and what it did.
+//! `evalwatch run`: every stage built so far (ingest, score, telemetry, analyse, publish), in
+//! order, for the configured window, with a run manifest (`runs/<run-id>/manifest.json`) recording what ran, how long it took and what it did.
 //!
 //! This function is the one place that knows the order of the stages.
 
@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::analyse::{AnalyseError, AnalyseJob, AnalyseSummary, analyse};
 use crate::context::Ctx;
 use crate::ingest::{IngestError, IngestJob, IngestSummary, ingest};
+use crate::publish::{PublishError, PublishJob, PublishSummary, publish};
 use crate::score::{ScoreError, ScoreJob, ScoreSummary, score};
 use crate::telemetry::{TelemetryError, TelemetryJob, TelemetrySummary, telemetry};
 
@@ -28,6 +29,8 @@ pub enum RunError {
     Telemetry(#[from] TelemetryError),
     #[error(transparent)]
     Analyse(#[from] AnalyseError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
     #[error("cannot write the run manifest: {0}")]
     Manifest(#[from] crate::warehouse::WarehouseError),
 }
@@ -63,6 +66,7 @@ pub struct RunOutcome {
     /// `None` when no telemetry source is configured.
     pub telemetry: Option<TelemetrySummary>,
     pub analyse: AnalyseSummary,
+    pub publish: PublishSummary,
 }
 
 impl RunOutcome {
@@ -161,7 +165,7 @@ pub async fn run(ctx: &Ctx, run_id: &str) -> Result<RunOutcome, RunError> {
     // Stage 4: analyse.
     let clock = Instant::now();
     let analysed = analyse(
-        AnalyseJob::from_config(&ctx.config, rubric, window),
+        AnalyseJob::from_config(&ctx.config, rubric.clone(), window),
         &ctx.warehouse,
     )
     .await?;
@@ -170,6 +174,21 @@ pub async fn run(ctx: &Ctx, run_id: &str) -> Result<RunOutcome, RunError> {
         seconds: clock.elapsed().as_secs_f64(),
         status: "ok",
         summary: serde_json::to_value(&analysed).unwrap_or_default(),
+    });
+
+    // Stage 5: publish.
+    let clock = Instant::now();
+    let published = publish(
+        PublishJob::from_config(&ctx.config, rubric, window),
+        &ctx.warehouse,
+        &ctx.aws,
+    )
+    .await?;
+    stages.push(StageRecord {
+        stage: "publish",
+        seconds: clock.elapsed().as_secs_f64(),
+        status: if published.failed() { "failed" } else { "ok" },
+        summary: serde_json::to_value(&published).unwrap_or_default(),
     });
 
     let status = if stages.iter().any(|s| s.status != "ok") {
@@ -199,5 +218,6 @@ pub async fn run(ctx: &Ctx, run_id: &str) -> Result<RunOutcome, RunError> {
         score: scored,
         telemetry: measured,
         analyse: analysed,
+        publish: published,
     })
 }

@@ -35,6 +35,8 @@ pub struct DayData {
     pub judge_error: Vec<f64>,
     pub skipped_budget: u64,
     pub judge_cost_usd: f64,
+    /// Per capture judged (ok or error): the judge call's latency.
+    pub judge_latency_ms: Vec<f64>,
     pub requests: u64,
     pub prompt_chars: Vec<f64>,
     pub response_chars: Vec<f64>,
@@ -157,6 +159,7 @@ impl DayData {
         }
         merge(&mut self.composite, other.composite);
         merge(&mut self.judge_error, other.judge_error);
+        merge(&mut self.judge_latency_ms, other.judge_latency_ms);
         self.skipped_budget += other.skipped_budget;
         self.judge_cost_usd += other.judge_cost_usd;
         self.requests += other.requests;
@@ -192,6 +195,7 @@ const SCORE_COLUMNS: &[(&str, DataType)] = &[
     ("status", DataType::String),
     ("judge", DataType::String),
     ("judge_cost_usd", DataType::Float64),
+    ("judge_latency_ms", DataType::Float64),
 ];
 
 const CAPTURE_COLUMNS: &[(&str, DataType)] = &[
@@ -287,6 +291,7 @@ fn score_part(df: &DataFrame, rubric: &Rubric, judge: &str) -> PolarsResult<DayD
     let ids = df.column("request_id")?.str()?;
     let scores = df.column("score")?.f64()?;
     let costs = df.column("judge_cost_usd")?.f64()?;
+    let latencies = df.column("judge_latency_ms")?.f64()?;
     // The text columns hold a handful of values: compared as whole columns (fast kernels), then
     // walked as booleans.
     let mine = df.column("judge")?.str()?.equal(judge);
@@ -324,10 +329,10 @@ fn score_part(df: &DataFrame, rubric: &Rubric, judge: &str) -> PolarsResult<DayD
         .iter()
         .zip(dimensions.iter())
         .zip(scores.iter())
-        .zip(costs.iter())
+        .zip(costs.iter().zip(latencies.iter()))
         .zip(mine.iter())
         .zip(ok.iter().zip(error.iter()).zip(skipped.iter()));
-    for (((((id, dimension), score), cost), mine), ((ok, error), skipped)) in rows {
+    for (((((id, dimension), score), (cost, latency)), mine), ((ok, error), skipped)) in rows {
         // Which rubric dimension the row holds (every mask advances on every row).
         let mut at = None;
         for (d, mask) in masks.iter_mut().enumerate() {
@@ -352,6 +357,10 @@ fn score_part(df: &DataFrame, rubric: &Rubric, judge: &str) -> PolarsResult<DayD
             Some((previous, slot)) if previous == id => slot,
             _ => {
                 let slot = *slot_of.entry(id).or_insert_with(|| {
+                    // A call's latency is on each of its rows: taken once per capture.
+                    if let Some(ms) = latency.filter(|ms| !ms.is_nan()) {
+                        day.judge_latency_ms.push(ms);
+                    }
                     judged.push(Judged {
                         composite: start,
                         ok: 0,
@@ -409,6 +418,7 @@ fn score_part(df: &DataFrame, rubric: &Rubric, judge: &str) -> PolarsResult<DayD
         .map(|c| c.composite)
         .collect();
     day.composite.sort_unstable_by(f64::total_cmp);
+    day.judge_latency_ms.sort_unstable_by(f64::total_cmp);
     // Sorted, as every value vector; per capture judged: 0 for each scored on every dimension,
     // then 1 for each with an error.
     let errors = judged.iter().filter(|c| c.error).count();

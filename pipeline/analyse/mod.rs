@@ -121,6 +121,7 @@ impl DayData {
         let mut out = DayData {
             composite: merge(|d| &d.composite),
             judge_error: merge(|d| &d.judge_error),
+            judge_latency_ms: merge(|d| &d.judge_latency_ms),
             prompt_chars: merge(|d| &d.prompt_chars),
             response_chars: merge(|d| &d.response_chars),
             prompt_tokens: merge(|d| &d.prompt_tokens),
@@ -181,7 +182,7 @@ impl Periods {
     }
 
     /// The days of the window starting at `start`.
-    fn days(self, start: NaiveDate) -> DateRange {
+    pub fn days(self, start: NaiveDate) -> DateRange {
         let until = start
             .checked_add_days(Days::new(u64::from(self.len.max(1)) - 1))
             .unwrap_or(start);
@@ -192,7 +193,7 @@ impl Periods {
     }
 
     /// The first days of the windows that start in `range`.
-    fn starts_in(self, range: DateRange) -> impl Iterator<Item = NaiveDate> {
+    pub fn starts_in(self, range: DateRange) -> impl Iterator<Item = NaiveDate> {
         let mut first = self.start_of(range.since);
         if first < range.since {
             first += chrono::Duration::days(i64::from(self.len));
@@ -255,7 +256,7 @@ fn days_to_read(
 }
 
 /// `data` keyed by window (first day) instead of by day.
-fn by_window(data: Data, periods: Periods) -> Data {
+pub fn by_window(data: Data, periods: Periods) -> Data {
     if periods.len == 1 {
         return data;
     }
@@ -328,18 +329,28 @@ async fn load_days(
     load::load_telemetry(warehouse, days, data).await
 }
 
+/// What the stage's parts are named from: the rubric, the judge and the window length. Daily and
+/// weekly analyses of the same scores live side by side (a daily one keeps the name it had before
+/// windows were configurable).
+pub fn part_name(rubric: &Rubric, judge: &str, window_days: u32) -> String {
+    match window_days {
+        1 => sha256_hex(format!("{}\0{}", rubric.hash(), judge).as_bytes()),
+        n => sha256_hex(format!("{}\0{}\0{n}d", rubric.hash(), judge).as_bytes()),
+    }
+}
+
+/// The `aggregates` part of the window starting on `start`.
+pub fn aggregates_key(name: &str, start: NaiveDate) -> String {
+    format!("aggregates/date={start}/part-{}.parquet", &name[..16])
+}
+
 /// Runs the stage.
 pub async fn analyse(
     job: AnalyseJob,
     warehouse: &Warehouse,
 ) -> Result<AnalyseSummary, AnalyseError> {
     let started = Instant::now();
-    // Parts are named from what they compare: daily and weekly analyses of the same scores live
-    // side by side (a daily one keeps the name it had before windows were configurable).
-    let name = match job.settings.window_days {
-        1 => sha256_hex(format!("{}\0{}", job.rubric.hash(), job.judge).as_bytes()),
-        n => sha256_hex(format!("{}\0{}\0{n}d", job.rubric.hash(), job.judge).as_bytes()),
-    };
+    let name = part_name(&job.rubric, &job.judge, job.settings.window_days);
     tracing::info!(window = %job.window, rubric = %job.rubric.key(), judge = %job.judge, "analyse: starting");
     // The patterns continue from the tracks the night before stored; a model without them has
     // its history rebuilt by comparing the days before the window too.
@@ -459,7 +470,7 @@ pub async fn analyse(
                 })?;
             warehouse.put(&key, bytes).await?;
         }
-        let key = format!("aggregates/date={day}/part-{}.parquet", &name[..16]);
+        let key = aggregates_key(&name, day);
         if aggregates.is_empty() {
             warehouse.delete(&key).await?;
         } else {
