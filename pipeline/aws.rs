@@ -116,10 +116,11 @@ impl AwsClients {
 }
 
 /// The error text of an SDK call, with the service's code and message when it sent one.
-pub fn sdk_error_text<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>) -> String
+pub fn sdk_error_text<E>(
+    err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> String
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     use aws_sdk_s3::error::SdkError;
     match err {
@@ -128,7 +129,8 @@ where
             match (inner.code(), inner.message()) {
                 (Some(code), Some(message)) => format!("{code}: {message}"),
                 (Some(code), None) => code.to_string(),
-                _ => inner.to_string(),
+                // No error document (a proxy's 503, say): the HTTP status says what happened.
+                _ => format!("HTTP {}: {inner}", service.raw().status().as_u16()),
             }
         }
         other => {

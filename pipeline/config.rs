@@ -1099,7 +1099,10 @@ fn validate_publish(
             other => {
                 return Err((
                     "publish.alarms.comparison",
-                    format!("`{other}` (alarm on `{}`) is not one of <, <=, >, >=", rule.metric),
+                    format!(
+                        "`{other}` (alarm on `{}`) is not one of <, <=, >, >=",
+                        rule.metric
+                    ),
                 ));
             }
         };
@@ -1116,7 +1119,8 @@ fn validate_publish(
             ));
         }
         let treat_missing_data = rule.treat_missing_data.unwrap_or_else(|| "missing".into());
-        if !["missing", "notBreaching", "breaching", "ignore"].contains(&treat_missing_data.as_str())
+        if !["missing", "notBreaching", "breaching", "ignore"]
+            .contains(&treat_missing_data.as_str())
         {
             return Err((
                 "publish.alarms.treat-missing-data",

@@ -603,7 +603,11 @@ fn log_telemetry(summary: &TelemetrySummary) {
 }
 
 fn log_publish(summary: &PublishSummary) {
-    let verb = if summary.dry_run { "would send" } else { "sent" };
+    let verb = if summary.dry_run {
+        "would send"
+    } else {
+        "sent"
+    };
     tracing::info!(
         "publish: {} windows of {} models to {}: {verb} {} of {} datums in {} requests \
          ({} already published, {} too old, {} failed), {} alarms",
@@ -623,7 +627,9 @@ fn log_publish(summary: &PublishSummary) {
         summary.alarms
     );
     for day in &summary.windows_missing {
-        tracing::warn!("publish: no aggregates for the window of {day}: run `evalwatch analyse` first");
+        tracing::warn!(
+            "publish: no aggregates for the window of {day}: run `evalwatch analyse` first"
+        );
     }
     for f in summary.failures.iter().chain(&summary.alarm_failures) {
         tracing::warn!("publish: {f}");

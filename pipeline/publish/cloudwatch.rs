@@ -13,8 +13,7 @@ use aws_smithy_types::DateTime;
 use serde_json::json;
 
 use super::{
-    Datum, Ledger, PublishError, PublishJob, PublishSummary, Value, alarm_name, dimensions_of,
-    pack,
+    Datum, Ledger, PublishError, PublishJob, PublishSummary, Value, alarm_name, dimensions_of, pack,
 };
 use crate::aws::{AwsClients, sdk_error_text};
 use crate::warehouse::Warehouse;
@@ -178,7 +177,7 @@ pub async fn alarms(
             .map(|(k, v)| Dimension::builder().name(k).value(v).build())
             .collect();
         for rule in &job.settings.alarms {
-            let name = alarm_name(rule, model);
+            let name = alarm_name(rule, &namespace, model);
             let description = format!(
                 "evalwatch: {} of `{model}` {} {} ({}), per {}-day window",
                 rule.metric, rule.comparison, rule.threshold, rule.severity, job.window_days

@@ -13,9 +13,12 @@ use serde_json::{Map, json};
 use super::{Datum, Ledger, PublishError, PublishJob, PublishSummary};
 use crate::warehouse::Warehouse;
 
+/// What one EMF document describes: a namespace, its dimensions, a window (ms).
+type Document<'a> = (&'a str, Vec<(String, String)>, i64);
+
 /// The EMF documents of `datums`: one per (namespace, dimensions, window), in that order.
 pub fn lines(datums: &[&Datum]) -> Vec<String> {
-    let mut groups: BTreeMap<(&str, Vec<(String, String)>, i64), Vec<&Datum>> = BTreeMap::new();
+    let mut groups: BTreeMap<Document, Vec<&Datum>> = BTreeMap::new();
     for d in datums {
         groups
             .entry((d.namespace.as_str(), d.dimensions.clone(), d.timestamp()))

@@ -495,16 +495,16 @@ async fn read_windows(
             message: "not a part".into(),
         })?;
         let df = read_part(bytes, &part, &columns).map_err(read)?;
-        let models = df.column("model").map_err(read)?.str().map_err(read)?.clone();
+        let models = df
+            .column("model")
+            .map_err(read)?
+            .str()
+            .map_err(read)?
+            .clone();
         for (i, model) in models.iter().enumerate() {
             let mut values = BTreeMap::new();
             for column in &wanted {
-                let v = df
-                    .column(column)
-                    .map_err(read)?
-                    .f64()
-                    .map_err(read)?
-                    .get(i);
+                let v = df.column(column).map_err(read)?.f64().map_err(read)?.get(i);
                 if let Some(v) = v {
                     values.insert(column.clone(), v);
                 }
@@ -614,9 +614,14 @@ pub async fn publish(
     Ok(summary)
 }
 
-/// An alarm's name: stable across runs, so PutMetricAlarm updates it in place.
-pub fn alarm_name(rule: &AlarmRule, model: &str) -> String {
-    format!("evalwatch {model} {} {}", rule.metric, rule.severity)
+/// An alarm's name: stable across runs, so PutMetricAlarm updates it in place, and unique per
+/// namespace and model, so two deployments in one account do not overwrite each other's.
+pub fn alarm_name(rule: &AlarmRule, namespace: &str, model: &str) -> String {
+    if namespace.contains(model) {
+        format!("{namespace} {} {}", rule.metric, rule.severity)
+    } else {
+        format!("{namespace} {model} {} {}", rule.metric, rule.severity)
+    }
 }
 
 #[cfg(test)]
@@ -697,7 +702,10 @@ mod tests {
         let mut b = a.clone();
         b.value = Value::Single(0.1);
         assert_eq!(a.key(), b.key());
-        assert_eq!(a.key(), "ns|safety_score|InferenceComponentName=chat-a|2026-11-27");
+        assert_eq!(
+            a.key(),
+            "ns|safety_score|InferenceComponentName=chat-a|2026-11-27"
+        );
         assert_eq!(a.timestamp(), 1_795_737_600);
     }
 }

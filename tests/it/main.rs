@@ -6,6 +6,7 @@ mod cli;
 mod ingest_local;
 mod ingest_s3;
 mod offline_judge;
+mod publish;
 mod rubric;
 mod score;
 mod score_llm;

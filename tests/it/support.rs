@@ -361,3 +361,169 @@ static PROXY_JUDGE: OnceLock<JudgeServer> = OnceLock::new();
 pub fn proxy_judge() -> &'static JudgeServer {
     PROXY_JUDGE.get_or_init(|| judge_server(StubConfig::default()))
 }
+
+// ---------------------------------------------------------------------------------------------
+// A fault proxy in front of ministack
+
+/// Forwards HTTP/1.1 requests to an upstream server, counting CloudWatch operations and
+/// answering chosen PutMetricData requests with 503 instead of forwarding them.
+pub struct FaultProxy {
+    pub endpoint: String,
+    /// PutMetricData requests that reached the proxy (failed ones included).
+    pub puts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// PutMetricData requests the upstream accepted.
+    pub accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// 1-based numbers of the PutMetricData requests answered 503.
+    pub fail: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<usize>>>,
+}
+
+impl FaultProxy {
+    pub fn start(upstream: &str) -> FaultProxy {
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let proxy = FaultProxy {
+            endpoint,
+            puts: Default::default(),
+            accepted: Default::default(),
+            fail: Default::default(),
+        };
+        let (puts, accepted, fail) = (
+            proxy.puts.clone(),
+            proxy.accepted.clone(),
+            proxy.fail.clone(),
+        );
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (upstream, puts, accepted, fail) = (
+                    upstream.clone(),
+                    puts.clone(),
+                    accepted.clone(),
+                    fail.clone(),
+                );
+                std::thread::spawn(move || {
+                    let _ = serve(client, &upstream, &puts, &accepted, &fail);
+                });
+            }
+        });
+        proxy
+    }
+
+    pub fn puts(&self) -> usize {
+        self.puts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// One client connection: requests in turn (keep-alive), each forwarded on a fresh upstream
+/// connection that the upstream closes after answering.
+fn serve(
+    client: TcpStream,
+    upstream: &str,
+    puts: &std::sync::atomic::AtomicUsize,
+    accepted: &std::sync::atomic::AtomicUsize,
+    fail: &std::sync::Mutex<std::collections::BTreeSet<usize>>,
+) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut writer = client;
+    loop {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let end = line == "\r\n";
+            head.push_str(&line);
+            if end {
+                break;
+            }
+        }
+        let length = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().ok())?
+            })
+            .unwrap_or(0);
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        let put = head.contains("/operation/PutMetricData");
+        if put {
+            let n = puts.fetch_add(1, Ordering::SeqCst) + 1;
+            if fail.lock().unwrap().contains(&n) {
+                writer
+                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")?;
+                continue;
+            }
+        }
+        // Forward with `connection: close`, so the upstream's answer ends at EOF.
+        let mut forwarded = String::new();
+        for line in head.lines().filter(|l| !l.is_empty()) {
+            if !line.to_ascii_lowercase().starts_with("connection:") {
+                forwarded.push_str(line);
+                forwarded.push_str("\r\n");
+            }
+        }
+        forwarded.push_str("connection: close\r\n\r\n");
+        let mut up = TcpStream::connect(upstream)?;
+        up.write_all(forwarded.as_bytes())?;
+        up.write_all(&body)?;
+        let mut answer = Vec::new();
+        up.read_to_end(&mut answer)?;
+        if put && answer.starts_with(b"HTTP/1.1 200") {
+            accepted.fetch_add(1, Ordering::SeqCst);
+        }
+        // Tell the client this connection ends here, whatever the upstream said.
+        let head_end = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(answer.len());
+        let says_close = String::from_utf8_lossy(&answer[..head_end])
+            .to_ascii_lowercase()
+            .contains("connection: close");
+        if let (false, Some(status_end)) =
+            (says_close, answer.windows(2).position(|w| w == b"\r\n"))
+        {
+            answer.splice(
+                status_end + 2..status_end + 2,
+                b"connection: close\r\n".iter().copied(),
+            );
+        }
+        writer.write_all(&answer)?;
+        // The answer says `connection: close` (or ends at EOF): the client reconnects.
+        return Ok(());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Captures on recent dates (CloudWatch refuses datapoints older than two weeks)
+
+/// Copies days of the bundled sample's captures under `to`, each moved to a new date (folder
+/// path and the timestamps inside).
+pub fn redated_sample(days: &[(&str, chrono::NaiveDate)], to: &Path) {
+    for file in files_under(&sample_capture()) {
+        let relative = file.strip_prefix(sample_capture()).unwrap().to_path_buf();
+        let path = relative.display().to_string();
+        for (from, date) in days {
+            let old_dir = from.replace('-', "/");
+            if !path.contains(&format!("/{old_dir}/")) {
+                continue;
+            }
+            let new_dir = date.format("%Y/%m/%d").to_string();
+            let target = to.join(path.replace(&old_dir, &new_dir));
+            std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            let text = std::fs::read_to_string(&file).unwrap();
+            std::fs::write(&target, text.replace(from, &date.to_string())).unwrap();
+        }
+    }
+}
