@@ -494,8 +494,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                         return Err(usage(
                             format!("--sink: `{other}` is not one of cloudwatch, emf, none"),
                             None,
-                        )
-                        .into());
+                        ));
                     }
                 };
             }
