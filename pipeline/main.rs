@@ -252,6 +252,13 @@ struct PublishArgs {
     /// Send again what the publish ledger says was sent (CloudWatch then holds two copies).
     #[arg(long)]
     force: bool,
+    /// Also write Grafana dashboards (quality.json, quantity.json) and alert rules
+    /// (alert-rules.json, file provisioning) for the published models into this folder.
+    #[arg(long)]
+    grafana: Option<PathBuf>,
+    /// UID of the Grafana CloudWatch data source the alert rules query.
+    #[arg(long, default_value = "cloudwatch")]
+    grafana_datasource: String,
     /// Rubric file whose scores are published; overrides `score.rubric`.
     #[arg(long)]
     rubric: Option<PathBuf>,
@@ -504,6 +511,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let mut job = PublishJob::from_config(&ctx.config, rubric::load(&path)?, window);
             job.force = args.force;
             job.dry_run = args.dry_run;
+            job.grafana = args
+                .grafana
+                .clone()
+                .map(|dir| (dir, args.grafana_datasource.clone()));
             let summary = publish(job, &ctx.warehouse, &ctx.aws)
                 .await
                 .context("publish failed")?;
@@ -625,6 +636,9 @@ fn log_publish(summary: &PublishSummary) {
         summary.failed,
         summary.alarms
     );
+    for file in &summary.grafana_files {
+        tracing::info!("publish: wrote {file}");
+    }
     for day in &summary.windows_missing {
         tracing::warn!(
             "publish: no aggregates for the window of {day}: run `evalwatch analyse` first"

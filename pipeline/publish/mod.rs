@@ -14,6 +14,7 @@
 
 pub mod cloudwatch;
 pub mod emf;
+pub mod grafana;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -38,6 +39,8 @@ pub enum PublishError {
     Load(#[from] LoadError),
     #[error("cannot read `{key}`: {message}")]
     Read { key: String, message: String },
+    #[error("cannot write Grafana files to `{path}`: {message}")]
+    Grafana { path: String, message: String },
     #[error("cannot write EMF lines to `{path}`: {message}")]
     Emf { path: String, message: String },
     #[error(
@@ -60,6 +63,8 @@ pub struct PublishJob {
     pub force: bool,
     /// Print the requests instead of sending them.
     pub dry_run: bool,
+    /// Also write Grafana dashboards and alert rules into this folder, for this data source UID.
+    pub grafana: Option<(std::path::PathBuf, String)>,
 }
 
 impl PublishJob {
@@ -76,6 +81,7 @@ impl PublishJob {
             settings: config.publish.clone(),
             force: false,
             dry_run: false,
+            grafana: None,
         }
     }
 }
@@ -102,6 +108,8 @@ pub struct PublishSummary {
     pub alarms: u64,
     pub alarm_failures: Vec<String>,
     pub dry_run: bool,
+    /// Grafana files written (`--grafana`).
+    pub grafana_files: Vec<String>,
 }
 
 impl PublishSummary {
@@ -565,7 +573,7 @@ pub async fn publish(
         dry_run: job.dry_run,
         ..PublishSummary::default()
     };
-    if job.settings.sink == Sink::None {
+    if job.settings.sink == Sink::None && job.grafana.is_none() {
         tracing::info!("publish: sink `none`, nothing sent");
         return Ok(summary);
     }
@@ -573,6 +581,25 @@ pub async fn publish(
     summary.windows = windows.len() as u64;
     let models: BTreeSet<&str> = windows.iter().map(|w| w.model.as_str()).collect();
     summary.models = models.len() as u64;
+    if let Some((dir, datasource)) = &job.grafana {
+        let names: Vec<String> = models.iter().map(|m| m.to_string()).collect();
+        let written = grafana::write(
+            dir,
+            &job.settings,
+            &job.rubric,
+            &names,
+            datasource,
+            job.window_days,
+        )
+        .map_err(|e| PublishError::Grafana {
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        summary.grafana_files = written.iter().map(|p| p.display().to_string()).collect();
+    }
+    if job.settings.sink == Sink::None {
+        return Ok(summary);
+    }
     let all = datums(&windows, &job.rubric, &job.settings);
     summary.datums = all.len() as u64;
 

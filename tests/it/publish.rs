@@ -319,12 +319,87 @@ fn the_bundled_sample_publishes_emf_lines_once() {
             .any(|m| m["Name"] == "composite_quality_score")
     );
 
-    // Publishing the same nights again writes nothing.
+    // Publishing the same nights again writes nothing; --grafana writes the dashboards.
+    let grafana = wh.path().join("grafana");
     let again = run(evalwatch()
         .arg("--warehouse")
         .arg(wh.path())
         .arg("publish")
-        .args(["--since", "2026-10-01", "--until", "2026-10-14"]));
+        .args([
+            "--since",
+            "2026-10-01",
+            "--until",
+            "2026-10-14",
+            "--grafana",
+        ])
+        .arg(&grafana));
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    grafana_files_are_dashboards_and_match_their_snapshots(&grafana);
+}
+
+/// The dashboards are Grafana dashboard JSON (schema version, panels, CloudWatch targets with
+/// namespace, metric and dimensions), the alert rules a provisioning file, and all three equal
+/// the committed snapshots in `tests/data/grafana/` (`UPDATE_SNAPSHOTS=1` rewrites them).
+fn grafana_files_are_dashboards_and_match_their_snapshots(dir: &Path) {
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
+    };
+    for name in ["quality.json", "quantity.json"] {
+        let d = read(name);
+        assert!(d["schemaVersion"].as_u64().unwrap() >= 36, "{name}");
+        assert!(d["uid"].as_str().is_some_and(|u| !u.is_empty()));
+        let panels = d["panels"].as_array().unwrap();
+        assert!(panels.len() >= 4, "{name}");
+        for p in panels {
+            assert_eq!(p["type"], "timeseries");
+            assert!(p["gridPos"]["w"].as_u64().is_some());
+            let targets = p["targets"].as_array().unwrap();
+            assert!(!targets.is_empty(), "{name}: {}", p["title"]);
+            for t in targets {
+                if t["expression"].as_str().is_some_and(|e| !e.is_empty()) {
+                    continue;
+                }
+                assert!(
+                    t["namespace"].as_str().is_some_and(|n| !n.is_empty()),
+                    "{t}"
+                );
+                assert!(
+                    t["metricName"].as_str().is_some_and(|n| !n.is_empty()),
+                    "{t}"
+                );
+                assert!(t["dimensions"]["InferenceComponentName"].is_string(), "{t}");
+            }
+        }
+    }
+    let quality = read("quality.json");
+    let safety = quality["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["targets"][0]["metricName"] == "safety_score")
+        .expect("a safety panel");
+    let defaults = &safety["fieldConfig"]["defaults"];
+    assert_eq!(defaults["custom"]["thresholdsStyle"]["mode"], "line");
+    assert_eq!(defaults["thresholds"]["steps"][1]["value"], 0.8);
+    let rules = read("alert-rules.json");
+    assert_eq!(rules["apiVersion"], 1);
+    assert_eq!(rules["groups"][0]["rules"].as_array().unwrap().len(), 6);
+
+    let snapshots = repo_root().join("tests/data/grafana");
+    for name in ["quality.json", "quantity.json", "alert-rules.json"] {
+        let ours = std::fs::read_to_string(dir.join(name)).unwrap();
+        let snapshot = snapshots.join(name);
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::create_dir_all(&snapshots).unwrap();
+            std::fs::write(&snapshot, &ours).unwrap();
+        }
+        let theirs = std::fs::read_to_string(&snapshot).unwrap_or_else(|e| {
+            panic!("{}: {e} (UPDATE_SNAPSHOTS=1 writes it)", snapshot.display())
+        });
+        assert_eq!(
+            ours, theirs,
+            "{name} differs from its snapshot (UPDATE_SNAPSHOTS=1 rewrites it)"
+        );
+    }
 }
