@@ -9,6 +9,7 @@ pub mod config;
 pub mod context;
 pub mod ingest;
 pub mod judge;
+pub mod lock;
 pub mod publish;
 pub mod rubric;
 pub mod run;

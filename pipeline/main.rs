@@ -16,7 +16,7 @@ use evalwatch::context::Ctx;
 use evalwatch::ingest::{IngestJob, IngestSummary, ingest};
 use evalwatch::publish::{PublishJob, PublishSummary, publish};
 use evalwatch::rubric::{self, RubricError};
-use evalwatch::run::{new_run_id, run};
+use evalwatch::run::{Plan, Stage, new_run_id, run};
 use evalwatch::score::{ProgressMode, ScoreJob, ScoreSummary, score};
 use evalwatch::telemetry::{TelemetryJob, TelemetrySummary, telemetry};
 
@@ -57,8 +57,9 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every stage for the configured window (default: yesterday, UTC).
-    Run(WindowArgs),
+    /// Run every stage for the configured window (default: yesterday, UTC); exits 3 when an
+    /// alert fired, 1 when a stage failed.
+    Run(RunArgs),
     /// Read captured requests into the `captures` table.
     Ingest(IngestArgs),
     /// Judge sampled captures against a rubric into the `scores` table.
@@ -141,6 +142,18 @@ struct WindowArgs {
     /// Last capture date, YYYY-MM-DD (UTC, inclusive). Default: --since.
     #[arg(long, value_parser = parse_date_arg)]
     until: Option<NaiveDate>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    window: WindowArgs,
+    /// Run only these stages (repeatable or comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', conflicts_with = "from")]
+    only: Vec<Stage>,
+    /// Run this stage and the ones after it.
+    #[arg(long, value_enum)]
+    from: Option<Stage>,
 }
 
 #[derive(Args)]
@@ -409,23 +422,37 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Init(_) | Command::Rubric(_) | Command::JudgeStub(_) | Command::Gpu(_) => {
             unreachable!("handled above")
         }
-        Command::Run(window) => {
-            if let Some(range) = window_flags(&window)? {
+        Command::Run(args) => {
+            if let Some(range) = window_flags(&args.window)? {
                 config.window = WindowSpec::Dates(range);
             }
+            let plan = Plan {
+                only: args.only.clone(),
+                from: args.from,
+            };
             let ctx = Ctx::new(config, today)
                 .await
                 .with_progress(progress_mode(cli.log_format));
-            check_local_source(&ctx)?;
+            if plan.runs(Stage::Ingest) {
+                check_local_source(&ctx)?;
+            }
             let run_id = new_run_id();
-            let outcome = run(&ctx, &run_id).await?;
-            log_ingest(&outcome.ingest);
-            log_score(&outcome.score);
+            let outcome = run(&ctx, &run_id, &plan).await?;
+            if let Some(s) = &outcome.ingest {
+                log_ingest(s);
+            }
+            if let Some(s) = &outcome.score {
+                log_score(s);
+            }
             if let Some(t) = &outcome.telemetry {
                 log_telemetry(t);
             }
-            log_analyse(&outcome.analyse);
-            log_publish(&outcome.publish);
+            if let Some(s) = &outcome.analyse {
+                log_analyse(s);
+            }
+            if let Some(s) = &outcome.publish {
+                log_publish(s);
+            }
             println!(
                 "{}",
                 serde_json::json!({

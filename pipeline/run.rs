@@ -1,7 +1,9 @@
-//! `evalwatch run`: every stage built so far (ingest, score, telemetry, analyse, publish), in
-//! order, for the configured window, with a run manifest (`runs/<run-id>/manifest.json`) recording what ran, how long it took and what it did.
+//! `evalwatch run`: the stages (ingest, score, telemetry, analyse, publish) in order for the
+//! configured window, all of them or `--only` / `--from` some, under the run lock of the
+//! warehouse and window ([`crate::lock`]), with a run manifest (`runs/<run-id>/manifest.json`)
+//! recording what ran, how long it took and what it did.
 //!
-//! This function is the one place that knows the order of the stages.
+//! This module is the one place that knows the order of the stages.
 
 use std::time::Instant;
 
@@ -33,6 +35,57 @@ pub enum RunError {
     Publish(#[from] PublishError),
     #[error("cannot write the run manifest: {0}")]
     Manifest(#[from] crate::warehouse::WarehouseError),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+}
+
+/// The stages `run` knows, in the order it runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Ingest,
+    Score,
+    Telemetry,
+    Analyse,
+    Publish,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 5] = [
+        Stage::Ingest,
+        Stage::Score,
+        Stage::Telemetry,
+        Stage::Analyse,
+        Stage::Publish,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Ingest => "ingest",
+            Stage::Score => "score",
+            Stage::Telemetry => "telemetry",
+            Stage::Analyse => "analyse",
+            Stage::Publish => "publish",
+        }
+    }
+}
+
+/// Which stages a run runs: all (default), `--only` some, or `--from` one on.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub only: Vec<Stage>,
+    pub from: Option<Stage>,
+}
+
+impl Plan {
+    pub fn runs(&self, stage: Stage) -> bool {
+        (self.only.is_empty() || self.only.contains(&stage))
+            && self.from.is_none_or(|from| stage >= from)
+    }
+
+    pub fn stages(&self) -> Vec<Stage> {
+        Stage::ALL.into_iter().filter(|s| self.runs(*s)).collect()
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -52,21 +105,25 @@ pub struct RunManifest {
     pub status: &'static str,
     pub config_origin: String,
     pub config_hash: String,
+    pub rubric: String,
+    pub judge: String,
     pub window: String,
     pub warehouse: String,
+    /// The stages this run was asked to run.
+    pub plan: Vec<Stage>,
     pub stages: Vec<StageRecord>,
 }
 
-/// What a finished run reports to its caller.
+/// What a finished run reports to its caller; a stage not run has no summary.
 #[derive(Debug)]
 pub struct RunOutcome {
     pub manifest: RunManifest,
-    pub ingest: IngestSummary,
-    pub score: ScoreSummary,
-    /// `None` when no telemetry source is configured.
+    pub ingest: Option<IngestSummary>,
+    pub score: Option<ScoreSummary>,
+    /// Also `None` when no telemetry source is configured.
     pub telemetry: Option<TelemetrySummary>,
-    pub analyse: AnalyseSummary,
-    pub publish: PublishSummary,
+    pub analyse: Option<AnalyseSummary>,
+    pub publish: Option<PublishSummary>,
 }
 
 impl RunOutcome {
@@ -78,7 +135,7 @@ impl RunOutcome {
     pub fn exit_code(&self) -> u8 {
         if self.failed() {
             1
-        } else if self.analyse.alerted() {
+        } else if self.analyse.as_ref().is_some_and(|a| a.alerted()) {
             3
         } else {
             0
@@ -100,124 +157,144 @@ pub fn new_run_id() -> String {
     format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), &noise[..6])
 }
 
-/// Runs every stage in order.
-pub async fn run(ctx: &Ctx, run_id: &str) -> Result<RunOutcome, RunError> {
+fn record<T: Serialize>(stage: Stage, clock: Instant, failed: bool, summary: &T) -> StageRecord {
+    StageRecord {
+        stage: stage.name(),
+        seconds: clock.elapsed().as_secs_f64(),
+        status: if failed { "failed" } else { "ok" },
+        summary: serde_json::to_value(summary).unwrap_or_default(),
+    }
+}
+
+/// Runs the planned stages in order, holding the run lock of the warehouse and window.
+pub async fn run(ctx: &Ctx, run_id: &str, plan: &Plan) -> Result<RunOutcome, RunError> {
+    let window = ctx.window();
+    let lock = crate::lock::acquire(&ctx.warehouse, window, run_id).await?;
+    let outcome = run_locked(ctx, run_id, plan).await;
+    let released = lock.release().await;
+    let outcome = outcome?;
+    released?;
+    Ok(outcome)
+}
+
+async fn run_locked(ctx: &Ctx, run_id: &str, plan: &Plan) -> Result<RunOutcome, RunError> {
     let started_at = Utc::now();
     let window = ctx.window();
-    tracing::info!(run_id, window = %window, warehouse = %ctx.warehouse.root_uri(), "run: starting");
-
-    // Stage 1: ingest.
-    let source_location = ctx
-        .config
-        .ingest
-        .source
-        .clone()
-        .ok_or_else(|| RunError::NoSource {
-            origin: ctx.config.origin.clone(),
-        })?;
-    let clock = Instant::now();
-    let job = IngestJob {
-        source: ctx.source(&source_location).await,
-        window: Some(window),
-        settings: ctx.config.ingest.clone(),
-        today: ctx.today,
-        compression: ctx.config.compression,
-    };
-    let summary = ingest(job, &ctx.warehouse).await?;
-    let mut stages = vec![StageRecord {
-        stage: "ingest",
-        seconds: clock.elapsed().as_secs_f64(),
-        status: if summary.failed() { "failed" } else { "ok" },
-        summary: serde_json::to_value(&summary).unwrap_or_default(),
-    }];
-
-    // Stage 2: score.
-    let clock = Instant::now();
+    let stages_planned = plan.stages();
+    tracing::info!(
+        run_id,
+        window = %window,
+        warehouse = %ctx.warehouse.root_uri(),
+        stages = %stages_planned.iter().map(|s| s.name()).collect::<Vec<_>>().join(","),
+        "run: starting"
+    );
     let rubric = crate::rubric::load(&ctx.config.rubric)?;
-    let mut job = ScoreJob::from_config(&ctx.config, rubric.clone());
-    job.window = Some(window);
-    job.progress = ctx.progress;
-    let scored = score(job, &ctx.warehouse, &ctx.aws).await?;
-    stages.push(StageRecord {
-        stage: "score",
-        seconds: clock.elapsed().as_secs_f64(),
-        status: "ok",
-        summary: serde_json::to_value(&scored).unwrap_or_default(),
-    });
-
-    // Stage 3: telemetry (when a source is configured).
-    let clock = Instant::now();
-    let measured = telemetry(
-        TelemetryJob::from_config(&ctx.config, Some(window)),
-        &ctx.warehouse,
-        &ctx.aws,
-    )
-    .await?;
-    if let Some(measured) = &measured {
-        stages.push(StageRecord {
-            stage: "telemetry",
-            seconds: clock.elapsed().as_secs_f64(),
+    let judge = crate::judge::id_of(&ctx.config.judge);
+    let mut stages = Vec::new();
+    let mut outcome = RunOutcome {
+        manifest: RunManifest {
+            run_id: run_id.to_string(),
+            evalwatch_version: env!("CARGO_PKG_VERSION"),
+            started_at: started_at.to_rfc3339(),
+            finished_at: String::new(),
             status: "ok",
-            summary: serde_json::to_value(measured).unwrap_or_default(),
-        });
+            config_origin: ctx.config.origin.clone(),
+            config_hash: ctx.config.hash.clone(),
+            rubric: rubric.key(),
+            judge,
+            window: window.to_string(),
+            warehouse: ctx.warehouse.root_uri(),
+            plan: stages_planned.clone(),
+            stages: Vec::new(),
+        },
+        ingest: None,
+        score: None,
+        telemetry: None,
+        analyse: None,
+        publish: None,
+    };
+
+    if plan.runs(Stage::Ingest) {
+        let source_location =
+            ctx.config
+                .ingest
+                .source
+                .clone()
+                .ok_or_else(|| RunError::NoSource {
+                    origin: ctx.config.origin.clone(),
+                })?;
+        let clock = Instant::now();
+        let job = IngestJob {
+            source: ctx.source(&source_location).await,
+            window: Some(window),
+            settings: ctx.config.ingest.clone(),
+            today: ctx.today,
+            compression: ctx.config.compression,
+        };
+        let summary = ingest(job, &ctx.warehouse).await?;
+        stages.push(record(Stage::Ingest, clock, summary.failed(), &summary));
+        outcome.ingest = Some(summary);
     }
 
-    // Stage 4: analyse.
-    let clock = Instant::now();
-    let analysed = analyse(
-        AnalyseJob::from_config(&ctx.config, rubric.clone(), window),
-        &ctx.warehouse,
-    )
-    .await?;
-    stages.push(StageRecord {
-        stage: "analyse",
-        seconds: clock.elapsed().as_secs_f64(),
-        status: "ok",
-        summary: serde_json::to_value(&analysed).unwrap_or_default(),
-    });
+    if plan.runs(Stage::Score) {
+        let clock = Instant::now();
+        let mut job = ScoreJob::from_config(&ctx.config, rubric.clone());
+        job.window = Some(window);
+        job.progress = ctx.progress;
+        let summary = score(job, &ctx.warehouse, &ctx.aws).await?;
+        stages.push(record(Stage::Score, clock, false, &summary));
+        outcome.score = Some(summary);
+    }
 
-    // Stage 5: publish.
-    let clock = Instant::now();
-    let published = publish(
-        PublishJob::from_config(&ctx.config, rubric, window),
-        &ctx.warehouse,
-        &ctx.aws,
-    )
-    .await?;
-    stages.push(StageRecord {
-        stage: "publish",
-        seconds: clock.elapsed().as_secs_f64(),
-        status: if published.failed() { "failed" } else { "ok" },
-        summary: serde_json::to_value(&published).unwrap_or_default(),
-    });
+    // Telemetry only when a source is configured.
+    if plan.runs(Stage::Telemetry) {
+        let clock = Instant::now();
+        let measured = telemetry(
+            TelemetryJob::from_config(&ctx.config, Some(window)),
+            &ctx.warehouse,
+            &ctx.aws,
+        )
+        .await?;
+        if let Some(summary) = &measured {
+            stages.push(record(Stage::Telemetry, clock, false, summary));
+        }
+        outcome.telemetry = measured;
+    }
+
+    if plan.runs(Stage::Analyse) {
+        let clock = Instant::now();
+        let summary = analyse(
+            AnalyseJob::from_config(&ctx.config, rubric.clone(), window),
+            &ctx.warehouse,
+        )
+        .await?;
+        stages.push(record(Stage::Analyse, clock, false, &summary));
+        outcome.analyse = Some(summary);
+    }
+
+    if plan.runs(Stage::Publish) {
+        let clock = Instant::now();
+        let summary = publish(
+            PublishJob::from_config(&ctx.config, rubric.clone(), window),
+            &ctx.warehouse,
+            &ctx.aws,
+        )
+        .await?;
+        stages.push(record(Stage::Publish, clock, summary.failed(), &summary));
+        outcome.publish = Some(summary);
+    }
 
     let status = if stages.iter().any(|s| s.status != "ok") {
         "failed"
     } else {
         "ok"
     };
-    let manifest = RunManifest {
-        run_id: run_id.to_string(),
-        evalwatch_version: env!("CARGO_PKG_VERSION"),
-        started_at: started_at.to_rfc3339(),
-        finished_at: Utc::now().to_rfc3339(),
-        status,
-        config_origin: ctx.config.origin.clone(),
-        config_hash: ctx.config.hash.clone(),
-        window: window.to_string(),
-        warehouse: ctx.warehouse.root_uri(),
-        stages,
-    };
-    let bytes = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+    outcome.manifest.status = status;
+    outcome.manifest.finished_at = Utc::now().to_rfc3339();
+    outcome.manifest.stages = stages;
+    let bytes = serde_json::to_vec_pretty(&outcome.manifest).unwrap_or_default();
     ctx.warehouse
         .put(&format!("runs/{run_id}/manifest.json"), bytes)
         .await?;
-    Ok(RunOutcome {
-        manifest,
-        ingest: summary,
-        score: scored,
-        telemetry: measured,
-        analyse: analysed,
-        publish: published,
-    })
+    Ok(outcome)
 }

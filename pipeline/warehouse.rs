@@ -178,6 +178,78 @@ impl Warehouse {
         }
     }
 
+    /// S3 only: reads `key` with its ETag; `None` when it does not exist (or the warehouse is
+    /// local, where locks use the file system's own).
+    pub async fn get_tagged(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, WarehouseError> {
+        let Warehouse::S3 { client, bucket, .. } = self else {
+            return Ok(None);
+        };
+        let fail = |message: String| WarehouseError::S3 {
+            op: "read",
+            uri: self.uri(key),
+            message,
+        };
+        let output = match client
+            .get_object()
+            .bucket(bucket)
+            .key(self.s3_key(key))
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(fail(sdk_error_text(&e))),
+        };
+        let etag = output.e_tag().unwrap_or_default().to_string();
+        let bytes = output
+            .body
+            .collect()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(Some((bytes.into_bytes().to_vec(), etag)))
+    }
+
+    /// S3 only: writes `key` if it does not exist (`expected` = `None`) or still has the ETag
+    /// `expected`; the new ETag, or `None` when the condition failed.
+    pub async fn put_if(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        expected: Option<&str>,
+    ) -> Result<Option<String>, WarehouseError> {
+        let Warehouse::S3 { client, bucket, .. } = self else {
+            return Err(WarehouseError::S3 {
+                op: "write conditionally",
+                uri: self.uri(key),
+                message: "conditional writes are for S3 warehouses".into(),
+            });
+        };
+        let request = client
+            .put_object()
+            .bucket(bucket)
+            .key(self.s3_key(key))
+            .body(ByteStream::from(body));
+        let request = match expected {
+            None => request.if_none_match("*"),
+            Some(etag) => request.if_match(etag),
+        };
+        match request.send().await {
+            Ok(output) => Ok(Some(output.e_tag().unwrap_or_default().to_string())),
+            Err(e) => {
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                if matches!(status, Some(412 | 409 | 404)) {
+                    Ok(None)
+                } else {
+                    Err(WarehouseError::S3 {
+                        op: "write conditionally",
+                        uri: self.uri(key),
+                        message: sdk_error_text(&e),
+                    })
+                }
+            }
+        }
+    }
+
     /// Deletes `key`; deleting what is not there is not an error.
     pub async fn delete(&self, key: &str) -> Result<(), WarehouseError> {
         match self {

@@ -8,6 +8,7 @@ mod ingest_s3;
 mod offline_judge;
 mod publish;
 mod rubric;
+mod run;
 mod score;
 mod score_llm;
 mod support;
