@@ -11,6 +11,7 @@ pub mod ingest;
 pub mod judge;
 pub mod lock;
 pub mod publish;
+pub mod report;
 pub mod rubric;
 pub mod run;
 pub mod score;

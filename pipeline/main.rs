@@ -15,6 +15,7 @@ use evalwatch::config::{self, ConfigError, DateRange, JudgeKind, Location, Sink,
 use evalwatch::context::Ctx;
 use evalwatch::ingest::{IngestJob, IngestSummary, ingest};
 use evalwatch::publish::{PublishJob, PublishSummary, publish};
+use evalwatch::report::{ReportJob, ReportSummary, report};
 use evalwatch::rubric::{self, RubricError};
 use evalwatch::run::{Plan, Stage, new_run_id, run};
 use evalwatch::score::{ProgressMode, ScoreJob, ScoreSummary, score};
@@ -75,6 +76,9 @@ enum Command {
     /// Send the analysed windows to CloudWatch (metrics and alarms) or EMF lines; exits 1 when
     /// a request was refused after every retry (a later run sends the rest).
     Publish(PublishArgs),
+    /// Write the report of a run (default: the latest) into reports/<run-id>/ in the warehouse:
+    /// index.html, summary.md, summary.json.
+    Report(ReportArgs),
     /// Check, show, hash or lock rubric files (rubrics/*.toml).
     #[command(subcommand)]
     Rubric(RubricCommand),
@@ -281,6 +285,19 @@ struct PublishArgs {
 }
 
 #[derive(Args)]
+struct ReportArgs {
+    /// The run to report on (its window and stages); default: the latest run, or the configured
+    /// window when there is none.
+    #[arg(long, conflicts_with_all = ["date", "since", "until"])]
+    run: Option<String>,
+    /// Report on this day's window instead (a new report id).
+    #[arg(long, value_parser = parse_date_arg, conflicts_with_all = ["since", "until"])]
+    date: Option<NaiveDate>,
+    #[command(flatten)]
+    window: WindowArgs,
+}
+
+#[derive(Args)]
 struct InitArgs {
     /// Where to write it.
     #[arg(long, default_value = "evalwatch.toml")]
@@ -326,7 +343,7 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            let code = report(&err);
+            let code = print_error(&err);
             ExitCode::from(code)
         }
     }
@@ -334,7 +351,7 @@ fn main() -> ExitCode {
 
 /// Prints an error chain and its hint (uv style: message, causes, then `hint:`); returns the
 /// exit code.
-fn report(err: &anyhow::Error) -> u8 {
+fn print_error(err: &anyhow::Error) -> u8 {
     eprintln!("error: {err}");
     for cause in err.chain().skip(1) {
         eprintln!("  caused by: {cause}");
@@ -453,6 +470,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             if let Some(s) = &outcome.publish {
                 log_publish(s);
             }
+            if let Some(s) = &outcome.report {
+                log_report(s);
+            }
             println!(
                 "{}",
                 serde_json::json!({
@@ -461,6 +481,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     "telemetry": outcome.telemetry,
                     "analyse": outcome.analyse,
                     "publish": outcome.publish,
+                    "report": outcome.report,
                 })
             );
             tracing::info!(
@@ -469,6 +490,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 manifest = %ctx.warehouse.uri(&format!("runs/{run_id}/manifest.json")),
                 "run: finished"
             );
+            if let Some(r) = &outcome.report {
+                eprintln!("report: {}", r.index);
+            }
             Ok(outcome.exit_code())
         }
         Command::Telemetry(window) => {
@@ -550,6 +574,74 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 println!("{}", serde_json::json!({ "publish": summary }));
             }
             Ok(if summary.failed() { 1 } else { 0 })
+        }
+        Command::Report(args) => {
+            let window = match args.date {
+                Some(day) => Some(DateRange {
+                    since: day,
+                    until: day,
+                }),
+                None => window_flags(&args.window)?,
+            };
+            let rubric_path = config.rubric.clone();
+            let ctx = Ctx::new(config, today).await;
+            let rubric = rubric::load(&rubric_path)?;
+            // The run reported on: named, the latest, or none (a fresh id for the window).
+            let manifest = match (&args.run, window) {
+                (Some(id), _) => Some(read_manifest(&ctx, id).await?.ok_or_else(|| {
+                    usage(
+                        format!("no run `{id}` in this warehouse"),
+                        Some(format!(
+                            "runs are listed under {}",
+                            ctx.warehouse.uri("runs/")
+                        )),
+                    )
+                })?),
+                (None, None) => latest_manifest(&ctx).await?,
+                (None, Some(_)) => None,
+            };
+            let (run_id, window, stages) = match &manifest {
+                Some(m) => {
+                    let window = m["window"]
+                        .as_str()
+                        .and_then(|w| w.split_once(".."))
+                        .and_then(|(a, b)| {
+                            DateRange::new(config::parse_date(a).ok()?, config::parse_date(b).ok()?)
+                                .ok()
+                        })
+                        .unwrap_or_else(|| ctx.window());
+                    let stages = m["stages"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .map(|s| {
+                                    (
+                                        s["stage"].as_str().unwrap_or_default().to_string(),
+                                        s["seconds"].as_f64().unwrap_or(0.0),
+                                        s["status"].as_str().unwrap_or_default().to_string(),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    (
+                        m["run_id"].as_str().unwrap_or_default().to_string(),
+                        window,
+                        stages,
+                    )
+                }
+                None => (
+                    new_run_id(),
+                    window.unwrap_or_else(|| ctx.window()),
+                    Vec::new(),
+                ),
+            };
+            let mut job = ReportJob::from_config(&ctx.config, rubric, window, &run_id);
+            job.stages = stages;
+            let summary = report(job, &ctx.warehouse).await.context("report failed")?;
+            log_report(&summary);
+            println!("{}", serde_json::json!({ "report": summary }));
+            Ok(0)
         }
         Command::Ingest(args) => {
             if let Some(source) = &args.source {
@@ -637,6 +729,44 @@ fn log_telemetry(summary: &TelemetrySummary) {
     for c in &summary.no_data {
         tracing::warn!("telemetry: no datapoints for `{c}`");
     }
+}
+
+fn log_report(summary: &ReportSummary) {
+    tracing::info!(
+        "report: {} models, {} alerts, {} warnings -> {}",
+        summary.models.len(),
+        summary.alerts,
+        summary.warnings,
+        summary.index
+    );
+}
+
+/// The manifest of run `id`, if the warehouse has it.
+async fn read_manifest(ctx: &Ctx, id: &str) -> anyhow::Result<Option<serde_json::Value>> {
+    let Some(bytes) = ctx
+        .warehouse
+        .get(&format!("runs/{id}/manifest.json"))
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+        format!("runs/{id}/manifest.json is not JSON")
+    })?))
+}
+
+/// The manifest of the latest run (run ids sort by start time).
+async fn latest_manifest(ctx: &Ctx) -> anyhow::Result<Option<serde_json::Value>> {
+    let keys = ctx.warehouse.list("runs/").await?;
+    let Some(latest) = keys
+        .iter()
+        .filter(|k| k.ends_with("/manifest.json"))
+        .filter_map(|k| k.strip_prefix("runs/")?.strip_suffix("/manifest.json"))
+        .max()
+    else {
+        return Ok(None);
+    };
+    read_manifest(ctx, latest).await
 }
 
 fn log_publish(summary: &PublishSummary) {

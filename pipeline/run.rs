@@ -1,4 +1,4 @@
-//! `evalwatch run`: the stages (ingest, score, telemetry, analyse, publish) in order for the
+//! `evalwatch run`: the stages (ingest, score, telemetry, analyse, publish, report) in order for the
 //! configured window, all of them or `--only` / `--from` some, under the run lock of the
 //! warehouse and window ([`crate::lock`]), with a run manifest (`runs/<run-id>/manifest.json`)
 //! recording what ran, how long it took and what it did.
@@ -14,6 +14,7 @@ use crate::analyse::{AnalyseError, AnalyseJob, AnalyseSummary, analyse};
 use crate::context::Ctx;
 use crate::ingest::{IngestError, IngestJob, IngestSummary, ingest};
 use crate::publish::{PublishError, PublishJob, PublishSummary, publish};
+use crate::report::{ReportError, ReportJob, ReportSummary, report};
 use crate::score::{ScoreError, ScoreJob, ScoreSummary, score};
 use crate::telemetry::{TelemetryError, TelemetryJob, TelemetrySummary, telemetry};
 
@@ -33,6 +34,8 @@ pub enum RunError {
     Analyse(#[from] AnalyseError),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
     #[error("cannot write the run manifest: {0}")]
     Manifest(#[from] crate::warehouse::WarehouseError),
     #[error(transparent)]
@@ -48,15 +51,17 @@ pub enum Stage {
     Telemetry,
     Analyse,
     Publish,
+    Report,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 5] = [
+    pub const ALL: [Stage; 6] = [
         Stage::Ingest,
         Stage::Score,
         Stage::Telemetry,
         Stage::Analyse,
         Stage::Publish,
+        Stage::Report,
     ];
 
     pub fn name(self) -> &'static str {
@@ -66,6 +71,7 @@ impl Stage {
             Stage::Telemetry => "telemetry",
             Stage::Analyse => "analyse",
             Stage::Publish => "publish",
+            Stage::Report => "report",
         }
     }
 }
@@ -124,6 +130,7 @@ pub struct RunOutcome {
     pub telemetry: Option<TelemetrySummary>,
     pub analyse: Option<AnalyseSummary>,
     pub publish: Option<PublishSummary>,
+    pub report: Option<ReportSummary>,
 }
 
 impl RunOutcome {
@@ -212,6 +219,7 @@ async fn run_locked(ctx: &Ctx, run_id: &str, plan: &Plan) -> Result<RunOutcome, 
         telemetry: None,
         analyse: None,
         publish: None,
+        report: None,
     };
 
     if plan.runs(Stage::Ingest) {
@@ -282,6 +290,18 @@ async fn run_locked(ctx: &Ctx, run_id: &str, plan: &Plan) -> Result<RunOutcome, 
         .await?;
         stages.push(record(Stage::Publish, clock, summary.failed(), &summary));
         outcome.publish = Some(summary);
+    }
+
+    if plan.runs(Stage::Report) {
+        let clock = Instant::now();
+        let mut job = ReportJob::from_config(&ctx.config, rubric.clone(), window, run_id);
+        job.stages = stages
+            .iter()
+            .map(|s| (s.stage.to_string(), s.seconds, s.status.to_string()))
+            .collect();
+        let summary = report(job, &ctx.warehouse).await?;
+        stages.push(record(Stage::Report, clock, false, &summary));
+        outcome.report = Some(summary);
     }
 
     let status = if stages.iter().any(|s| s.status != "ok") {

@@ -7,6 +7,7 @@ mod ingest_local;
 mod ingest_s3;
 mod offline_judge;
 mod publish;
+mod report;
 mod rubric;
 mod run;
 mod score;

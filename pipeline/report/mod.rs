@@ -1,0 +1,554 @@
+//! The report stage: one self-contained page per run (`reports/<run-id>/index.html`: inline CSS
+//! and SVG, no network, readable at 1280 px and on a phone), a short `summary.md` for a ticket or
+//! a chat message, and `summary.json` for machines.
+//!
+//! Reads: `aggregates/` (the window and the 30 days before it, for the trends), `drift/` (the
+//! window), `scores/` and `captures/` (the worst-scoring replies of the window), `quarantine/`
+//! (counts), the run's manifest when there is one.
+//! Writes: `reports/<run-id>/{index.html,summary.md,summary.json}` in the warehouse.
+//! Never does: show a prompt or reply without redacting e-mail addresses, phone, card and
+//! account numbers and IP addresses ([`redact`]).
+
+pub mod html;
+pub mod redact;
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{Days, NaiveDate, Utc};
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::analyse::{Periods, part_name};
+use crate::config::{AlarmRule, DateRange};
+use crate::rubric::{CompositeRule, Rubric};
+use crate::table::{PartKey, read_part};
+use crate::warehouse::{Warehouse, WarehouseError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    #[error("cannot read `{key}`: {message}")]
+    Read { key: String, message: String },
+}
+
+/// Days of history the trend charts show before the window.
+pub const TREND_DAYS: u64 = 30;
+
+/// Worst-scoring replies shown per model.
+pub const WORST: usize = 5;
+
+/// What to report on.
+#[derive(Debug, Clone)]
+pub struct ReportJob {
+    pub run_id: String,
+    pub rubric: Rubric,
+    pub judge: String,
+    pub window: DateRange,
+    pub window_days: u32,
+    pub config_hash: String,
+    pub config_origin: String,
+    /// Threshold lines: the alarm rules.
+    pub alarms: Vec<AlarmRule>,
+    /// Whether a telemetry source is configured (the page says so when not).
+    pub telemetry: bool,
+    /// The run's stages so far: (stage, seconds, status).
+    pub stages: Vec<(String, f64, String)>,
+}
+
+impl ReportJob {
+    pub fn from_config(
+        config: &crate::config::Config,
+        rubric: Rubric,
+        window: DateRange,
+        run_id: &str,
+    ) -> ReportJob {
+        ReportJob {
+            run_id: run_id.to_string(),
+            rubric,
+            judge: crate::judge::id_of(&config.judge),
+            window,
+            window_days: config.analyse.window_days,
+            config_hash: config.hash.clone(),
+            config_origin: config.origin.clone(),
+            alarms: config.publish.alarms.clone(),
+            telemetry: config.telemetry.source != crate::config::TelemetrySource::None,
+            stages: Vec::new(),
+        }
+    }
+}
+
+/// One aggregates row: column -> value (nulls absent).
+pub type Row = BTreeMap<String, f64>;
+
+/// One drift row worth showing (not `ok`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub date: NaiveDate,
+    pub metric: String,
+    pub test: String,
+    pub statistic: Option<f64>,
+    pub p_adjusted: Option<f64>,
+    pub current_mean: Option<f64>,
+    pub baseline_mean: Option<f64>,
+    pub verdict: String,
+    pub pattern: String,
+}
+
+/// A reply that scored badly, redacted.
+#[derive(Debug, Clone, Serialize)]
+pub struct Example {
+    pub date: NaiveDate,
+    pub request_id: String,
+    pub composite: f64,
+    /// Dimension -> score.
+    pub scores: BTreeMap<String, f64>,
+    pub prompt: String,
+    pub response: String,
+}
+
+/// Everything the page shows about one model.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ModelReport {
+    pub model: String,
+    /// `alert`, `warn` or `ok`: the worst verdict of the window.
+    pub status: String,
+    /// Window start -> aggregates row, for the trend range.
+    #[serde(skip)]
+    pub trend: BTreeMap<NaiveDate, Row>,
+    /// The window's totals and means.
+    pub window: Row,
+    pub findings: Vec<Finding>,
+    pub worst: Vec<Example>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReportSummary {
+    pub run_id: String,
+    pub window: String,
+    pub rubric: String,
+    pub rubric_hash: String,
+    pub judge: String,
+    pub config_hash: String,
+    pub evalwatch_version: String,
+    pub generated_at: String,
+    pub models: Vec<ModelReport>,
+    pub alerts: u64,
+    pub warnings: u64,
+    pub quarantined: u64,
+    pub judge_errors: u64,
+    /// Where the files went.
+    pub index: String,
+    pub summary_md: String,
+}
+
+fn read_error(key: &str) -> impl Fn(PolarsError) -> ReportError + '_ {
+    move |e| ReportError::Read {
+        key: key.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// The f64 value of row `i` of `column` (any numeric type), `None` when null or absent.
+fn number(df: &DataFrame, column: &str, i: usize) -> Option<f64> {
+    df.column(column)
+        .ok()?
+        .cast(&DataType::Float64)
+        .ok()?
+        .f64()
+        .ok()?
+        .get(i)
+        .filter(|v| v.is_finite())
+}
+
+fn text(df: &DataFrame, column: &str, i: usize) -> String {
+    df.column(column)
+        .ok()
+        .and_then(|c| c.str().ok()?.get(i).map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Every column of a part as read (the key columns of the tables are few and known).
+async fn part(
+    warehouse: &Warehouse,
+    key: &str,
+    columns: &[(&str, DataType)],
+) -> Result<Option<DataFrame>, ReportError> {
+    let Some(bytes) = warehouse.get(key).await? else {
+        return Ok(None);
+    };
+    let Some(part_key) = PartKey::parse(key) else {
+        return Ok(None);
+    };
+    read_part(bytes, &part_key, columns)
+        .map(Some)
+        .map_err(read_error(key))
+}
+
+/// Runs the stage.
+pub async fn report(job: ReportJob, warehouse: &Warehouse) -> Result<ReportSummary, ReportError> {
+    let periods = Periods {
+        len: job.window_days,
+    };
+    let window = periods.cover(job.window);
+    let name = part_name(&job.rubric, &job.judge, job.window_days);
+    let suffix = format!("part-{}.parquet", &name[..16]);
+    let trend_since = window
+        .since
+        .checked_sub_days(Days::new(TREND_DAYS))
+        .unwrap_or(window.since);
+
+    // Aggregates of the trend range and the window.
+    let mut columns: Vec<String> = [
+        "requests",
+        "judged",
+        "judge_errors",
+        "skipped_budget",
+        "composite_mean",
+        "composite_pass_rate",
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "refusal_rate",
+        "judge_cost_usd",
+        "invocations",
+        "errors_5xx",
+        "gpu_util_mean",
+        "gpu_util_p95",
+        "gpu_util_at_requests",
+        "gpu_mem_mean",
+        "gpus_allocated",
+        "cost_usd",
+        "cost_per_1k_requests",
+        "cost_per_1m_tokens",
+        "quality_per_dollar",
+        "alerts",
+        "warnings",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for d in &job.rubric.dimensions {
+        columns.push(format!("{}_mean", d.name));
+    }
+    let mut wanted: Vec<(&str, DataType)> = vec![("model", DataType::String)];
+    wanted.extend(columns.iter().map(|c| (c.as_str(), DataType::Float64)));
+    let mut models: BTreeMap<String, ModelReport> = BTreeMap::new();
+    for start in periods.starts_in(DateRange {
+        since: trend_since,
+        until: window.until,
+    }) {
+        let key = format!("aggregates/date={start}/{suffix}");
+        let Some(df) = part(warehouse, &key, &wanted).await? else {
+            continue;
+        };
+        for i in 0..df.height() {
+            let model = text(&df, "model", i);
+            let row: Row = columns
+                .iter()
+                .filter_map(|c| number(&df, c, i).map(|v| (c.clone(), v)))
+                .collect();
+            let entry = models.entry(model.clone()).or_insert_with(|| ModelReport {
+                model,
+                ..ModelReport::default()
+            });
+            entry.trend.insert(start, row);
+        }
+    }
+    // The window's own figures: sums of counts and costs, request-weighted means.
+    for m in models.values_mut() {
+        m.window = window_totals(&m.trend, window, &job.rubric);
+    }
+    models.retain(|_, m| !m.window.is_empty());
+
+    // Drift findings of the window.
+    let drift_columns: Vec<(&str, DataType)> = vec![
+        ("model", DataType::String),
+        ("metric", DataType::String),
+        ("test", DataType::String),
+        ("statistic", DataType::Float64),
+        ("p_adjusted", DataType::Float64),
+        ("current_mean", DataType::Float64),
+        ("baseline_mean", DataType::Float64),
+        ("verdict", DataType::String),
+        ("pattern", DataType::String),
+    ];
+    for start in periods.starts_in(window) {
+        let key = format!("drift/date={start}/{suffix}");
+        let Some(df) = part(warehouse, &key, &drift_columns).await? else {
+            continue;
+        };
+        for i in 0..df.height() {
+            let verdict = text(&df, "verdict", i);
+            if verdict != "alert" && verdict != "warn" {
+                continue;
+            }
+            let Some(m) = models.get_mut(&text(&df, "model", i)) else {
+                continue;
+            };
+            m.findings.push(Finding {
+                date: start,
+                metric: text(&df, "metric", i),
+                test: text(&df, "test", i),
+                statistic: number(&df, "statistic", i),
+                p_adjusted: number(&df, "p_adjusted", i),
+                current_mean: number(&df, "current_mean", i),
+                baseline_mean: number(&df, "baseline_mean", i),
+                verdict,
+                pattern: text(&df, "pattern", i),
+            });
+        }
+    }
+    for m in models.values_mut() {
+        // Alerts first, then by metric.
+        m.findings.sort_by(|a, b| {
+            (a.verdict != "alert", a.date, &a.metric, &a.test).cmp(&(
+                b.verdict != "alert",
+                b.date,
+                &b.metric,
+                &b.test,
+            ))
+        });
+        m.status = if m.findings.iter().any(|f| f.verdict == "alert") {
+            "alert"
+        } else if m.findings.iter().any(|f| f.verdict == "warn") {
+            "warn"
+        } else {
+            "ok"
+        }
+        .into();
+    }
+
+    // The worst-scoring replies of the window.
+    let names: Vec<String> = models.keys().cloned().collect();
+    for model in names {
+        let worst = worst_replies(warehouse, &job, &model, periods, window).await?;
+        if let Some(m) = models.get_mut(&model) {
+            m.worst = worst;
+        }
+    }
+
+    // Quarantined lines of the window's days.
+    let mut quarantined = 0u64;
+    let keys = warehouse.list("quarantine/").await?;
+    for key in keys {
+        let Some(p) = PartKey::parse(&key) else {
+            continue;
+        };
+        let in_window = p.date().is_some_and(|d| {
+            periods
+                .starts_in(window)
+                .any(|s| periods.days(s).contains(d))
+        });
+        if !in_window {
+            continue;
+        }
+        if let Some(df) = part(warehouse, &key, &[("error", DataType::String)]).await? {
+            quarantined += df.height() as u64;
+        }
+    }
+
+    let models: Vec<ModelReport> = models.into_values().collect();
+    let count = |key: &str| -> u64 {
+        models
+            .iter()
+            .map(|m| m.window.get(key).copied().unwrap_or(0.0) as u64)
+            .sum()
+    };
+    let folder = format!("reports/{}", job.run_id);
+    let mut summary = ReportSummary {
+        run_id: job.run_id.clone(),
+        window: DateRange {
+            since: window.since,
+            until: periods.days(window.until).until,
+        }
+        .to_string(),
+        rubric: job.rubric.key(),
+        rubric_hash: job.rubric.hash(),
+        judge: job.judge.clone(),
+        config_hash: job.config_hash.clone(),
+        evalwatch_version: env!("CARGO_PKG_VERSION").to_string(),
+        generated_at: Utc::now().to_rfc3339(),
+        alerts: count("alerts"),
+        warnings: count("warnings"),
+        judge_errors: count("judge_errors"),
+        quarantined,
+        models,
+        index: warehouse.uri(&format!("{folder}/index.html")),
+        summary_md: warehouse.uri(&format!("{folder}/summary.md")),
+    };
+    let page = html::page(&job, &summary);
+    let markdown = html::markdown(&job, &summary);
+    warehouse
+        .put(&format!("{folder}/index.html"), page.into_bytes())
+        .await?;
+    warehouse
+        .put(&format!("{folder}/summary.md"), markdown.into_bytes())
+        .await?;
+    let json = serde_json::to_vec_pretty(&summary).unwrap_or_default();
+    warehouse
+        .put(&format!("{folder}/summary.json"), json)
+        .await?;
+    summary.models.iter_mut().for_each(|m| m.worst.clear());
+    Ok(summary)
+}
+
+/// Sums (counts, costs) and request-weighted means over the window's rows of `trend`.
+fn window_totals(trend: &BTreeMap<NaiveDate, Row>, window: DateRange, rubric: &Rubric) -> Row {
+    let rows: Vec<&Row> = trend
+        .iter()
+        .filter(|(d, _)| window.contains(**d))
+        .map(|(_, r)| r)
+        .collect();
+    let mut out = Row::new();
+    if rows.is_empty() {
+        return out;
+    }
+    for key in [
+        "requests",
+        "judged",
+        "judge_errors",
+        "skipped_budget",
+        "judge_cost_usd",
+        "invocations",
+        "errors_5xx",
+        "cost_usd",
+        "alerts",
+        "warnings",
+    ] {
+        let values: Vec<f64> = rows.iter().filter_map(|r| r.get(key)).copied().collect();
+        if !values.is_empty() {
+            out.insert(key.to_string(), values.iter().sum());
+        }
+    }
+    let mut means: Vec<String> = [
+        "composite_mean",
+        "latency_p50_ms",
+        "latency_p99_ms",
+        "refusal_rate",
+        "gpu_util_mean",
+        "gpu_util_p95",
+        "gpu_mem_mean",
+        "cost_per_1k_requests",
+        "quality_per_dollar",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    means.extend(rubric.dimensions.iter().map(|d| format!("{}_mean", d.name)));
+    for key in means {
+        let (mut sum, mut weight) = (0.0, 0.0);
+        for r in &rows {
+            if let Some(v) = r.get(&key) {
+                let w = r.get("judged").copied().unwrap_or(1.0).max(1.0);
+                sum += v * w;
+                weight += w;
+            }
+        }
+        if weight > 0.0 {
+            out.insert(key, sum / weight);
+        }
+    }
+    out
+}
+
+/// The [`WORST`] captures of `model` with the lowest composite in the window, redacted.
+async fn worst_replies(
+    warehouse: &Warehouse,
+    job: &ReportJob,
+    model: &str,
+    periods: Periods,
+    window: DateRange,
+) -> Result<Vec<Example>, ReportError> {
+    let escaped = crate::util::partition_value(model);
+    let mut scored: Vec<(f64, NaiveDate, String, BTreeMap<String, f64>)> = Vec::new();
+    let score_columns = [
+        ("request_id", DataType::String),
+        ("dimension", DataType::String),
+        ("score", DataType::Float64),
+        ("status", DataType::String),
+        ("judge", DataType::String),
+    ];
+    let days: Vec<NaiveDate> = periods
+        .starts_in(window)
+        .flat_map(|s| {
+            let d = periods.days(s);
+            d.since.iter_days().take_while(move |x| *x <= d.until)
+        })
+        .collect();
+    for &day in &days {
+        let prefix = format!(
+            "scores/rubric={}/model={escaped}/date={day}/",
+            job.rubric.key()
+        );
+        for key in warehouse.list(&prefix).await? {
+            let Some(df) = part(warehouse, &key, &score_columns).await? else {
+                continue;
+            };
+            let mut per: HashMap<String, BTreeMap<String, f64>> = HashMap::new();
+            for i in 0..df.height() {
+                if text(&df, "judge", i) != job.judge || text(&df, "status", i) != "ok" {
+                    continue;
+                }
+                if let Some(score) = number(&df, "score", i) {
+                    per.entry(text(&df, "request_id", i))
+                        .or_default()
+                        .insert(text(&df, "dimension", i), score);
+                }
+            }
+            for (id, scores) in per {
+                if scores.len() != job.rubric.dimensions.len() {
+                    continue;
+                }
+                let composite = match job.rubric.composite {
+                    CompositeRule::WeightedMean => job
+                        .rubric
+                        .dimensions
+                        .iter()
+                        .map(|d| d.weight * scores.get(&d.name).copied().unwrap_or(0.0))
+                        .sum(),
+                    CompositeRule::Min => scores.values().copied().fold(f64::INFINITY, f64::min),
+                };
+                scored.push((composite, day, id, scores));
+            }
+        }
+    }
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.2.cmp(&b.2)));
+    scored.truncate(WORST);
+    // Their texts, from the captures of the same days.
+    let mut out = Vec::new();
+    let capture_columns = [
+        ("request_id", DataType::String),
+        ("prompt", DataType::String),
+        ("response", DataType::String),
+    ];
+    let mut texts: HashMap<String, (String, String)> = HashMap::new();
+    let mut wanted_days: Vec<NaiveDate> = scored.iter().map(|s| s.1).collect();
+    wanted_days.sort();
+    wanted_days.dedup();
+    for day in wanted_days {
+        let prefix = format!("captures/model={escaped}/date={day}/");
+        for key in warehouse.list(&prefix).await? {
+            let Some(df) = part(warehouse, &key, &capture_columns).await? else {
+                continue;
+            };
+            for i in 0..df.height() {
+                let id = text(&df, "request_id", i);
+                if scored.iter().any(|s| s.2 == id) {
+                    texts.insert(id, (text(&df, "prompt", i), text(&df, "response", i)));
+                }
+            }
+        }
+    }
+    for (composite, date, id, scores) in scored {
+        let (prompt, response) = texts.remove(&id).unwrap_or_default();
+        out.push(Example {
+            date,
+            request_id: id,
+            composite,
+            scores,
+            prompt: redact::redact(&redact::clip(&prompt, 600)),
+            response: redact::redact(&redact::clip(&response, 900)),
+        });
+    }
+    Ok(out)
+}

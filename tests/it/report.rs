@@ -1,0 +1,136 @@
+//! The report in a real browser: headless Chromium (Debian's `chromium`, which `scripts/test`
+//! installs when missing) loads the page of a run on the bundled sample from disk, runs its
+//! script without a console message, and the DOM has every model's charts (series, thresholds,
+//! the analysed window), the drift table showing chat-b's sustained regression and redacted
+//! examples. Screenshots at 1280 px and at phone width go to `target/report-*.png`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::*;
+
+fn chromium() -> PathBuf {
+    for name in [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ] {
+        if let Ok(out) = Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+        {
+            let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if out.status.success() && !path.is_empty() {
+                return PathBuf::from(path);
+            }
+        }
+    }
+    panic!(
+        "no Chromium: the report is tested in a real browser; `./scripts/test` installs Debian's \
+         `chromium` (apt-get install chromium)"
+    );
+}
+
+/// Runs headless Chromium on `page` with `args`; (stdout, stderr).
+fn headless(page: &Path, profile: &Path, args: &[&str]) -> (String, String) {
+    let out = Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("chromium runs");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_report_renders_in_a_browser_with_its_charts_and_the_regression() {
+    let wh = tempfile::tempdir().unwrap();
+    let out = run(evalwatch().arg("--warehouse").arg(wh.path()).arg("run"));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let summary = stage_summary(&out, "report");
+    let index = PathBuf::from(summary["index"].as_str().unwrap());
+    assert!(index.starts_with(wh.path()), "{}", index.display());
+    let html = std::fs::read_to_string(&index).unwrap();
+    // Self-contained: nothing to fetch.
+    for external in ["src=\"http", "href=\"http", "<link", "@import", "url(http"] {
+        assert!(!html.contains(external), "the page fetches `{external}`");
+    }
+    let md = std::fs::read_to_string(index.with_file_name("summary.md")).unwrap();
+    assert!(
+        md.contains("ALERT") && md.contains("score.safety since 2026-10-11 (sustained)"),
+        "{md}"
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(index.with_file_name("summary.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["models"].as_array().unwrap().len(), 2);
+    assert_eq!(json["quarantined"], 6);
+
+    let profile = tempfile::tempdir().unwrap();
+    let (dom, log) = headless(&index, profile.path(), &["--dump-dom"]);
+    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:?}");
+    assert!(
+        dom.contains(r#"data-ready="1""#),
+        "the page's script did not finish"
+    );
+    assert!(dom.contains(r#"data-models="2""#));
+    assert_eq!(
+        dom.matches(r#"<svg class="chart""#).count(),
+        4,
+        "two charts per model"
+    );
+    assert!(dom.matches(r#"class="series""#).count() >= 2 * 4 + 2 * 3);
+    assert!(dom.matches(r#"class="threshold critical""#).count() >= 2);
+    assert!(dom.contains(r#"class="window""#));
+    let chat_b = &dom[dom.find(r#"id="model-chat-b""#).expect("chat-b's section")..];
+    assert!(chat_b.contains("score.safety") && chat_b.contains("sustained"));
+    assert!(dom.matches(r#"class="example""#).count() >= 2 * evalwatch::report::WORST);
+
+    // Screenshots for people to look at: desktop and phone widths.
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    for (name, size) in [
+        ("report-1280.png", "1280,2400"),
+        ("report-phone.png", "390,2400"),
+    ] {
+        let shot = target.join(name);
+        let _ = std::fs::remove_file(&shot);
+        let profile = tempfile::tempdir().unwrap();
+        headless(
+            &index,
+            profile.path(),
+            &[
+                &format!("--screenshot={}", shot.display()),
+                &format!("--window-size={size}"),
+            ],
+        );
+        let bytes = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+        assert!(bytes > 10_000, "{name}: {bytes} bytes");
+    }
+}
