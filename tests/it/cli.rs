@@ -61,3 +61,58 @@ fn json_logs_are_one_object_per_line() {
         assert!(value["level"].is_string(), "{line}");
     }
 }
+
+/// The IAM policy in `deploy/` grants exactly the actions of the AWS calls the code makes: a new
+/// call without its action (or a stale action) fails here, not in someone's nightly job.
+#[test]
+fn the_iam_policy_grants_what_the_code_calls_and_nothing_else() {
+    let calls: &[(&str, &str)] = &[
+        (".get_object()", "s3:GetObject"),
+        (".put_object()", "s3:PutObject"),
+        (".delete_object()", "s3:DeleteObject"),
+        (".list_objects_v2()", "s3:ListBucket"),
+        (".converse()", "bedrock:InvokeModel"),
+        (".get_metric_data()", "cloudwatch:GetMetricData"),
+        (".put_metric_data()", "cloudwatch:PutMetricData"),
+        (".put_metric_alarm()", "cloudwatch:PutMetricAlarm"),
+    ];
+    let mut source = String::new();
+    for file in files_under(&repo_root().join("pipeline")) {
+        if file.extension().is_some_and(|e| e == "rs") {
+            source.push_str(&std::fs::read_to_string(&file).unwrap());
+        }
+    }
+    // Any SDK operation call not in the table above is a call this test does not know.
+    let known: Vec<&str> = calls.iter().map(|(c, _)| *c).collect();
+    let sdk_call = regex::Regex::new(r"client\s*\.\s*([a-z_0-9]+)\(\)").unwrap();
+    for m in sdk_call.captures_iter(&source) {
+        let call = format!(".{}()", &m[1]);
+        assert!(
+            known.contains(&call.as_str()),
+            "an AWS call this test does not know: {call}"
+        );
+    }
+    let used: std::collections::BTreeSet<&str> = calls
+        .iter()
+        .filter(|(call, _)| source.contains(call))
+        .map(|(_, action)| *action)
+        .collect();
+    let policy: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("deploy/iam-policy.json")).unwrap(),
+    )
+    .unwrap();
+    let granted: std::collections::BTreeSet<String> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["Action"].as_array().unwrap().iter())
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let used: std::collections::BTreeSet<String> = used.into_iter().map(String::from).collect();
+    assert_eq!(granted, used);
+    // The Kubernetes manifest runs the nightly job with JSON logs and does not retry an alert.
+    let cronjob =
+        std::fs::read_to_string(repo_root().join("deploy/kubernetes/cronjob.yaml")).unwrap();
+    assert!(cronjob.contains(r#""--log-format", "json", "run""#));
+    assert!(cronjob.contains("concurrencyPolicy: Forbid") && cronjob.contains("values: [2, 3]"));
+}
