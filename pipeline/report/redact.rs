@@ -15,11 +15,13 @@ static PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
         (r"(?i)\b[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){7}\b", "[ip]"),
         // 13-19 digits, spaces or dashes between groups: cards, IBAN-like account numbers.
         (r"\b\d(?:[ -]?\d){12,18}\b", "[number]"),
-        // Phone numbers: an optional +country, then 7+ digits in groups.
+        // Phone numbers: international (+country), an area code in parentheses, or three groups.
         (
-            r"(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?\d{2,4}[ .-]\d{3,4}[ .-]?\d{3,4}\b",
+            r"\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){1,3}\b",
             "[phone]",
         ),
+        (r"\(\d{2,4}\)[ .-]?\d{3,4}[ .-]?\d{3,4}\b", "[phone]"),
+        (r"\b\d{2,4}[ .-]\d{3,4}[ .-]\d{3,4}\b", "[phone]"),
     ]
     .into_iter()
     .filter_map(|(p, label)| Regex::new(p).ok().map(|r| (r, label)))
