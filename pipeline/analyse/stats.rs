@@ -531,6 +531,154 @@ pub fn bootstrap_mean_delta(
     (delta, lo, hi)
 }
 
+// ---------------------------------------------------------------------------------------------
+// Paired statistics (`compare`): checked against `tests/data/paired_reference.json`
+// (`scripts/paired_reference.py`).
+
+/// Average ranks (1-based) of `values`, ties sharing the mean of their positions, and the sizes
+/// of the tie groups.
+fn ranks_with_ties(values: &[f64]) -> (Vec<f64>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut ranks = vec![0.0; values.len()];
+    let mut ties = Vec::new();
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            ranks[k] = rank;
+        }
+        ties.push(j - i + 1);
+        i = j + 1;
+    }
+    (ranks, ties)
+}
+
+/// The sum of the ranks of the positive differences (zeros dropped, ranks of |d| averaged over
+/// ties).
+fn signed_rank_sums(diffs: &[f64]) -> (f64, f64, Vec<usize>) {
+    let nonzero: Vec<f64> = diffs.iter().copied().filter(|d| *d != 0.0).collect();
+    let (ranks, ties) = ranks_with_ties(&nonzero.iter().map(|d| d.abs()).collect::<Vec<_>>());
+    let plus: f64 = nonzero
+        .iter()
+        .zip(&ranks)
+        .filter(|(d, _)| **d > 0.0)
+        .map(|(_, r)| r)
+        .sum();
+    let minus: f64 = nonzero
+        .iter()
+        .zip(&ranks)
+        .filter(|(d, _)| **d < 0.0)
+        .map(|(_, r)| r)
+        .sum();
+    (plus, minus, ties)
+}
+
+/// Wilcoxon signed-rank test of paired differences, two-sided, as `scipy.stats.wilcoxon` does
+/// by default: zeros are dropped; with at most 50 differences and neither ties nor zeros, the
+/// exact null distribution; with at most 13 and ties or zeros, every sign flip (an exact
+/// permutation test); otherwise the normal approximation with the tie correction and no
+/// continuity correction. Returns (min(W+, W-), p). NaN p without a non-zero difference.
+pub fn wilcoxon_signed_rank(diffs: &[f64]) -> (f64, f64) {
+    let diffs: Vec<f64> = diffs.iter().copied().filter(|d| !d.is_nan()).collect();
+    let (plus, minus, ties) = signed_rank_sums(&diffs);
+    let statistic = plus.min(minus);
+    let n = ties.iter().sum::<usize>();
+    if n == 0 {
+        return (statistic, f64::NAN);
+    }
+    let has_ties = ties.iter().any(|t| *t > 1);
+    let has_zeros = n < diffs.len();
+    if diffs.len() <= 50 && !has_ties && !has_zeros {
+        // Exact: the number of subsets of 1..=n per rank sum.
+        let max = n * (n + 1) / 2;
+        let mut counts = vec![0.0f64; max + 1];
+        counts[0] = 1.0;
+        for r in 1..=n {
+            for s in (r..=max).rev() {
+                counts[s] += counts[s - r];
+            }
+        }
+        let total: f64 = counts.iter().sum();
+        let cdf = |x: f64| counts[..=(x.ceil() as usize).min(max)].iter().sum::<f64>() / total;
+        let sf = |x: f64| counts[(x.floor() as usize).min(max)..].iter().sum::<f64>() / total;
+        let p = (2.0 * sf(plus).min(cdf(plus))).clamp(0.0, 1.0);
+        return (statistic, p);
+    }
+    if diffs.len() <= 13 {
+        // Every assignment of signs to the differences, the statistic W+ of each.
+        let m = diffs.len();
+        let mut below = 0usize;
+        let mut above = 0usize;
+        let total = 1usize << m;
+        let eps = 1e-12 * plus.abs().max(1.0);
+        let mut flipped = diffs.clone();
+        for mask in 0..total {
+            for (i, d) in diffs.iter().enumerate() {
+                flipped[i] = if mask >> i & 1 == 1 { -d } else { *d };
+            }
+            let (w, _, _) = signed_rank_sums(&flipped);
+            if w <= plus + eps {
+                below += 1;
+            }
+            if w >= plus - eps {
+                above += 1;
+            }
+        }
+        let p = (2.0 * below.min(above) as f64 / total as f64).min(1.0);
+        return (statistic, p);
+    }
+    let nf = n as f64;
+    let mean = nf * (nf + 1.0) / 4.0;
+    let tie_correction: f64 = ties.iter().map(|&t| (t * t * t - t) as f64).sum();
+    let se = ((nf * (nf + 1.0) * (2.0 * nf + 1.0) - tie_correction / 2.0) / 24.0).sqrt();
+    let z = (plus - mean) / se;
+    (statistic, (2.0 * normal_sf(z.abs())).min(1.0))
+}
+
+/// The Wilson score interval of `k` successes in `n` trials at 95%.
+pub fn wilson_interval(k: u64, n: u64) -> (f64, f64) {
+    if n == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let z = 1.959_963_984_540_054;
+    let (p, n) = (k as f64 / n as f64, n as f64);
+    let denominator = 1.0 + z * z / n;
+    let centre = (p + z * z / (2.0 * n)) / denominator;
+    let half = z / denominator * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt();
+    ((centre - half).max(0.0), (centre + half).min(1.0))
+}
+
+/// The mean of paired differences and its percentile bootstrap interval at `level`: per
+/// resample, `diffs.len()` indices drawn with [`SplitMix64::index`] from `seed`; quantiles
+/// linearly interpolated (numpy's default).
+pub fn paired_bootstrap(diffs: &[f64], resamples: usize, seed: u64, level: f64) -> (f64, f64, f64) {
+    let observed = mean(diffs);
+    if diffs.is_empty() || resamples == 0 {
+        return (observed, f64::NAN, f64::NAN);
+    }
+    let mut rng = SplitMix64::new(seed);
+    let mut means: Vec<f64> = (0..resamples)
+        .map(|_| {
+            let total: f64 = (0..diffs.len())
+                .map(|_| diffs[rng.index(diffs.len())])
+                .sum();
+            total / diffs.len() as f64
+        })
+        .collect();
+    means.sort_by(f64::total_cmp);
+    let alpha = (1.0 - level) / 2.0;
+    (
+        observed,
+        quantile_sorted(&means, alpha),
+        quantile_sorted(&means, 1.0 - alpha),
+    )
+}
+
 /// Benjamini-Hochberg adjusted p-values, in the input order.
 pub fn benjamini_hochberg(p_values: &[f64]) -> Vec<f64> {
     let m = p_values.len();
@@ -570,6 +718,37 @@ mod tests {
             (ours - theirs).abs() <= tolerance,
             "{name}: ours {ours:.15}, scipy {theirs:.15}"
         );
+    }
+
+    #[test]
+    fn paired_statistics_agree_with_their_references() {
+        let text = include_str!("../../tests/data/paired_reference.json");
+        let r: Value = serde_json::from_str(text).unwrap();
+        for case in r["wilcoxon"].as_array().unwrap() {
+            let name = case["name"].as_str().unwrap();
+            let (statistic, p) = wilcoxon_signed_rank(&floats(&case["diffs"]));
+            close(name, statistic, case["statistic"].as_f64().unwrap(), 1e-9);
+            // The normal tail goes through erfc (fractional error < 1.2e-7).
+            close(name, p, case["p_value"].as_f64().unwrap(), 1e-7);
+        }
+        for case in r["bootstrap"].as_array().unwrap() {
+            let name = case["name"].as_str().unwrap();
+            let (m, lo, hi) = paired_bootstrap(
+                &floats(&case["diffs"]),
+                case["resamples"].as_u64().unwrap() as usize,
+                case["seed"].as_u64().unwrap(),
+                0.95,
+            );
+            close(name, m, case["mean"].as_f64().unwrap(), 1e-12);
+            close(name, lo, case["ci_low"].as_f64().unwrap(), 1e-12);
+            close(name, hi, case["ci_high"].as_f64().unwrap(), 1e-12);
+        }
+        for case in r["wilson"].as_array().unwrap() {
+            let (k, n) = (case["k"].as_u64().unwrap(), case["n"].as_u64().unwrap());
+            let (lo, hi) = wilson_interval(k, n);
+            close("wilson low", lo, case["low"].as_f64().unwrap(), 1e-12);
+            close("wilson high", hi, case["high"].as_f64().unwrap(), 1e-12);
+        }
     }
 
     #[test]
