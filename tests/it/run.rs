@@ -47,7 +47,10 @@ fn stages_run_as_planned_and_a_second_night_adds_nothing() {
         .iter()
         .find(|m| m["run_id"] != first[0]["run_id"])
         .unwrap();
-    assert_eq!(stages(second), ["score", "telemetry", "analyse", "publish"]);
+    assert_eq!(
+        stages(second),
+        ["score", "telemetry", "analyse", "publish", "report"]
+    );
     assert_eq!(second["status"], "ok");
     assert_eq!(second["rubric"], "quality@1.0.0");
 
