@@ -5,6 +5,7 @@
 
 pub mod analyse;
 pub mod aws;
+pub mod compare;
 pub mod config;
 pub mod context;
 pub mod ingest;

@@ -640,13 +640,14 @@ pub fn wilcoxon_signed_rank(diffs: &[f64]) -> (f64, f64) {
     (statistic, (2.0 * normal_sf(z.abs())).min(1.0))
 }
 
-/// The Wilson score interval of `k` successes in `n` trials at 95%.
-pub fn wilson_interval(k: u64, n: u64) -> (f64, f64) {
-    if n == 0 {
+/// The Wilson score interval of `k` successes in `n` trials at 95% (`k` may be fractional: a
+/// win rate counting ties as half a win).
+pub fn wilson_interval(k: f64, n: f64) -> (f64, f64) {
+    if n <= 0.0 {
         return (f64::NAN, f64::NAN);
     }
     let z = 1.959_963_984_540_054;
-    let (p, n) = (k as f64 / n as f64, n as f64);
+    let p = k / n;
     let denominator = 1.0 + z * z / n;
     let centre = (p + z * z / (2.0 * n)) / denominator;
     let half = z / denominator * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt();
@@ -744,7 +745,7 @@ mod tests {
             close(name, hi, case["ci_high"].as_f64().unwrap(), 1e-12);
         }
         for case in r["wilson"].as_array().unwrap() {
-            let (k, n) = (case["k"].as_u64().unwrap(), case["n"].as_u64().unwrap());
+            let (k, n) = (case["k"].as_f64().unwrap(), case["n"].as_f64().unwrap());
             let (lo, hi) = wilson_interval(k, n);
             close("wilson low", lo, case["low"].as_f64().unwrap(), 1e-12);
             close("wilson high", hi, case["high"].as_f64().unwrap(), 1e-12);
