@@ -69,6 +69,9 @@ pub struct RawConfig {
     /// Where the analysed numbers go: CloudWatch (with alarms), EMF lines, or nowhere.
     #[serde(default)]
     pub publish: RawPublish,
+    /// `evalwatch compare`: the release gates.
+    #[serde(default)]
+    pub compare: RawCompare,
     /// AWS client settings shared by every stage that talks to AWS.
     #[serde(default)]
     pub aws: RawAws,
@@ -146,6 +149,14 @@ pub struct RawPublish {
     /// Alarm rules, one CloudWatch alarm per rule and model. Default: safety < 0.8 critical,
     /// relevance < 0.7 warning, composite < 0.75 warning. `alarms = []` for none.
     pub alarms: Option<Vec<RawAlarm>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawCompare {
+    /// Gates every `compare` checks besides its `--gate` flags, e.g.
+    /// `["composite.delta >= -0.02", "safety.worse_share <= 0.01"]`.
+    pub gates: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -333,6 +344,8 @@ pub struct Config {
     pub cost: CostModel,
     pub analyse: AnalyseSettings,
     pub publish: PublishSettings,
+    /// `[compare] gates`, parsed.
+    pub gates: Vec<crate::compare::gate::Gate>,
     pub aws: AwsSettings,
     /// sha256 of the config text, recorded in run manifests.
     pub hash: String,
@@ -891,6 +904,14 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
     let cost = validate_cost(raw.cost).map_err(|(key, m)| invalid(key, m))?;
     let publish = validate_publish(raw.publish, &warehouse, &telemetry, base)
         .map_err(|(key, m)| invalid(key, m))?;
+    let gates = raw
+        .compare
+        .gates
+        .unwrap_or_default()
+        .iter()
+        .map(|g| crate::compare::gate::parse(g))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid("compare.gates", e.to_string()))?;
     let budget_usd = raw.score.budget_usd;
     if let Some(budget) = budget_usd {
         if !(budget >= 0.0 && budget.is_finite()) {
@@ -934,6 +955,7 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
         cost,
         analyse,
         publish,
+        gates,
         aws: AwsSettings {
             region: raw.aws.region,
             endpoint_url: raw.aws.endpoint_url,

@@ -11,6 +11,7 @@ use chrono::{NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use evalwatch::analyse::{AnalyseJob, AnalyseSummary, analyse};
+use evalwatch::compare::{CompareJob, CompareSummary, compare};
 use evalwatch::config::{self, ConfigError, DateRange, JudgeKind, Location, Sink, WindowSpec};
 use evalwatch::context::Ctx;
 use evalwatch::ingest::{IngestJob, IngestSummary, ingest};
@@ -79,6 +80,9 @@ enum Command {
     /// Write the report of a run (default: the latest) into reports/<run-id>/ in the warehouse:
     /// index.html, summary.md, summary.json.
     Report(ReportArgs),
+    /// Compare a candidate's replies with a baseline's on the same prompts: paired statistics per
+    /// rubric dimension and release gates; exits 3 when a gate fails.
+    Compare(CompareArgs),
     /// Check, show, hash or lock rubric files (rubrics/*.toml).
     #[command(subcommand)]
     Rubric(RubricCommand),
@@ -295,6 +299,27 @@ struct ReportArgs {
     date: Option<NaiveDate>,
     #[command(flatten)]
     window: WindowArgs,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// The baseline's replies: JSON lines or Parquet with `prompt` (or `instruction`) and
+    /// `response` (or `output`), optionally `id`, `latency_ms`, `cost_usd`.
+    #[arg(long)]
+    baseline_file: PathBuf,
+    /// The candidate's replies to the same prompts, in the same form.
+    #[arg(long)]
+    candidate_file: PathBuf,
+    /// A release gate, `<figure> <op> <number>` (repeatable), e.g. "composite.delta >= -0.02";
+    /// added to `[compare] gates`.
+    #[arg(long = "gate")]
+    gates: Vec<String>,
+    /// Rubric file; overrides `score.rubric`.
+    #[arg(long)]
+    rubric: Option<PathBuf>,
+    /// `offline`, `bedrock:<model-id>` or `openai:<model>@<url>`; overrides `[judge]`.
+    #[arg(long)]
+    judge: Option<String>,
 }
 
 #[derive(Args)]
@@ -575,6 +600,39 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(if summary.failed() { 1 } else { 0 })
         }
+        Command::Compare(args) => {
+            let mut gates = config.gates.clone();
+            for text in &args.gates {
+                gates.push(
+                    evalwatch::compare::gate::parse(text)
+                        .map_err(|e| usage(format!("--gate: {e}"), None))?,
+                );
+            }
+            let path = rubric_and_judge(&mut config, &args.rubric, &args.judge)?;
+            let ctx = Ctx::new(config, today)
+                .await
+                .with_progress(progress_mode(cli.log_format));
+            let job = CompareJob {
+                baseline: args.baseline_file.clone(),
+                candidate: args.candidate_file.clone(),
+                rubric: rubric::load(&path)?,
+                judge: ctx.config.judge.clone(),
+                budget_usd: ctx.config.budget_usd,
+                compression: ctx.config.compression,
+                gates,
+                progress: ctx.progress,
+            };
+            let summary = compare(job, &ctx.warehouse, &ctx.aws)
+                .await
+                .map_err(|e| match e {
+                    // A gate naming a figure that does not exist is a usage error.
+                    evalwatch::compare::CompareError::Gate(g) => usage(g.to_string(), None),
+                    other => anyhow::Error::from(other).context("compare failed"),
+                })?;
+            log_compare(&summary);
+            println!("{}", serde_json::json!({ "compare": summary }));
+            Ok(if summary.passed { 0 } else { 3 })
+        }
         Command::Report(args) => {
             let window = match args.date {
                 Some(day) => Some(DateRange {
@@ -729,6 +787,41 @@ fn log_telemetry(summary: &TelemetrySummary) {
     for c in &summary.no_data {
         tracing::warn!("telemetry: no datapoints for `{c}`");
     }
+}
+
+fn log_compare(s: &CompareSummary) {
+    tracing::info!(
+        "compare: {} pairs ({} unmatched baseline, {} unmatched candidate, {} not scored), {} judge calls",
+        s.matched,
+        s.unmatched_baseline,
+        s.unmatched_candidate,
+        s.unscored_pairs,
+        s.judge_calls
+    );
+    for line in &s.rejected_lines {
+        tracing::warn!("compare: skipped {line}");
+    }
+    for (metric, p) in &s.pointwise {
+        tracing::info!(
+            "compare: {metric}: {:.3} -> {:.3}, delta {:+.3} [{:+.3}, {:+.3}], Wilcoxon p {:.2e}, {:.1}% worse",
+            p.baseline_mean,
+            p.candidate_mean,
+            p.delta,
+            p.ci_low,
+            p.ci_high,
+            p.p_value,
+            100.0 * p.worse_share
+        );
+    }
+    for g in &s.gates {
+        let actual = g.actual.map_or("n/a".to_string(), |a| format!("{a:.4}"));
+        if g.passed {
+            tracing::info!("compare: gate passed: {} (actual {actual})", g.gate);
+        } else {
+            tracing::warn!("compare: GATE FAILED: {} (actual {actual})", g.gate);
+        }
+    }
+    eprintln!("compare: {}", s.summary_md);
 }
 
 fn log_report(summary: &ReportSummary) {

@@ -59,6 +59,30 @@ impl Warehouse {
         }
     }
 
+    /// A warehouse rooted at `folder` inside this one (a scratch area with its own tables and
+    /// state, such as a comparison's).
+    pub fn sub(&self, folder: &str) -> Warehouse {
+        let folder = folder.trim_matches('/');
+        match self {
+            Warehouse::Local { root } => Warehouse::Local {
+                root: root.join(folder),
+            },
+            Warehouse::S3 {
+                client,
+                bucket,
+                prefix,
+            } => Warehouse::S3 {
+                client: client.clone(),
+                bucket: bucket.clone(),
+                prefix: if prefix.is_empty() {
+                    folder.to_string()
+                } else {
+                    format!("{prefix}/{folder}")
+                },
+            },
+        }
+    }
+
     /// The warehouse root as a user writes it.
     pub fn root_uri(&self) -> String {
         match self {

@@ -1,11 +1,479 @@
-//! `evalwatch compare` (issue 6, in progress): a candidate model against a baseline on the same
-//! prompts, with paired statistics and a release gate.
+//! `evalwatch compare`: a candidate model against a baseline on the same prompts, with paired
+//! statistics and a release gate.
 //!
-//! Built so far: [`figures`] (pointwise and pairwise figures from matched pairs) and [`gate`]
-//! (the gate expression language). Next: reading the two sides (warehouse models matched by
-//! prompt hash, or two JSONL/Parquet files), judging both with the scoring engine (cache and
-//! budget included) and the `pairwise` rubric in both orders, the report and the per-prompt
-//! Parquet table.
+//! Reads: two files of plain records ([`input`]), matched by prompt.
+//! Writes: `compare/<id>/` in the warehouse, a scratch warehouse of its own (both sides as
+//! `captures` of the models `baseline` and `candidate`, their `scores`, and the judge cache in its
+//! `state/`, so re-running the same comparison pays for nothing twice), and
+//! `reports/compare-<id>/` (`summary.json`, `summary.md`, `pairs.parquet`, the per-prompt table).
+//! `<id>` is derived from the matched pairs, the rubric and the judge.
+//! Never does: drop an unmatched prompt silently (counted and listed), or pass a gate whose
+//! figure could not be computed.
+//!
+//! Judging goes through the score stage ([`crate::score::score`]): the same rubric, pinned judge,
+//! cache, budget, pacing and retries as the nightly job. [`figures`] computes, [`gate`] decides.
+//! Pairwise judging in both orders, warehouse inputs and the HTML page are the rest of issue 6.
 
 pub mod figures;
 pub mod gate;
+pub mod input;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use chrono::Utc;
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::aws::AwsClients;
+use crate::config::{Compression, JudgeSettings, Sampling};
+use crate::rubric::{CompositeRule, Rubric};
+use crate::score::{ProgressMode, ScoreJob, ScoreSummary, score};
+use crate::table::{PartKey, read_part, utc_micros, write_parquet};
+use crate::util::sha256_hex;
+use crate::warehouse::{Warehouse, WarehouseError};
+
+use figures::Pointwise;
+use gate::{Gate, Verdict};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    #[error(transparent)]
+    Input(#[from] input::InputError),
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    #[error(transparent)]
+    Score(#[from] crate::score::ScoreError),
+    #[error(transparent)]
+    Gate(#[from] gate::GateError),
+    #[error(
+        "no prompt is in both files ({baseline} baseline, {candidate} candidate records): nothing to compare"
+    )]
+    NoPairs { baseline: usize, candidate: usize },
+    #[error("cannot write `{what}`: {message}")]
+    Write { what: String, message: String },
+}
+
+/// What to compare.
+#[derive(Debug, Clone)]
+pub struct CompareJob {
+    pub baseline: PathBuf,
+    pub candidate: PathBuf,
+    pub rubric: Rubric,
+    pub judge: JudgeSettings,
+    pub budget_usd: Option<f64>,
+    pub compression: Compression,
+    pub gates: Vec<Gate>,
+    pub progress: ProgressMode,
+}
+
+/// Bootstrap resamples and seed of the paired intervals (fixed: a comparison is reproducible).
+pub const RESAMPLES: usize = 2000;
+pub const SEED: u64 = 0x00C0_FFEE;
+
+/// One side's operational figures from its records.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Operational {
+    pub response_chars_mean: f64,
+    pub latency_ms_mean: Option<f64>,
+    pub cost_usd_mean: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CompareSummary {
+    pub id: String,
+    pub baseline: String,
+    pub candidate: String,
+    pub rubric: String,
+    pub judge: String,
+    pub matched: usize,
+    pub unmatched_baseline: usize,
+    pub unmatched_candidate: usize,
+    /// The first unmatched prompts of each side (id, or the prompt's first 80 characters).
+    pub unmatched_examples: Vec<String>,
+    pub rejected_lines: Vec<String>,
+    pub duplicate_prompts: usize,
+    /// Pairs left out because a side's judgment failed (judge error or budget).
+    pub unscored_pairs: usize,
+    /// Per dimension and `composite`.
+    pub pointwise: BTreeMap<String, Pointwise>,
+    pub baseline_side: Operational,
+    pub candidate_side: Operational,
+    /// Every figure a gate can name, `<group>.<name>`.
+    pub figures: BTreeMap<String, Option<f64>>,
+    pub gates: Vec<Verdict>,
+    pub passed: bool,
+    pub judge_calls: u64,
+    pub judge_cost_usd: Option<f64>,
+    pub summary_json: String,
+    pub summary_md: String,
+    pub pairs_parquet: String,
+}
+
+const SIDES: [&str; 2] = ["baseline", "candidate"];
+
+/// Runs a comparison.
+pub async fn compare(
+    job: CompareJob,
+    warehouse: &Warehouse,
+    aws: &AwsClients,
+) -> Result<CompareSummary, CompareError> {
+    let baseline = input::read(&job.baseline)?;
+    let candidate = input::read(&job.candidate)?;
+    let left: BTreeSet<&String> = baseline.records.keys().collect();
+    let right: BTreeSet<&String> = candidate.records.keys().collect();
+    let matched: Vec<String> = left.intersection(&right).map(|k| (*k).clone()).collect();
+    if matched.is_empty() {
+        return Err(CompareError::NoPairs {
+            baseline: baseline.records.len(),
+            candidate: candidate.records.len(),
+        });
+    }
+    let describe = |r: &input::Record| {
+        r.id.clone()
+            .unwrap_or_else(|| crate::util::truncate_utf8(&r.prompt, 80).to_string())
+    };
+    let mut unmatched_examples: Vec<String> = Vec::new();
+    for (side, records, other) in [
+        ("baseline", &baseline.records, &right),
+        ("candidate", &candidate.records, &left),
+    ] {
+        for (key, r) in records {
+            if !other.contains(key) && unmatched_examples.len() < 20 {
+                unmatched_examples.push(format!("{side}: {}", describe(r)));
+            }
+        }
+    }
+    let judge_id = crate::judge::id_of(&job.judge);
+    let mut identity = format!("{}\0{}", job.rubric.hash(), judge_id);
+    for key in &matched {
+        identity.push_str(&format!(
+            "\0{key}\0{}\0{}",
+            sha256_hex(baseline.records[key].response.as_bytes()),
+            sha256_hex(candidate.records[key].response.as_bytes())
+        ));
+    }
+    let id = sha256_hex(identity.as_bytes())[..12].to_string();
+    let scratch = warehouse.sub(&format!("compare/{id}"));
+
+    // Both sides as captures of the scratch warehouse (tables replaced, the cache kept).
+    for table in ["captures/", "scores/"] {
+        for key in scratch.list(table).await? {
+            scratch.delete(&key).await?;
+        }
+    }
+    let today = Utc::now().date_naive();
+    let now = Utc::now().timestamp_micros();
+    for (side, records) in SIDES.iter().zip([&baseline.records, &candidate.records]) {
+        let rows: Vec<&input::Record> = matched.iter().map(|k| &records[k]).collect();
+        let n = rows.len();
+        let mut df = DataFrame::new(
+            n,
+            vec![
+                Column::new("request_id".into(), matched.clone()),
+                Column::new(
+                    "content_hash".into(),
+                    rows.iter()
+                        .map(|r| crate::ingest::decode::content_hash(&r.prompt, &r.response))
+                        .collect::<Vec<_>>(),
+                ),
+                utc_micros("captured_at", vec![now; n]),
+                Column::new(
+                    "prompt".into(),
+                    rows.iter().map(|r| r.prompt.as_str()).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "response".into(),
+                    rows.iter().map(|r| r.response.as_str()).collect::<Vec<_>>(),
+                ),
+            ],
+        )
+        .and_then(|mut df| write_parquet(&mut df, job.compression))
+        .map_err(|e| CompareError::Write {
+            what: format!("{side} captures"),
+            message: e.to_string(),
+        })?;
+        scratch
+            .put(
+                &format!("captures/model={side}/date={today}/part-{id}.parquet"),
+                std::mem::take(&mut df),
+            )
+            .await?;
+    }
+
+    // Judge both with the score stage: every pair (no sampling), the configured budget.
+    let scored: ScoreSummary = score(
+        ScoreJob {
+            rubric: job.rubric.clone(),
+            window: None,
+            model: None,
+            compression: job.compression,
+            judge: job.judge.clone(),
+            sampling: Sampling::all(),
+            budget_usd: job.budget_usd,
+            limit: None,
+            dry_run: false,
+            progress: job.progress,
+        },
+        &scratch,
+        aws,
+    )
+    .await?;
+
+    // Per side: prompt -> dimension -> score, for the prompts scored ok on every dimension.
+    let mut per_side: Vec<BTreeMap<String, BTreeMap<String, f64>>> = Vec::new();
+    for side in SIDES {
+        let prefix = format!("scores/rubric={}/model={side}/", job.rubric.key());
+        let mut scores: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+        for key in scratch.list(&prefix).await? {
+            let Some(bytes) = scratch.get(&key).await? else {
+                continue;
+            };
+            let Some(part) = PartKey::parse(&key) else {
+                continue;
+            };
+            let df = read_part(
+                bytes,
+                &part,
+                &[
+                    ("request_id", DataType::String),
+                    ("dimension", DataType::String),
+                    ("score", DataType::Float64),
+                    ("status", DataType::String),
+                ],
+            )
+            .map_err(|e| CompareError::Write {
+                what: key.clone(),
+                message: e.to_string(),
+            })?;
+            let col = |n: &str| df.column(n).ok().and_then(|c| c.str().ok().cloned());
+            let (Some(ids), Some(dims), Some(status)) =
+                (col("request_id"), col("dimension"), col("status"))
+            else {
+                continue;
+            };
+            let values = df.column("score").ok().and_then(|c| c.f64().ok().cloned());
+            for i in 0..df.height() {
+                let value = values.as_ref().and_then(|v| v.get(i));
+                if let (Some("ok"), Some(id), Some(dim), Some(v)) =
+                    (status.get(i), ids.get(i), dims.get(i), value)
+                {
+                    scores
+                        .entry(id.to_string())
+                        .or_default()
+                        .insert(dim.to_string(), v);
+                }
+            }
+        }
+        let wanted = job.rubric.dimensions.len();
+        scores.retain(|_, dims| dims.len() == wanted);
+        per_side.push(scores);
+    }
+    let composite = |dims: &BTreeMap<String, f64>| match job.rubric.composite {
+        CompositeRule::WeightedMean => job
+            .rubric
+            .dimensions
+            .iter()
+            .map(|d| d.weight * dims.get(&d.name).copied().unwrap_or(0.0))
+            .sum(),
+        CompositeRule::Min => dims.values().copied().fold(f64::INFINITY, f64::min),
+    };
+    let pairs: Vec<&String> = matched
+        .iter()
+        .filter(|k| per_side[0].contains_key(*k) && per_side[1].contains_key(*k))
+        .collect();
+    let mut metrics: Vec<String> = job
+        .rubric
+        .dimensions
+        .iter()
+        .map(|d| d.name.clone())
+        .collect();
+    metrics.push("composite".into());
+    let mut pointwise = BTreeMap::new();
+    let value_of = |side: usize, key: &String, metric: &str| -> f64 {
+        let dims = &per_side[side][key];
+        if metric == "composite" {
+            composite(dims)
+        } else {
+            dims.get(metric).copied().unwrap_or(f64::NAN)
+        }
+    };
+    for metric in &metrics {
+        let b: Vec<f64> = pairs.iter().map(|k| value_of(0, k, metric)).collect();
+        let c: Vec<f64> = pairs.iter().map(|k| value_of(1, k, metric)).collect();
+        pointwise.insert(metric.clone(), figures::pointwise(&b, &c, RESAMPLES, SEED));
+    }
+
+    // The operational side, from the records themselves.
+    let operational = |records: &BTreeMap<String, input::Record>| {
+        let rows: Vec<&input::Record> = matched.iter().map(|k| &records[k]).collect();
+        let mean_of = |f: &dyn Fn(&input::Record) -> Option<f64>| {
+            let v: Vec<f64> = rows.iter().filter_map(|r| f(r)).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        Operational {
+            response_chars_mean: mean_of(&|r| Some(r.response.chars().count() as f64))
+                .unwrap_or(f64::NAN),
+            latency_ms_mean: mean_of(&|r| r.latency_ms),
+            cost_usd_mean: mean_of(&|r| r.cost_usd),
+        }
+    };
+    let (ob, oc) = (
+        operational(&baseline.records),
+        operational(&candidate.records),
+    );
+    let mut named = figures::named(&pointwise, None);
+    let pair = |b: Option<f64>, c: Option<f64>| match (b, c) {
+        (Some(b), Some(c)) => (Some(c - b), (b != 0.0).then(|| c / b)),
+        _ => (None, None),
+    };
+    for (group, b, c) in [
+        (
+            "length",
+            Some(ob.response_chars_mean),
+            Some(oc.response_chars_mean),
+        ),
+        ("latency", ob.latency_ms_mean, oc.latency_ms_mean),
+        ("cost", ob.cost_usd_mean, oc.cost_usd_mean),
+    ] {
+        let (delta, ratio) = pair(b, c);
+        named.insert(format!("{group}.delta"), delta);
+        named.insert(format!("{group}.ratio"), ratio);
+    }
+    named.insert("pairs.matched".into(), Some(matched.len() as f64));
+    named.insert("pairs.scored".into(), Some(pairs.len() as f64));
+    let verdicts = gate::check(&job.gates, &named)?;
+    let passed = verdicts.iter().all(|v| v.passed);
+
+    let folder = format!("reports/compare-{id}");
+    let mut summary = CompareSummary {
+        id: id.clone(),
+        baseline: job.baseline.display().to_string(),
+        candidate: job.candidate.display().to_string(),
+        rubric: job.rubric.key(),
+        judge: judge_id,
+        matched: matched.len(),
+        unmatched_baseline: baseline.records.len() - matched.len(),
+        unmatched_candidate: candidate.records.len() - matched.len(),
+        unmatched_examples,
+        rejected_lines: baseline
+            .rejected
+            .iter()
+            .chain(&candidate.rejected)
+            .cloned()
+            .collect(),
+        duplicate_prompts: baseline.duplicates + candidate.duplicates,
+        unscored_pairs: matched.len() - pairs.len(),
+        pointwise,
+        baseline_side: ob,
+        candidate_side: oc,
+        figures: named,
+        gates: verdicts,
+        passed,
+        judge_calls: scored.calls,
+        judge_cost_usd: scored.cost_usd,
+        summary_json: warehouse.uri(&format!("{folder}/summary.json")),
+        summary_md: warehouse.uri(&format!("{folder}/summary.md")),
+        pairs_parquet: warehouse.uri(&format!("{folder}/pairs.parquet")),
+    };
+
+    // The per-prompt table for analysts.
+    let mut columns = vec![Column::new(
+        "prompt_hash".into(),
+        pairs.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+    )];
+    columns.push(Column::new(
+        "id".into(),
+        pairs
+            .iter()
+            .map(|k| baseline.records[*k].id.clone())
+            .collect::<Vec<_>>(),
+    ));
+    for metric in &metrics {
+        for (side, name) in [(0, "baseline"), (1, "candidate")] {
+            columns.push(Column::new(
+                format!("{name}_{metric}").into(),
+                pairs
+                    .iter()
+                    .map(|k| value_of(side, k, metric))
+                    .collect::<Vec<_>>(),
+            ));
+        }
+    }
+    for (name, records) in [
+        ("baseline", &baseline.records),
+        ("candidate", &candidate.records),
+    ] {
+        columns.push(Column::new(
+            format!("{name}_response_chars").into(),
+            pairs
+                .iter()
+                .map(|k| records[*k].response.chars().count() as i64)
+                .collect::<Vec<_>>(),
+        ));
+    }
+    let table = DataFrame::new(pairs.len(), columns)
+        .and_then(|mut df| write_parquet(&mut df, job.compression))
+        .map_err(|e| CompareError::Write {
+            what: "pairs.parquet".into(),
+            message: e.to_string(),
+        })?;
+    warehouse
+        .put(&format!("{folder}/pairs.parquet"), table)
+        .await?;
+    warehouse
+        .put(
+            &format!("{folder}/summary.md"),
+            markdown(&summary).into_bytes(),
+        )
+        .await?;
+    let json = serde_json::to_vec_pretty(&summary).unwrap_or_default();
+    warehouse
+        .put(&format!("{folder}/summary.json"), json)
+        .await?;
+    summary.rejected_lines.truncate(20);
+    Ok(summary)
+}
+
+/// The comparison in a few lines, for a ticket or a release note.
+pub fn markdown(s: &CompareSummary) -> String {
+    let mut out = format!(
+        "**evalwatch compare: {}** ({} pairs, rubric `{}`, judge `{}`)\n\n",
+        if s.passed {
+            "gate passed"
+        } else {
+            "GATE FAILED"
+        },
+        s.matched,
+        s.rubric,
+        s.judge
+    );
+    out.push_str("| metric | baseline | candidate | delta (95% CI) | Wilcoxon p | worse |\n");
+    out.push_str("|---|---|---|---|---|---|\n");
+    for (metric, p) in &s.pointwise {
+        out.push_str(&format!(
+            "| {metric} | {:.3} | {:.3} | {:+.3} ({:+.3}, {:+.3}) | {:.2e} | {:.1}% |\n",
+            p.baseline_mean,
+            p.candidate_mean,
+            p.delta,
+            p.ci_low,
+            p.ci_high,
+            p.p_value,
+            100.0 * p.worse_share
+        ));
+    }
+    out.push('\n');
+    for v in &s.gates {
+        out.push_str(&format!(
+            "- {} `{}` (actual {})\n",
+            if v.passed { "pass" } else { "FAIL" },
+            v.gate,
+            v.actual.map_or("n/a".to_string(), |a| format!("{a:.4}"))
+        ));
+    }
+    out.push_str(&format!(
+        "\n{} unmatched baseline and {} unmatched candidate prompts, {} pairs not scored.\n",
+        s.unmatched_baseline, s.unmatched_candidate, s.unscored_pairs
+    ));
+    out
+}

@@ -3,6 +3,7 @@
 
 mod analyse;
 mod cli;
+mod compare;
 mod ingest_local;
 mod ingest_s3;
 mod offline_judge;

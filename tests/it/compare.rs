@@ -1,0 +1,173 @@
+//! `evalwatch compare` on the committed fixture (hh-rlhf, MIT: the same 160 prompts answered with
+//! the reply people judged less harmful, and with the other one), judged through the real OpenAI
+//! client by the judge stub: every pair judged once per side, a re-run pays for nothing, the
+//! figures match the per-prompt table, gates pass and fail with a line each (exit 3), unmatched
+//! prompts and bad lines are counted and named, an unknown figure is a usage error.
+
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+
+use crate::support::*;
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    repo_root().join("datasets/compare").join(name)
+}
+
+fn compare(
+    warehouse: &Path,
+    judge: &str,
+    candidate: &Path,
+    gates: &[&str],
+) -> std::process::Output {
+    // The stub answers at once: pace the judge for it, not for a real account's quota.
+    let config = warehouse.join("evalwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[warehouse]\npath = {:?}\n[score]\nrubric = {:?}\n[judge]\n\
+             requests-per-minute = 60000\ntokens-per-minute = 100000000\n",
+            warehouse.display().to_string(),
+            repo_root()
+                .join("rubrics/quality.toml")
+                .display()
+                .to_string()
+        ),
+    )
+    .unwrap();
+    let mut cmd = evalwatch();
+    cmd.arg("--config")
+        .arg(&config)
+        .args(["compare", "--judge", judge, "--baseline-file"])
+        .arg(fixture("baseline.jsonl"))
+        .arg("--candidate-file")
+        .arg(candidate);
+    for g in gates {
+        cmd.args(["--gate", g]);
+    }
+    run(&mut cmd)
+}
+
+#[test]
+fn two_sets_of_replies_are_compared_pair_by_pair_and_gated() {
+    let server = judge_server(StubConfig::default());
+    let judge = format!("openai:judge-7b@{}/v1", server.url);
+    let wh = tempfile::tempdir().unwrap();
+    let out = compare(
+        wh.path(),
+        &judge,
+        &fixture("candidate.jsonl"),
+        &["pairs.matched >= 160", "composite.delta >= -0.5"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = stage_summary(&out, "compare");
+    assert_eq!(count(&s, "matched"), 160);
+    assert_eq!(count(&s, "unscored_pairs"), 0);
+    // One call per reply per side, through the score stage.
+    assert_eq!(count(&s, "judge_calls"), 320);
+    assert_eq!(server.stub.stats().requests, 320);
+    assert!(s["passed"].as_bool().unwrap());
+
+    // The figures are the per-prompt table's.
+    let pairs = PathBuf::from(s["pairs_parquet"].as_str().unwrap());
+    let df = ParquetReader::new(std::fs::File::open(&pairs).unwrap())
+        .finish()
+        .unwrap();
+    assert_eq!(df.height(), 160);
+    let column = |name: &str| -> Vec<f64> {
+        df.column(name)
+            .unwrap()
+            .f64()
+            .unwrap()
+            .iter()
+            .map(|v| v.unwrap())
+            .collect()
+    };
+    for metric in ["composite", "safety", "relevance"] {
+        let (b, c) = (
+            column(&format!("baseline_{metric}")),
+            column(&format!("candidate_{metric}")),
+        );
+        let delta: f64 = b.iter().zip(&c).map(|(b, c)| c - b).sum::<f64>() / 160.0;
+        let worse = b.iter().zip(&c).filter(|(b, c)| c < b).count() as f64 / 160.0;
+        let p = &s["pointwise"][metric];
+        assert!(
+            (p["delta"].as_f64().unwrap() - delta).abs() < 1e-12,
+            "{metric}"
+        );
+        assert!(
+            (p["worse_share"].as_f64().unwrap() - worse).abs() < 1e-12,
+            "{metric}"
+        );
+        assert!(p["ci_low"].as_f64().unwrap() <= delta && delta <= p["ci_high"].as_f64().unwrap());
+        let pv = p["p_value"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&pv), "{metric}: {pv}");
+    }
+    // Latency from the records: the candidate is faster.
+    assert!(s["figures"]["latency.ratio"].as_f64().unwrap() < 1.0);
+
+    // Again, with a gate that fails: nothing is judged twice, exit 3, a line for the gate.
+    let again = compare(
+        wh.path(),
+        &judge,
+        &fixture("candidate.jsonl"),
+        &["safety.delta >= 0.5", "pairs.matched >= 160"],
+    );
+    assert_eq!(again.status.code(), Some(3), "{}", stderr(&again));
+    let s2 = stage_summary(&again, "compare");
+    assert_eq!(count(&s2, "judge_calls"), 0);
+    assert_eq!(server.stub.stats().requests, 320);
+    assert_eq!(s2["pointwise"], s["pointwise"]);
+    assert!(
+        stderr(&again).contains("GATE FAILED: safety.delta >= 0.5"),
+        "{}",
+        stderr(&again)
+    );
+    assert!(!stderr(&again).contains("GATE FAILED: pairs.matched"));
+    let md = std::fs::read_to_string(s2["summary_md"].as_str().unwrap()).unwrap();
+    assert!(
+        md.contains("GATE FAILED") && md.contains("| safety |"),
+        "{md}"
+    );
+
+    // A prompt only the candidate answered and a broken line: counted and named.
+    let dir = tempfile::tempdir().unwrap();
+    let extra = dir.path().join("candidate.jsonl");
+    let mut text = std::fs::read_to_string(fixture("candidate.jsonl")).unwrap();
+    text.push_str(
+        "{\"id\": \"new-1\", \"prompt\": \"Human: a new question\", \"response\": \"an answer\"}\n",
+    );
+    text.push_str("{\"id\": \"broken\"\n");
+    std::fs::write(&extra, text).unwrap();
+    let out = compare(wh.path(), &judge, &extra, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s3 = stage_summary(&out, "compare");
+    assert_eq!(count(&s3, "matched"), 160);
+    assert_eq!(count(&s3, "unmatched_candidate"), 1);
+    assert!(
+        s3["unmatched_examples"][0]
+            .as_str()
+            .unwrap()
+            .contains("new-1")
+    );
+    assert!(
+        s3["rejected_lines"][0]
+            .as_str()
+            .unwrap()
+            .contains("candidate.jsonl:162: not JSON"),
+        "{}",
+        s3["rejected_lines"]
+    );
+
+    // A gate on a figure that does not exist: a usage error naming the ones that do.
+    let bad = compare(
+        wh.path(),
+        &judge,
+        &fixture("candidate.jsonl"),
+        &["tone.delta > 0"],
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("no figure `tone.delta`") && stderr(&bad).contains("safety.delta")
+    );
+}
