@@ -76,11 +76,11 @@ fn record(value: &serde_json::Value) -> Result<Record, String> {
 }
 
 fn add(side: &mut Side, r: Record) {
-    let key = r.prompt_hash();
-    if side.records.contains_key(&key) {
-        side.duplicates += 1;
-    } else {
-        side.records.insert(key, r);
+    match side.records.entry(r.prompt_hash()) {
+        std::collections::btree_map::Entry::Occupied(_) => side.duplicates += 1,
+        std::collections::btree_map::Entry::Vacant(slot) => {
+            slot.insert(r);
+        }
     }
 }
 
