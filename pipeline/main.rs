@@ -821,7 +821,7 @@ fn log_compare(s: &CompareSummary) {
             tracing::warn!("compare: GATE FAILED: {} (actual {actual})", g.gate);
         }
     }
-    eprintln!("compare: {}", s.summary_md);
+    eprintln!("compare: {}", s.index);
 }
 
 fn log_report(summary: &ReportSummary) {

@@ -5,17 +5,19 @@
 //! Writes: `compare/<id>/` in the warehouse, a scratch warehouse of its own (both sides as
 //! `captures` of the models `baseline` and `candidate`, their `scores`, and the judge cache in its
 //! `state/`, so re-running the same comparison pays for nothing twice), and
-//! `reports/compare-<id>/` (`summary.json`, `summary.md`, `pairs.parquet`, the per-prompt table).
+//! `reports/compare-<id>/` (`index.html`, `summary.json`, `summary.md`, `pairs.parquet`, the
+//! per-prompt table).
 //! `<id>` is derived from the matched pairs, the rubric and the judge.
 //! Never does: drop an unmatched prompt silently (counted and listed), or pass a gate whose
 //! figure could not be computed.
 //!
 //! Judging goes through the score stage ([`crate::score::score`]): the same rubric, pinned judge,
 //! cache, budget, pacing and retries as the nightly job. [`figures`] computes, [`gate`] decides.
-//! Pairwise judging in both orders, warehouse inputs and the HTML page are the rest of issue 6.
+//! Pairwise judging in both orders and warehouse inputs are the rest of issue 6.
 
 pub mod figures;
 pub mod gate;
+pub mod html;
 pub mod input;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -105,6 +107,7 @@ pub struct CompareSummary {
     pub passed: bool,
     pub judge_calls: u64,
     pub judge_cost_usd: Option<f64>,
+    pub index: String,
     pub summary_json: String,
     pub summary_md: String,
     pub pairs_parquet: String,
@@ -372,6 +375,7 @@ pub async fn compare(
         passed,
         judge_calls: scored.calls,
         judge_cost_usd: scored.cost_usd,
+        index: warehouse.uri(&format!("{folder}/index.html")),
         summary_json: warehouse.uri(&format!("{folder}/summary.json")),
         summary_md: warehouse.uri(&format!("{folder}/summary.md")),
         pairs_parquet: warehouse.uri(&format!("{folder}/pairs.parquet")),
@@ -425,6 +429,12 @@ pub async fn compare(
         .put(
             &format!("{folder}/summary.md"),
             markdown(&summary).into_bytes(),
+        )
+        .await?;
+    warehouse
+        .put(
+            &format!("{folder}/index.html"),
+            html::page(&summary).into_bytes(),
         )
         .await?;
     let json = serde_json::to_vec_pretty(&summary).unwrap_or_default();

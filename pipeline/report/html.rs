@@ -29,7 +29,7 @@ pub fn esc(text: &str) -> String {
     out
 }
 
-fn fmt(value: Option<f64>, digits: usize) -> String {
+pub fn fmt(value: Option<f64>, digits: usize) -> String {
     match value {
         Some(v) if v.is_finite() => format!("{v:.digits$}"),
         _ => "–".into(),
@@ -170,7 +170,7 @@ pub fn line_chart(
     svg
 }
 
-const STYLE: &str = r#"
+pub const STYLE: &str = r#"
 :root { --fg:#1d2330; --muted:#5b6577; --line:#d9dee7; --bg:#ffffff; --card:#f6f8fb;
         --alert:#c62828; --warn:#ef6c00; --ok:#2e7d32; }
 * { box-sizing: border-box; }

@@ -86,6 +86,9 @@ fn the_iam_policy_grants_what_the_code_calls_and_nothing_else() {
     let known: Vec<&str> = calls.iter().map(|(c, _)| *c).collect();
     let sdk_call = regex::Regex::new(r"client\s*\.\s*([a-z_0-9]+)\(\)").unwrap();
     for m in sdk_call.captures_iter(&source) {
+        if &m[1] == "clone" {
+            continue;
+        }
         let call = format!(".{}()", &m[1]);
         assert!(
             known.contains(&call.as_str()),

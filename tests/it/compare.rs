@@ -129,6 +129,18 @@ fn two_sets_of_replies_are_compared_pair_by_pair_and_gated() {
         md.contains("GATE FAILED") && md.contains("| safety |"),
         "{md}"
     );
+    let page = std::fs::read_to_string(s2["index"].as_str().unwrap()).unwrap();
+    assert!(page.contains("gate failed") && page.contains("<code>safety.delta &gt;= 0.5</code>"));
+    assert_eq!(
+        page.matches(r#"<circle class="point""#).count(),
+        4,
+        "one per metric"
+    );
+    assert!(!page.contains("src=\"http") && !page.contains("<link"));
+    assert!(
+        md.contains("GATE FAILED") && md.contains("| safety |"),
+        "{md}"
+    );
 
     // A prompt only the candidate answered and a broken line: counted and named.
     let dir = tempfile::tempdir().unwrap();
