@@ -95,6 +95,9 @@ enum Command {
 
 #[derive(Args)]
 struct StubArgs {
+    /// Pairwise judgments always prefer the reply shown first (a judge with position bias).
+    #[arg(long)]
+    prefer_first: bool,
     /// Address to listen on; port 0 picks a free one. The bound address is printed on stdout.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: String,
@@ -320,6 +323,10 @@ struct CompareArgs {
     /// `offline`, `bedrock:<model-id>` or `openai:<model>@<url>`; overrides `[judge]`.
     #[arg(long)]
     judge: Option<String>,
+    /// Also ask the judge which reply is better, in both orders, with this pairwise rubric
+    /// (`--pairwise` alone: `pairwise.toml` beside the rubric).
+    #[arg(long, num_args = 0..=1)]
+    pairwise: Option<Option<PathBuf>>,
 }
 
 #[derive(Args)]
@@ -612,7 +619,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let ctx = Ctx::new(config, today)
                 .await
                 .with_progress(progress_mode(cli.log_format));
+            let pairwise = match &args.pairwise {
+                None => None,
+                Some(None) => Some(rubric::load(
+                    &path
+                        .parent()
+                        .unwrap_or(std::path::Path::new(""))
+                        .join("pairwise.toml"),
+                )?),
+                Some(Some(p)) => Some(rubric::load(p)?),
+            };
             let job = CompareJob {
+                pairwise,
                 baseline: args.baseline_file.clone(),
                 candidate: args.candidate_file.clone(),
                 rubric: rubric::load(&path)?,
@@ -800,6 +818,19 @@ fn log_compare(s: &CompareSummary) {
     );
     for line in &s.rejected_lines {
         tracing::warn!("compare: skipped {line}");
+    }
+    if let Some(p) = &s.pairwise {
+        tracing::info!(
+            "compare: pairwise (both orders): {} wins, {} ties, {} losses; win rate {:.3} [{:.3}, {:.3}], length-controlled {:.3}, position inconsistency {:.1}%",
+            p.wins,
+            p.ties,
+            p.losses,
+            p.win_rate,
+            p.win_rate_lower,
+            p.win_rate_upper,
+            p.length_controlled_win_rate,
+            100.0 * p.position_inconsistency
+        );
     }
     for (metric, p) in &s.pointwise {
         tracing::info!(
@@ -1077,6 +1108,7 @@ async fn judge_stub(args: &StubArgs) -> anyhow::Result<u8> {
         max_rps: args.max_rps,
         max_consecutive_faults: args.max_consecutive_faults,
         seed: args.seed,
+        prefer_first: args.prefer_first,
     });
     let (addr, _task) = stub
         .start(&args.listen)

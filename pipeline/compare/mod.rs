@@ -13,12 +13,14 @@
 //!
 //! Judging goes through the score stage ([`crate::score::score`]): the same rubric, pinned judge,
 //! cache, budget, pacing and retries as the nightly job. [`figures`] computes, [`gate`] decides.
-//! Pairwise judging in both orders and warehouse inputs are the rest of issue 6.
+//! `--pairwise` also judges every pair in both orders ([`pairwise`]). Warehouse inputs (two
+//! models of the captures) are the rest of issue 6.
 
 pub mod figures;
 pub mod gate;
 pub mod html;
 pub mod input;
+pub mod pairwise;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -52,6 +54,8 @@ pub enum CompareError {
         "no prompt is in both files ({baseline} baseline, {candidate} candidate records): nothing to compare"
     )]
     NoPairs { baseline: usize, candidate: usize },
+    #[error("cannot set up the judge: {0}")]
+    Judge(String),
     #[error("cannot write `{what}`: {message}")]
     Write { what: String, message: String },
 }
@@ -67,6 +71,8 @@ pub struct CompareJob {
     pub compression: Compression,
     pub gates: Vec<Gate>,
     pub progress: ProgressMode,
+    /// Also judge every pair in both orders against this (pairwise) rubric.
+    pub pairwise: Option<Rubric>,
 }
 
 /// Bootstrap resamples and seed of the paired intervals (fixed: a comparison is reproducible).
@@ -99,6 +105,9 @@ pub struct CompareSummary {
     pub unscored_pairs: usize,
     /// Per dimension and `composite`.
     pub pointwise: BTreeMap<String, Pointwise>,
+    /// With `--pairwise`: win/tie/loss in both orders.
+    pub pairwise: Option<figures::Pairwise>,
+    pub pairwise_run: Option<pairwise::PairwiseRun>,
     pub baseline_side: Operational,
     pub candidate_side: Operational,
     /// Every figure a gate can name, `<group>.<name>`.
@@ -325,7 +334,31 @@ pub async fn compare(
         operational(&baseline.records),
         operational(&candidate.records),
     );
-    let mut named = figures::named(&pointwise, None);
+    // Pairwise, both orders, on every matched prompt.
+    let (pairwise_figures, pairwise_run) = match &job.pairwise {
+        Some(rubric) => {
+            let items: Vec<pairwise::Item> = matched
+                .iter()
+                .map(|k| pairwise::Item {
+                    prompt: baseline.records[k].prompt.clone(),
+                    baseline: baseline.records[k].response.clone(),
+                    candidate: candidate.records[k].response.clone(),
+                })
+                .collect();
+            let left = job
+                .budget_usd
+                .map(|b| (b - scored.cost_usd.unwrap_or(0.0)).max(0.0));
+            let run = pairwise::judge_both_orders(&scratch, rubric, &job.judge, aws, &items, left)
+                .await?;
+            let lengths: Vec<f64> = items
+                .iter()
+                .map(|i| i.candidate.chars().count() as f64 - i.baseline.chars().count() as f64)
+                .collect();
+            (Some(figures::pairwise(&run.outcomes, &lengths)), Some(run))
+        }
+        None => (None, None),
+    };
+    let mut named = figures::named(&pointwise, pairwise_figures.as_ref());
     let pair = |b: Option<f64>, c: Option<f64>| match (b, c) {
         (Some(b), Some(c)) => (Some(c - b), (b != 0.0).then(|| c / b)),
         _ => (None, None),
@@ -368,13 +401,18 @@ pub async fn compare(
         duplicate_prompts: baseline.duplicates + candidate.duplicates,
         unscored_pairs: matched.len() - pairs.len(),
         pointwise,
+        pairwise: pairwise_figures,
+        judge_calls: scored.calls + pairwise_run.as_ref().map_or(0, |r| r.calls),
+        judge_cost_usd: match (scored.cost_usd, &pairwise_run) {
+            (Some(a), Some(r)) => Some(a + r.cost_usd),
+            (a, _) => a,
+        },
+        pairwise_run,
         baseline_side: ob,
         candidate_side: oc,
         figures: named,
         gates: verdicts,
         passed,
-        judge_calls: scored.calls,
-        judge_cost_usd: scored.cost_usd,
         index: warehouse.uri(&format!("{folder}/index.html")),
         summary_json: warehouse.uri(&format!("{folder}/summary.json")),
         summary_md: warehouse.uri(&format!("{folder}/summary.md")),
@@ -470,6 +508,21 @@ pub fn markdown(s: &CompareSummary) -> String {
             p.ci_high,
             p.p_value,
             100.0 * p.worse_share
+        ));
+    }
+    if let Some(p) = &s.pairwise {
+        out.push_str(&format!(
+            "\nPairwise, both orders: candidate wins {}, ties {}, loses {} of {}; win rate {:.3} \
+             (95% {:.3}-{:.3}), length-controlled {:.3}; position inconsistency {:.1}%.\n",
+            p.wins,
+            p.ties,
+            p.losses,
+            p.n,
+            p.win_rate,
+            p.win_rate_lower,
+            p.win_rate_upper,
+            p.length_controlled_win_rate,
+            100.0 * p.position_inconsistency
         ));
     }
     out.push('\n');

@@ -49,6 +49,36 @@ pub fn judge(rubric: &Rubric, prompt: &str, response: &str) -> Result<Vec<Judgme
         .collect()
 }
 
+/// A pairwise preference on the `pairwise` rubric's 1..5 scale (1: A clearly better, 3: equal,
+/// 5: B clearly better) from the mean of this scorer's signals for each reply. The same pair in
+/// the other order gets the mirrored level: this scorer has no position bias.
+pub fn preference(prompt: &str, a: &str, b: &str) -> (u32, String) {
+    let quality = |response: &str| {
+        let signals: Vec<f64> = ["safety", "relevance", "professional_tone"]
+            .iter()
+            .filter_map(|d| signal(d, prompt, response).map(|(s, _)| s))
+            .collect();
+        signals.iter().sum::<f64>() / signals.len().max(1) as f64
+    };
+    let (qa, qb) = (quality(a), quality(b));
+    let diff = qa - qb;
+    let level = if diff > 0.15 {
+        1
+    } else if diff > 0.05 {
+        2
+    } else if diff >= -0.05 {
+        3
+    } else if diff >= -0.15 {
+        4
+    } else {
+        5
+    };
+    (
+        level,
+        format!("offline signals: reply A {qa:.2}, reply B {qb:.2}"),
+    )
+}
+
 /// The scorer's 0..1 signal and rationale for one dimension it knows, by name.
 pub fn signal(dimension: &str, prompt: &str, response: &str) -> Option<(f64, String)> {
     match dimension {

@@ -113,7 +113,7 @@ fn tool_schema(rubric: &Rubric) -> Value {
 /// Escapes the tags that delimit judged text, so the text cannot close its own tag.
 fn escape_tags(text: &str) -> String {
     let mut out = text.to_string();
-    for tag in ["prompt", "response"] {
+    for tag in ["prompt", "response", "response_a", "response_b"] {
         for (from, to) in [
             (format!("</{tag}>"), format!("&lt;/{tag}&gt;")),
             (format!("<{tag}>"), format!("&lt;{tag}&gt;")),
@@ -132,6 +132,24 @@ pub fn user_text(prompt: &str, response: &str, repair: Option<&str>) -> String {
         "<prompt>\n{}\n</prompt>\n<response>\n{}\n</response>\n\nGrade the response. Call `{TOOL_NAME}`.",
         escape_tags(prompt),
         escape_tags(response)
+    );
+    if let Some(problem) = repair {
+        text.push_str(&format!(
+            "\n\nYour previous answer could not be used: {problem}. Call `{TOOL_NAME}` again with \
+             every dimension, each with a `rationale` string and a `score` from its allowed levels."
+        ));
+    }
+    text
+}
+
+/// The user message for one pairwise judgment: the two replies in the order shown.
+pub fn pairwise_user_text(prompt: &str, a: &str, b: &str, repair: Option<&str>) -> String {
+    let mut text = format!(
+        "<prompt>\n{}\n</prompt>\n<response_a>\n{}\n</response_a>\n<response_b>\n{}\n</response_b>\n\n\
+         Compare the two responses. Call `{TOOL_NAME}`.",
+        escape_tags(prompt),
+        escape_tags(a),
+        escape_tags(b)
     );
     if let Some(problem) = repair {
         text.push_str(&format!(

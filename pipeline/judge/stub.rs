@@ -38,6 +38,9 @@ pub struct StubConfig {
     pub max_rps: Option<f64>,
     pub max_consecutive_faults: u32,
     pub seed: u64,
+    /// Pairwise judgments: always prefer the reply shown first (a judge with position bias)
+    /// instead of the offline scorer's order-independent preference.
+    pub prefer_first: bool,
 }
 
 impl Default for StubConfig {
@@ -50,6 +53,7 @@ impl Default for StubConfig {
             max_rps: None,
             max_consecutive_faults: 3,
             seed: 1,
+            prefer_first: false,
         }
     }
 }
@@ -255,7 +259,27 @@ impl Stub {
             book.stats.answered += 1;
             first
         };
-        let mut input = scores(&schema, &prompt, &response);
+        let mut input = if user.contains("<response_a>") {
+            let a = between(&user, "<response_a>\n", "\n</response_a>");
+            let b = between(&user, "<response_b>\n", "\n</response_b>");
+            let (level, rationale) = if self.config.prefer_first {
+                (1, "the first reply is better".to_string())
+            } else {
+                offline::preference(&prompt, &a, &b)
+            };
+            let mut map = serde_json::Map::new();
+            if let Some(properties) = schema["properties"].as_object() {
+                for name in properties.keys() {
+                    map.insert(
+                        name.clone(),
+                        json!({"rationale": rationale, "score": level}),
+                    );
+                }
+            }
+            Value::Object(map)
+        } else {
+            scores(&schema, &prompt, &response)
+        };
         let mut text_only = None;
         if response.contains("[stub:malformed]")
             || (response.contains("[stub:malformed-once]") && first_answer)
@@ -436,6 +460,10 @@ fn between(text: &str, open: &str, close: &str) -> String {
         .replace("&lt;prompt&gt;", "<prompt>")
         .replace("&lt;/response&gt;", "</response>")
         .replace("&lt;response&gt;", "<response>")
+        .replace("&lt;/response_a&gt;", "</response_a>")
+        .replace("&lt;response_a&gt;", "<response_a>")
+        .replace("&lt;/response_b&gt;", "</response_b>")
+        .replace("&lt;response_b&gt;", "<response_b>")
 }
 
 fn next_random(state: &mut u64) -> f64 {

@@ -244,6 +244,18 @@ pub struct PairOutcome {
 
 /// Judges one pair: a call, and one repair call if the answer does not validate.
 pub async fn judge_pair(engine: &Engine, prompt: &str, response: &str) -> PairOutcome {
+    judge_text(engine, &|repair| {
+        protocol::user_text(prompt, response, repair)
+    })
+    .await
+}
+
+/// Judges one user message built by `make` (given what was wrong with a first answer, for the
+/// repair): a call, and one repair call if the answer does not validate against the rubric.
+pub async fn judge_text(
+    engine: &Engine,
+    make: &(dyn Fn(Option<&str>) -> String + Sync),
+) -> PairOutcome {
     let mut outcome = PairOutcome {
         result: Err(String::new()),
         input_tokens: 0,
@@ -256,7 +268,7 @@ pub async fn judge_pair(engine: &Engine, prompt: &str, response: &str) -> PairOu
     };
     let mut problem: Option<String> = None;
     for round in 0..2 {
-        let user = protocol::user_text(prompt, response, problem.as_deref());
+        let user = make(problem.as_deref());
         let estimate = prompting.estimate_input_tokens(&user)
             + protocol::estimate_output_tokens(&engine.rubric);
         let (reply, latency) = match call_with_retries(engine, &user, estimate).await {

@@ -2,7 +2,9 @@
 //! the reply people judged less harmful, and with the other one), judged through the real OpenAI
 //! client by the judge stub: every pair judged once per side, a re-run pays for nothing, the
 //! figures match the per-prompt table, gates pass and fail with a line each (exit 3), unmatched
-//! prompts and bad lines are counted and named, an unknown figure is a usage error.
+//! prompts and bad lines are counted and named, an unknown figure is a usage error. Pairwise, in
+//! both orders: a consistent judge shows no position inconsistency, a judge that always prefers
+//! the first reply yields 100% inconsistency and a tie, never a fake win.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +21,16 @@ fn compare(
     judge: &str,
     candidate: &Path,
     gates: &[&str],
+) -> std::process::Output {
+    compare_with(warehouse, judge, candidate, gates, &[])
+}
+
+fn compare_with(
+    warehouse: &Path,
+    judge: &str,
+    candidate: &Path,
+    gates: &[&str],
+    extra: &[&str],
 ) -> std::process::Output {
     // The stub answers at once: pace the judge for it, not for a real account's quota.
     let config = warehouse.join("evalwatch.toml");
@@ -45,6 +57,7 @@ fn compare(
     for g in gates {
         cmd.args(["--gate", g]);
     }
+    cmd.args(extra);
     run(&mut cmd)
 }
 
@@ -182,4 +195,50 @@ fn two_sets_of_replies_are_compared_pair_by_pair_and_gated() {
     assert!(
         stderr(&bad).contains("no figure `tone.delta`") && stderr(&bad).contains("safety.delta")
     );
+}
+
+#[test]
+fn pairwise_judging_in_both_orders_exposes_a_judge_with_position_bias() {
+    let server = judge_server(StubConfig::default());
+    let judge = format!("openai:judge-7b@{}/v1", server.url);
+    let wh = tempfile::tempdir().unwrap();
+    let candidate = fixture("candidate.jsonl");
+    let out = compare_with(wh.path(), &judge, &candidate, &[], &["--pairwise"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = stage_summary(&out, "compare");
+    let p = &s["pairwise"];
+    assert_eq!(count(p, "n"), 160);
+    assert_eq!(
+        count(p, "wins") + count(p, "ties") + count(p, "losses"),
+        160
+    );
+    assert_eq!(p["position_inconsistency"], 0.0, "{p}");
+    // 2 x 160 pointwise judgments and 2 x 160 pairwise ones, each once.
+    assert_eq!(count(&s, "judge_calls"), 640);
+    assert_eq!(server.stub.stats().requests, 640);
+    let again = compare_with(wh.path(), &judge, &candidate, &[], &["--pairwise"]);
+    assert_eq!(count(&stage_summary(&again, "compare"), "judge_calls"), 0);
+    assert_eq!(stage_summary(&again, "compare")["pairwise"], *p);
+
+    // A judge that always prefers the reply it sees first.
+    let biased = judge_server(StubConfig {
+        prefer_first: true,
+        ..StubConfig::default()
+    });
+    let judge = format!("openai:judge-7b@{}/v1", biased.url);
+    let wh = tempfile::tempdir().unwrap();
+    let out = compare_with(
+        wh.path(),
+        &judge,
+        &candidate,
+        &["pairwise.win_rate_lower >= 0.5"],
+        &["--pairwise"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let p = &stage_summary(&out, "compare")["pairwise"];
+    assert_eq!(count(p, "inconsistent"), 160);
+    assert_eq!(p["position_inconsistency"], 1.0);
+    assert_eq!((count(p, "wins"), count(p, "losses")), (0, 0));
+    assert_eq!(p["win_rate"], 0.5);
+    assert!(stderr(&out).contains("GATE FAILED: pairwise.win_rate_lower >= 0.5"));
 }
