@@ -1109,6 +1109,7 @@ async fn judge_stub(args: &StubArgs) -> anyhow::Result<u8> {
         max_consecutive_faults: args.max_consecutive_faults,
         seed: args.seed,
         prefer_first: args.prefer_first,
+        verdicts: None,
     });
     let (addr, _task) = stub
         .start(&args.listen)

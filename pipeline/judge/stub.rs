@@ -41,6 +41,14 @@ pub struct StubConfig {
     /// Pairwise judgments: always prefer the reply shown first (a judge with position bias)
     /// instead of the offline scorer's order-independent preference.
     pub prefer_first: bool,
+    /// Pairwise judgments: scripted levels by [`verdict_key`] of (prompt, reply A, reply B), e.g.
+    /// a recorded judge's verdicts; a pair without one is a tie.
+    pub verdicts: Option<std::sync::Arc<std::collections::HashMap<String, u32>>>,
+}
+
+/// The key of a scripted pairwise verdict: the prompt and the two replies in the order shown.
+pub fn verdict_key(prompt: &str, a: &str, b: &str) -> String {
+    sha256_hex(format!("{prompt}\0{a}\0{b}").as_bytes())
 }
 
 impl Default for StubConfig {
@@ -54,6 +62,7 @@ impl Default for StubConfig {
             max_consecutive_faults: 3,
             seed: 1,
             prefer_first: false,
+            verdicts: None,
         }
     }
 }
@@ -262,7 +271,12 @@ impl Stub {
         let mut input = if user.contains("<response_a>") {
             let a = between(&user, "<response_a>\n", "\n</response_a>");
             let b = between(&user, "<response_b>\n", "\n</response_b>");
-            let (level, rationale) = if self.config.prefer_first {
+            let (level, rationale) = if let Some(verdicts) = &self.config.verdicts {
+                match verdicts.get(&verdict_key(&prompt, &a, &b)) {
+                    Some(level) => (*level, "scripted verdict".to_string()),
+                    None => (3, "no scripted verdict: a tie".to_string()),
+                }
+            } else if self.config.prefer_first {
                 (1, "the first reply is better".to_string())
             } else {
                 offline::preference(&prompt, &a, &b)

@@ -242,3 +242,127 @@ fn pairwise_judging_in_both_orders_exposes_a_judge_with_position_bias() {
     assert_eq!(p["win_rate"], 0.5);
     assert!(stderr(&out).contains("GATE FAILED: pairwise.win_rate_lower >= 0.5"));
 }
+
+/// AlpacaEval (GPT-4 annotator) win rates against text_davinci_003, reproduced by replaying the
+/// recorded GPT-4 verdicts through the stub as a scripted pairwise judge, in both orders. Uses
+/// `../shared/datasets/real/alpaca_eval` (CC-BY-NC: read here, never committed); skipped with a
+/// message where that folder is absent.
+#[test]
+fn alpaca_eval_win_rates_are_reproduced_from_the_recorded_gpt4_verdicts() {
+    let root = repo_root().join("../shared/datasets/real/alpaca_eval");
+    let board =
+        root.join("src/alpaca_eval/leaderboards/data_AlpacaEval/alpaca_eval_gpt4_leaderboard.csv");
+    if !board.exists() {
+        eprintln!(
+            "SKIPPED alpaca_eval_win_rates_are_reproduced_from_the_recorded_gpt4_verdicts: {} is absent",
+            root.display()
+        );
+        return;
+    }
+    // The leaderboard's win rates (percent).
+    let mut official: std::collections::BTreeMap<String, f64> = Default::default();
+    for line in std::fs::read_to_string(&board).unwrap().lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        if let (Some(name), Some(rate)) =
+            (fields.first(), fields.get(1).and_then(|r| r.parse().ok()))
+        {
+            official.insert(name.to_string(), rate);
+        }
+    }
+    // Every model's annotations: the verdicts, in both orders, and the two sides' files.
+    let dir = tempfile::tempdir().unwrap();
+    let mut verdicts = std::collections::HashMap::new();
+    let mut models = Vec::new();
+    for entry in std::fs::read_dir(root.join("results")).unwrap() {
+        let model = entry.unwrap().file_name().to_string_lossy().to_string();
+        let path = root
+            .join("results")
+            .join(&model)
+            .join("alpaca_eval_gpt4/annotations.json");
+        if model == "text_davinci_003" || !path.exists() || !official.contains_key(&model) {
+            continue;
+        }
+        let rows: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let (mut base, mut cand) = (String::new(), String::new());
+        for r in &rows {
+            let (Some(instruction), Some(o1), Some(o2)) = (
+                r["instruction"].as_str(),
+                r["output_1"].as_str(),
+                r["output_2"].as_str(),
+            ) else {
+                continue;
+            };
+            // preference 1: output_1 (the baseline) better, 2: output_2 better, else a tie.
+            let p = r["preference"]
+                .as_f64()
+                .or_else(|| r["preference"].as_str()?.parse().ok());
+            let (ab, ba) = match p {
+                Some(x) if x == 1.0 => (1, 5),
+                Some(x) if x == 2.0 => (5, 1),
+                _ => (3, 3),
+            };
+            verdicts.insert(evalwatch::judge::stub::verdict_key(instruction, o1, o2), ab);
+            verdicts.insert(evalwatch::judge::stub::verdict_key(instruction, o2, o1), ba);
+            let line = |out: &str| {
+                serde_json::json!({"instruction": instruction, "output": out}).to_string() + "\n"
+            };
+            base.push_str(&line(o1));
+            cand.push_str(&line(o2));
+        }
+        std::fs::write(dir.path().join(format!("{model}.baseline.jsonl")), base).unwrap();
+        std::fs::write(dir.path().join(format!("{model}.candidate.jsonl")), cand).unwrap();
+        models.push(model);
+    }
+    assert!(models.len() >= 8, "{models:?}");
+    let server = judge_server(StubConfig {
+        verdicts: Some(std::sync::Arc::new(verdicts)),
+        ..StubConfig::default()
+    });
+    let judge = format!("openai:gpt4-verdicts@{}/v1", server.url);
+    let mut ours: Vec<(String, f64)> = Vec::new();
+    for model in &models {
+        let wh = dir.path().join(format!("wh-{model}"));
+        std::fs::create_dir_all(&wh).unwrap();
+        let mut cmd = evalwatch();
+        let config = wh.join("evalwatch.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[warehouse]\npath = {:?}\n[score]\nrubric = {:?}\n[judge]\nconcurrency = 32\n\
+                 requests-per-minute = 600000\ntokens-per-minute = 1000000000\n",
+                wh.display().to_string(),
+                repo_root()
+                    .join("rubrics/quality.toml")
+                    .display()
+                    .to_string()
+            ),
+        )
+        .unwrap();
+        cmd.arg("--config")
+            .arg(&config)
+            .args(["compare", "--judge", &judge, "--pairwise"]);
+        cmd.arg("--baseline-file")
+            .arg(dir.path().join(format!("{model}.baseline.jsonl")))
+            .arg("--candidate-file")
+            .arg(dir.path().join(format!("{model}.candidate.jsonl")));
+        let out = run(&mut cmd);
+        assert_eq!(out.status.code(), Some(0), "{model}: {}", stderr(&out));
+        let p = &stage_summary(&out, "compare")["pairwise"];
+        assert_eq!(p["position_inconsistency"], 0.0, "{model}");
+        let rate = 100.0 * p["win_rate"].as_f64().unwrap();
+        let want = official[model];
+        assert!(
+            (rate - want).abs() <= 0.5,
+            "{model}: {rate:.2} vs the leaderboard's {want:.2}"
+        );
+        ours.push((model.clone(), rate));
+    }
+    // Ordered as the leaderboard orders them.
+    let mut by_ours = ours.clone();
+    by_ours.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut by_board = ours.clone();
+    by_board.sort_by(|a, b| official[&b.0].total_cmp(&official[&a.0]));
+    let names = |v: &[(String, f64)]| v.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&by_ours), names(&by_board));
+}
