@@ -298,8 +298,8 @@ fn alpaca_eval_win_rates_are_reproduced_from_the_recorded_gpt4_verdicts() {
                 .as_f64()
                 .or_else(|| r["preference"].as_str()?.parse().ok());
             let (ab, ba) = match p {
-                Some(x) if x == 1.0 => (1, 5),
-                Some(x) if x == 2.0 => (5, 1),
+                Some(1.0) => (1, 5),
+                Some(2.0) => (5, 1),
                 _ => (3, 3),
             };
             verdicts.insert(evalwatch::judge::stub::verdict_key(instruction, o1, o2), ab);
