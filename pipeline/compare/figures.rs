@@ -10,6 +10,10 @@ use serde::Serialize;
 
 use crate::analyse::stats;
 
+/// Above this many pairs the interval of the mean difference is the normal one, not the
+/// bootstrap's.
+pub const BOOTSTRAP_MAX: usize = 20_000;
+
 /// Pointwise figures of one metric over matched pairs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Pointwise {
@@ -36,7 +40,15 @@ pub fn pointwise(baseline: &[f64], candidate: &[f64], resamples: usize, seed: u6
         .filter(|d| d.is_finite())
         .collect();
     let n = diffs.len();
-    let (delta, ci_low, ci_high) = stats::paired_bootstrap(&diffs, resamples, seed, 0.95);
+    // The bootstrap costs n x resamples draws; past BOOTSTRAP_MAX pairs the mean is normal to
+    // well within the bootstrap's own noise, so the normal interval is used.
+    let (delta, ci_low, ci_high) = if n <= BOOTSTRAP_MAX {
+        stats::paired_bootstrap(&diffs, resamples, seed, 0.95)
+    } else {
+        let mean = stats::mean(&diffs);
+        let half = 1.959_963_984_540_054 * (stats::variance(&diffs) / n as f64).sqrt();
+        (mean, mean - half, mean + half)
+    };
     let (_, p_value) = stats::wilcoxon_signed_rank(&diffs);
     let share = |f: fn(f64) -> bool| {
         if n == 0 {

@@ -116,6 +116,9 @@ pub struct CompareSummary {
     pub passed: bool,
     pub judge_calls: u64,
     pub judge_cost_usd: Option<f64>,
+    /// Time spent judging (both stages) and computing the figures.
+    pub judge_seconds: f64,
+    pub figures_seconds: f64,
     pub index: String,
     pub summary_json: String,
     pub summary_md: String,
@@ -214,6 +217,7 @@ pub async fn compare(
     }
 
     // Judge both with the score stage: every pair (no sampling), the configured budget.
+    let judging = std::time::Instant::now();
     let scored: ScoreSummary = score(
         ScoreJob {
             rubric: job.rubric.clone(),
@@ -294,6 +298,8 @@ pub async fn compare(
         .iter()
         .filter(|k| per_side[0].contains_key(*k) && per_side[1].contains_key(*k))
         .collect();
+    let mut judge_seconds = judging.elapsed().as_secs_f64();
+    let computing = std::time::Instant::now();
     let mut metrics: Vec<String> = job
         .rubric
         .dimensions
@@ -334,6 +340,7 @@ pub async fn compare(
         operational(&baseline.records),
         operational(&candidate.records),
     );
+    let mut figures_seconds = computing.elapsed().as_secs_f64();
     // Pairwise, both orders, on every matched prompt.
     let (pairwise_figures, pairwise_run) = match &job.pairwise {
         Some(rubric) => {
@@ -348,13 +355,18 @@ pub async fn compare(
             let left = job
                 .budget_usd
                 .map(|b| (b - scored.cost_usd.unwrap_or(0.0)).max(0.0));
+            let judging = std::time::Instant::now();
             let run = pairwise::judge_both_orders(&scratch, rubric, &job.judge, aws, &items, left)
                 .await?;
+            judge_seconds += judging.elapsed().as_secs_f64();
+            let computing = std::time::Instant::now();
             let lengths: Vec<f64> = items
                 .iter()
                 .map(|i| i.candidate.chars().count() as f64 - i.baseline.chars().count() as f64)
                 .collect();
-            (Some(figures::pairwise(&run.outcomes, &lengths)), Some(run))
+            let figures = figures::pairwise(&run.outcomes, &lengths);
+            figures_seconds += computing.elapsed().as_secs_f64();
+            (Some(figures), Some(run))
         }
         None => (None, None),
     };
@@ -408,6 +420,8 @@ pub async fn compare(
             (a, _) => a,
         },
         pairwise_run,
+        judge_seconds,
+        figures_seconds,
         baseline_side: ob,
         candidate_side: oc,
         figures: named,
