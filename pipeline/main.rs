@@ -11,7 +11,7 @@ use chrono::{NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use evalwatch::analyse::{AnalyseJob, AnalyseSummary, analyse};
-use evalwatch::compare::{CompareJob, CompareSummary, compare};
+use evalwatch::compare::{CompareJob, CompareSummary, Sides, compare};
 use evalwatch::config::{self, ConfigError, DateRange, JudgeKind, Location, Sink, WindowSpec};
 use evalwatch::context::Ctx;
 use evalwatch::ingest::{IngestJob, IngestSummary, ingest};
@@ -308,11 +308,20 @@ struct ReportArgs {
 struct CompareArgs {
     /// The baseline's replies: JSON lines or Parquet with `prompt` (or `instruction`) and
     /// `response` (or `output`), optionally `id`, `latency_ms`, `cost_usd`.
-    #[arg(long)]
-    baseline_file: PathBuf,
+    #[arg(long, requires = "candidate_file", conflicts_with_all = ["baseline", "candidate"])]
+    baseline_file: Option<PathBuf>,
     /// The candidate's replies to the same prompts, in the same form.
-    #[arg(long)]
-    candidate_file: PathBuf,
+    #[arg(long, requires = "baseline_file")]
+    candidate_file: Option<PathBuf>,
+    /// The baseline model (inference component) of the warehouse's captures.
+    #[arg(long, requires = "candidate")]
+    baseline: Option<String>,
+    /// The candidate model whose captures answer the same prompts (a shadow variant).
+    #[arg(long, requires = "baseline")]
+    candidate: Option<String>,
+    /// With --baseline/--candidate: the capture days (default: the configured window).
+    #[command(flatten)]
+    window: WindowArgs,
     /// A release gate, `<figure> <op> <number>` (repeatable), e.g. "composite.delta >= -0.02";
     /// added to `[compare] gates`.
     #[arg(long = "gate")]
@@ -629,10 +638,35 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 )?),
                 Some(Some(p)) => Some(rubric::load(p)?),
             };
+            let window = window_flags(&args.window)?;
+            let sides = match (
+                &args.baseline_file,
+                &args.candidate_file,
+                &args.baseline,
+                &args.candidate,
+            ) {
+                (Some(b), Some(c), _, _) => Sides::Files {
+                    baseline: b.clone(),
+                    candidate: c.clone(),
+                },
+                (_, _, Some(b), Some(c)) => Sides::Models {
+                    baseline: b.clone(),
+                    candidate: c.clone(),
+                    window: window.unwrap_or_else(|| ctx.window()),
+                },
+                _ => {
+                    return Err(usage(
+                        "compare needs two sides".to_string(),
+                        Some(
+                            "--baseline-file F --candidate-file F, or --baseline MODEL --candidate MODEL"
+                                .into(),
+                        ),
+                    ));
+                }
+            };
             let job = CompareJob {
                 pairwise,
-                baseline: args.baseline_file.clone(),
-                candidate: args.candidate_file.clone(),
+                sides,
                 rubric: rubric::load(&path)?,
                 judge: ctx.config.judge.clone(),
                 budget_usd: ctx.config.budget_usd,

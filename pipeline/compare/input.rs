@@ -13,6 +13,13 @@ use crate::util::sha256_hex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
+    #[error(transparent)]
+    Warehouse(#[from] crate::warehouse::WarehouseError),
+    #[error(
+        "model `{model}` has no captures in {window}; hint: `evalwatch ingest` first, or check \
+         the name (models are the `model=` folders of `captures/`)"
+    )]
+    NoCaptures { model: String, window: String },
     #[error("cannot read `{path}`: {message}")]
     Read { path: PathBuf, message: String },
     #[error(
@@ -175,6 +182,70 @@ pub fn read(path: &Path) -> Result<Side, InputError> {
         return Err(InputError::Empty {
             path: path.to_path_buf(),
             bad: side.rejected.len(),
+        });
+    }
+    Ok(side)
+}
+
+/// One side from the warehouse: the captures of `model` on the days of `window` (a prompt asked
+/// more than once counts once, its first capture).
+pub async fn from_warehouse(
+    warehouse: &crate::warehouse::Warehouse,
+    model: &str,
+    window: crate::config::DateRange,
+) -> Result<Side, InputError> {
+    let prefix = format!("captures/model={}/", crate::util::partition_value(model));
+    let mut side = Side::default();
+    for key in warehouse.list(&prefix).await? {
+        let Some(part) = crate::table::PartKey::parse(&key) else {
+            continue;
+        };
+        if !part.date().is_some_and(|d| window.contains(d)) {
+            continue;
+        }
+        let Some(bytes) = warehouse.get(&key).await? else {
+            continue;
+        };
+        let fail = |e: PolarsError| InputError::Read {
+            path: PathBuf::from(warehouse.uri(&key)),
+            message: e.to_string(),
+        };
+        let df = crate::table::read_part(
+            bytes,
+            &part,
+            &[
+                ("request_id", DataType::String),
+                ("prompt", DataType::String),
+                ("response", DataType::String),
+                ("latency_ms", DataType::Float64),
+            ],
+        )
+        .map_err(fail)?;
+        let text = |n: &str| df.column(n).and_then(|c| c.str().cloned()).map_err(fail);
+        let (ids, prompts, responses) = (text("request_id")?, text("prompt")?, text("response")?);
+        let latency = df
+            .column("latency_ms")
+            .and_then(|c| c.f64().cloned())
+            .map_err(fail)?;
+        for i in 0..df.height() {
+            if let (Some(p), Some(r)) = (prompts.get(i), responses.get(i)) {
+                add(
+                    &mut side,
+                    Record {
+                        id: ids.get(i).map(str::to_string),
+                        prompt: p.to_string(),
+                        response: r.to_string(),
+                        latency_ms: latency.get(i),
+                        cost_usd: None,
+                    },
+                );
+            }
+        }
+    }
+    if side.records.is_empty() {
+        return Err(InputError::NoCaptures {
+            model: model.to_string(),
+            window: window.to_string(),
         });
     }
     Ok(side)

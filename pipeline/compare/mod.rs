@@ -1,7 +1,8 @@
 //! `evalwatch compare`: a candidate model against a baseline on the same prompts, with paired
 //! statistics and a release gate.
 //!
-//! Reads: two files of plain records ([`input`]), matched by prompt.
+//! Reads: two files of plain records, or the captures of two models ([`input`]), matched by
+//! prompt.
 //! Writes: `compare/<id>/` in the warehouse, a scratch warehouse of its own (both sides as
 //! `captures` of the models `baseline` and `candidate`, their `scores`, and the judge cache in its
 //! `state/`, so re-running the same comparison pays for nothing twice), and
@@ -13,8 +14,7 @@
 //!
 //! Judging goes through the score stage ([`crate::score::score`]): the same rubric, pinned judge,
 //! cache, budget, pacing and retries as the nightly job. [`figures`] computes, [`gate`] decides.
-//! `--pairwise` also judges every pair in both orders ([`pairwise`]). Warehouse inputs (two
-//! models of the captures) are the rest of issue 6.
+//! `--pairwise` also judges every pair in both orders ([`pairwise`]).
 
 pub mod figures;
 pub mod gate;
@@ -60,11 +60,27 @@ pub enum CompareError {
     Write { what: String, message: String },
 }
 
+/// Where the two sides' replies come from.
+#[derive(Debug, Clone)]
+pub enum Sides {
+    /// Two files of records.
+    Files {
+        baseline: PathBuf,
+        candidate: PathBuf,
+    },
+    /// Two models of the warehouse's captures (a shadow variant, two components that received
+    /// the same traffic), on the days of `window`.
+    Models {
+        baseline: String,
+        candidate: String,
+        window: crate::config::DateRange,
+    },
+}
+
 /// What to compare.
 #[derive(Debug, Clone)]
 pub struct CompareJob {
-    pub baseline: PathBuf,
-    pub candidate: PathBuf,
+    pub sides: Sides,
     pub rubric: Rubric,
     pub judge: JudgeSettings,
     pub budget_usd: Option<f64>,
@@ -133,8 +149,31 @@ pub async fn compare(
     warehouse: &Warehouse,
     aws: &AwsClients,
 ) -> Result<CompareSummary, CompareError> {
-    let baseline = input::read(&job.baseline)?;
-    let candidate = input::read(&job.candidate)?;
+    let (baseline, candidate, names) = match &job.sides {
+        Sides::Files {
+            baseline,
+            candidate,
+        } => (
+            input::read(baseline)?,
+            input::read(candidate)?,
+            (
+                baseline.display().to_string(),
+                candidate.display().to_string(),
+            ),
+        ),
+        Sides::Models {
+            baseline,
+            candidate,
+            window,
+        } => (
+            input::from_warehouse(warehouse, baseline, *window).await?,
+            input::from_warehouse(warehouse, candidate, *window).await?,
+            (
+                format!("model {baseline}, {window}"),
+                format!("model {candidate}, {window}"),
+            ),
+        ),
+    };
     let left: BTreeSet<&String> = baseline.records.keys().collect();
     let right: BTreeSet<&String> = candidate.records.keys().collect();
     let matched: Vec<String> = left.intersection(&right).map(|k| (*k).clone()).collect();
@@ -396,8 +435,8 @@ pub async fn compare(
     let folder = format!("reports/compare-{id}");
     let mut summary = CompareSummary {
         id: id.clone(),
-        baseline: job.baseline.display().to_string(),
-        candidate: job.candidate.display().to_string(),
+        baseline: names.0.clone(),
+        candidate: names.1.clone(),
         rubric: job.rubric.key(),
         judge: judge_id,
         matched: matched.len(),

@@ -366,3 +366,78 @@ fn alpaca_eval_win_rates_are_reproduced_from_the_recorded_gpt4_verdicts() {
     let names = |v: &[(String, f64)]| v.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>();
     assert_eq!(names(&by_ours), names(&by_board));
 }
+
+/// Two models of the warehouse that answered the same prompts (a shadow variant): ingested as
+/// plain records, compared by model name; the figures are those of the same replies compared
+/// as files.
+#[test]
+fn two_models_of_the_warehouse_compare_like_the_same_replies_in_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("capture");
+    std::fs::create_dir_all(&source).unwrap();
+    let mut lines = String::new();
+    for (file, model) in [("baseline.jsonl", "prod"), ("candidate.jsonl", "shadow")] {
+        for line in std::fs::read_to_string(fixture(file)).unwrap().lines() {
+            let r: serde_json::Value = serde_json::from_str(line).unwrap();
+            lines.push_str(
+                &serde_json::json!({
+                    "prompt": r["prompt"], "response": r["response"], "model": model,
+                    "timestamp": "2026-10-05T12:00:00Z", "latency_ms": r["latency_ms"],
+                })
+                .to_string(),
+            );
+            lines.push('\n');
+        }
+    }
+    std::fs::write(source.join("records.jsonl"), lines).unwrap();
+    let wh = dir.path().join("wh");
+    let ingest = run(evalwatch()
+        .arg("--warehouse")
+        .arg(&wh)
+        .args(["ingest", "--source"])
+        .arg(&source));
+    assert_eq!(ingest.status.code(), Some(0), "{}", stderr(&ingest));
+    let by_model = run(evalwatch().arg("--warehouse").arg(&wh).args([
+        "compare",
+        "--judge",
+        "offline",
+        "--baseline",
+        "prod",
+        "--candidate",
+        "shadow",
+        "--since",
+        "2026-10-05",
+        "--until",
+        "2026-10-05",
+    ]));
+    assert_eq!(by_model.status.code(), Some(0), "{}", stderr(&by_model));
+    let m = stage_summary(&by_model, "compare");
+    assert_eq!(count(&m, "matched"), 160);
+    assert!(m["baseline"].as_str().unwrap().contains("model prod"));
+    let by_file = run(evalwatch()
+        .arg("--warehouse")
+        .arg(dir.path().join("wh2"))
+        .args(["compare", "--judge", "offline", "--baseline-file"])
+        .arg(fixture("baseline.jsonl"))
+        .arg("--candidate-file")
+        .arg(fixture("candidate.jsonl")));
+    let f = stage_summary(&by_file, "compare");
+    assert_eq!(m["pointwise"], f["pointwise"]);
+    assert_eq!(m["figures"]["latency.ratio"], f["figures"]["latency.ratio"]);
+    // A model without captures in the window: a clear error.
+    let none = run(evalwatch().arg("--warehouse").arg(&wh).args([
+        "compare",
+        "--baseline",
+        "prod",
+        "--candidate",
+        "nope",
+        "--since",
+        "2026-10-05",
+    ]));
+    assert_eq!(none.status.code(), Some(1), "{}", stderr(&none));
+    assert!(
+        stderr(&none).contains("model `nope` has no captures"),
+        "{}",
+        stderr(&none)
+    );
+}
