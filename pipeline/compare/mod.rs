@@ -51,7 +51,7 @@ pub enum CompareError {
     #[error(transparent)]
     Gate(#[from] gate::GateError),
     #[error(
-        "no prompt is in both files ({baseline} baseline, {candidate} candidate records): nothing to compare"
+        "no prompt is in both sides ({baseline} baseline, {candidate} candidate records): nothing to compare"
     )]
     NoPairs { baseline: usize, candidate: usize },
     #[error("cannot set up the judge: {0}")]
@@ -375,10 +375,25 @@ pub async fn compare(
             cost_usd_mean: mean_of(&|r| r.cost_usd),
         }
     };
-    let (ob, oc) = (
+    let (mut ob, mut oc) = (
         operational(&baseline.records),
         operational(&candidate.records),
     );
+    // Models of the warehouse: the hardware cost per request from the analysed aggregates
+    // (telemetry x prices), when the records carry none.
+    if let Sides::Models {
+        baseline,
+        candidate,
+        window,
+    } = &job.sides
+    {
+        for (side, model) in [(&mut ob, baseline), (&mut oc, candidate)] {
+            if side.cost_usd_mean.is_none() {
+                side.cost_usd_mean =
+                    cost_per_request(warehouse, &job.rubric, &judge_id, model, *window).await?;
+            }
+        }
+    }
     let mut figures_seconds = computing.elapsed().as_secs_f64();
     // Pairwise, both orders, on every matched prompt.
     let (pairwise_figures, pairwise_run) = match &job.pairwise {
@@ -534,6 +549,61 @@ pub async fn compare(
         .await?;
     summary.rejected_lines.truncate(20);
     Ok(summary)
+}
+
+/// A model's hardware cost per request over `window`, from the daily aggregates the analyse
+/// stage wrote (cost over the endpoint's invocations, or over the captured requests without
+/// them); `None` without cost figures.
+async fn cost_per_request(
+    warehouse: &Warehouse,
+    rubric: &Rubric,
+    judge: &str,
+    model: &str,
+    window: crate::config::DateRange,
+) -> Result<Option<f64>, CompareError> {
+    let name = crate::analyse::part_name(rubric, judge, 1);
+    let (mut cost, mut requests) = (0.0, 0.0);
+    let mut day = window.since;
+    while day <= window.until {
+        let key = crate::analyse::aggregates_key(&name, day);
+        if let (Some(bytes), Some(part)) = (warehouse.get(&key).await?, PartKey::parse(&key)) {
+            let df = read_part(
+                bytes,
+                &part,
+                &[
+                    ("model", DataType::String),
+                    ("cost_usd", DataType::Float64),
+                    ("invocations", DataType::Float64),
+                    ("requests", DataType::Float64),
+                ],
+            )
+            .map_err(|e| CompareError::Write {
+                what: key.clone(),
+                message: e.to_string(),
+            })?;
+            let models = df.column("model").ok().and_then(|c| c.str().ok().cloned());
+            let number = |n: &str, i: usize| {
+                df.column(n)
+                    .ok()
+                    .and_then(|c| c.f64().ok().and_then(|v| v.get(i)))
+            };
+            for i in 0..df.height() {
+                if models.as_ref().and_then(|m| m.get(i)) != Some(model) {
+                    continue;
+                }
+                if let Some(c) = number("cost_usd", i) {
+                    cost += c;
+                    requests += number("invocations", i)
+                        .or_else(|| number("requests", i))
+                        .unwrap_or(0.0);
+                }
+            }
+        }
+        day = day
+            .succ_opt()
+            .unwrap_or(window.until + chrono::Days::new(1));
+    }
+    Ok((requests > 0.0).then(|| cost / requests))
 }
 
 /// The comparison in a few lines, for a ticket or a release note.

@@ -376,7 +376,7 @@ fn two_models_of_the_warehouse_compare_like_the_same_replies_in_files() {
     let source = dir.path().join("capture");
     std::fs::create_dir_all(&source).unwrap();
     let mut lines = String::new();
-    for (file, model) in [("baseline.jsonl", "prod"), ("candidate.jsonl", "shadow")] {
+    for (file, model) in [("baseline.jsonl", "chat-a"), ("candidate.jsonl", "chat-b")] {
         for line in std::fs::read_to_string(fixture(file)).unwrap().lines() {
             let r: serde_json::Value = serde_json::from_str(line).unwrap();
             lines.push_str(
@@ -397,14 +397,28 @@ fn two_models_of_the_warehouse_compare_like_the_same_replies_in_files() {
         .args(["ingest", "--source"])
         .arg(&source));
     assert_eq!(ingest.status.code(), Some(0), "{}", stderr(&ingest));
+    // The bundled sample's telemetry and prices, analysed: the hardware cost per request.
+    for args in [
+        &[
+            "telemetry",
+            "--since",
+            "2026-10-05",
+            "--until",
+            "2026-10-05",
+        ][..],
+        &["analyse", "--date", "2026-10-05"][..],
+    ] {
+        let out = run(evalwatch().arg("--warehouse").arg(&wh).args(args));
+        assert!(matches!(out.status.code(), Some(0 | 3)), "{}", stderr(&out));
+    }
     let by_model = run(evalwatch().arg("--warehouse").arg(&wh).args([
         "compare",
         "--judge",
         "offline",
         "--baseline",
-        "prod",
+        "chat-a",
         "--candidate",
-        "shadow",
+        "chat-b",
         "--since",
         "2026-10-05",
         "--until",
@@ -413,7 +427,12 @@ fn two_models_of_the_warehouse_compare_like_the_same_replies_in_files() {
     assert_eq!(by_model.status.code(), Some(0), "{}", stderr(&by_model));
     let m = stage_summary(&by_model, "compare");
     assert_eq!(count(&m, "matched"), 160);
-    assert!(m["baseline"].as_str().unwrap().contains("model prod"));
+    assert!(m["baseline"].as_str().unwrap().contains("model chat-a"));
+    // chat-b holds two GPUs for the traffic chat-a serves with one.
+    let cost = m["figures"]["cost.ratio"]
+        .as_f64()
+        .expect("a cost per request");
+    assert!(cost > 1.5, "{}", m["figures"]);
     let by_file = run(evalwatch()
         .arg("--warehouse")
         .arg(dir.path().join("wh2"))
@@ -424,11 +443,15 @@ fn two_models_of_the_warehouse_compare_like_the_same_replies_in_files() {
     let f = stage_summary(&by_file, "compare");
     assert_eq!(m["pointwise"], f["pointwise"]);
     assert_eq!(m["figures"]["latency.ratio"], f["figures"]["latency.ratio"]);
+    assert!(
+        f["figures"]["cost.ratio"].is_null(),
+        "the files carry no cost"
+    );
     // A model without captures in the window: a clear error.
     let none = run(evalwatch().arg("--warehouse").arg(&wh).args([
         "compare",
         "--baseline",
-        "prod",
+        "chat-a",
         "--candidate",
         "nope",
         "--since",
@@ -439,5 +462,91 @@ fn two_models_of_the_warehouse_compare_like_the_same_replies_in_files() {
         stderr(&none).contains("model `nope` has no captures"),
         "{}",
         stderr(&none)
+    );
+}
+
+/// LLMBar's Natural set (MIT, committed in `datasets/compare/llmbar_natural.jsonl`): the
+/// expert's choice between two outputs for 100 instructions, replayed through the stub as the
+/// judge's verdict in both orders, comes back as the candidate's win rate: output B was chosen
+/// 58 times. The fresh-machine counterpart of the AlpacaEval reproduction.
+#[test]
+fn recorded_expert_verdicts_come_back_as_the_win_rate() {
+    let text = std::fs::read_to_string(fixture("llmbar_natural.jsonl")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a_file, mut b_file) = (String::new(), String::new());
+    let mut verdicts = std::collections::HashMap::new();
+    let mut b_better = 0;
+    for line in text.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        let (i, a, b) = (
+            r["instruction"].as_str().unwrap(),
+            r["output_a"].as_str().unwrap(),
+            r["output_b"].as_str().unwrap(),
+        );
+        let a_wins = r["better"] == "a";
+        b_better += usize::from(!a_wins);
+        let key = evalwatch::judge::stub::verdict_key;
+        verdicts.insert(key(i, a, b), if a_wins { 1 } else { 5 });
+        verdicts.insert(key(i, b, a), if a_wins { 5 } else { 1 });
+        a_file.push_str(&(serde_json::json!({"instruction": i, "output": a}).to_string() + "\n"));
+        b_file.push_str(&(serde_json::json!({"instruction": i, "output": b}).to_string() + "\n"));
+    }
+    assert_eq!(b_better, 58);
+    let (a_path, b_path) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    std::fs::write(&a_path, a_file).unwrap();
+    std::fs::write(&b_path, b_file).unwrap();
+    let server = judge_server(StubConfig {
+        verdicts: Some(std::sync::Arc::new(verdicts)),
+        ..StubConfig::default()
+    });
+    let judge = format!("openai:experts@{}/v1", server.url);
+    let wh = dir.path().join("wh");
+    std::fs::create_dir_all(&wh).unwrap();
+    let config = wh.join("evalwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[warehouse]\npath = {:?}\n[score]\nrubric = {:?}\n[judge]\n\
+             requests-per-minute = 60000\ntokens-per-minute = 100000000\n",
+            wh.display().to_string(),
+            repo_root()
+                .join("rubrics/quality.toml")
+                .display()
+                .to_string()
+        ),
+    )
+    .unwrap();
+    let mut cmd = evalwatch();
+    cmd.arg("--config")
+        .arg(&config)
+        .args([
+            "compare",
+            "--judge",
+            &judge,
+            "--pairwise",
+            "--baseline-file",
+        ])
+        .arg(&a_path)
+        .arg("--candidate-file")
+        .arg(&b_path)
+        .args(["--gate", "pairwise.win_rate_lower >= 0.5"]);
+    let out = run(&mut cmd);
+    // 58% with a Wilson lower bound under 0.5: the gate does not let it ship.
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let p = &stage_summary(&out, "compare")["pairwise"];
+    assert_eq!(
+        (count(p, "wins"), count(p, "losses"), count(p, "ties")),
+        (58, 42, 0)
+    );
+    assert_eq!(p["win_rate"], 0.58);
+    assert_eq!(p["position_inconsistency"], 0.0);
+    let (lo, hi) = (
+        p["win_rate_lower"].as_f64().unwrap(),
+        p["win_rate_upper"].as_f64().unwrap(),
+    );
+    // Wilson 95% for 58/100, by its formula.
+    assert!(
+        (lo - 0.482_064_867).abs() < 1e-8 && (hi - 0.672_016_173).abs() < 1e-8,
+        "{lo} {hi}"
     );
 }
