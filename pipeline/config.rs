@@ -1459,6 +1459,20 @@ mod tests {
     }
 
     #[test]
+    fn compare_gates_parse_at_load() {
+        let config = parse(
+            "[compare]\ngates = [\"composite.delta >= -0.02\", \"safety.worse_share <= 0.01\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.gates.len(), 2);
+        assert_eq!(config.gates[1].figure, "safety.worse_share");
+        let err = parse("[compare]\ngates = [\"composite.delta => 1\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("compare.gates"), "{err}");
+    }
+
+    #[test]
     fn gpu_models_are_keyed_by_index() {
         let config =
             parse("[telemetry]\ngpu-models = { \"0\" = \"chat-a\", \"3\" = \"chat-b\" }\n")
