@@ -16,6 +16,26 @@ fn fixture(name: &str) -> std::path::PathBuf {
     repo_root().join("datasets/compare").join(name)
 }
 
+/// A config for `warehouse` whose judge is paced for the stub (which answers at once), not for a
+/// real account's quota.
+fn stub_paced_config(warehouse: &Path) -> PathBuf {
+    let config = warehouse.join("evalwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[warehouse]\npath = {:?}\n[score]\nrubric = {:?}\n[judge]\n\
+             requests-per-minute = 60000\ntokens-per-minute = 100000000\n",
+            warehouse.display().to_string(),
+            repo_root()
+                .join("rubrics/quality.toml")
+                .display()
+                .to_string()
+        ),
+    )
+    .unwrap();
+    config
+}
+
 fn compare(
     warehouse: &Path,
     judge: &str,
@@ -32,21 +52,7 @@ fn compare_with(
     gates: &[&str],
     extra: &[&str],
 ) -> std::process::Output {
-    // The stub answers at once: pace the judge for it, not for a real account's quota.
-    let config = warehouse.join("evalwatch.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[warehouse]\npath = {:?}\n[score]\nrubric = {:?}\n[judge]\n\
-             requests-per-minute = 60000\ntokens-per-minute = 100000000\n",
-            warehouse.display().to_string(),
-            repo_root()
-                .join("rubrics/quality.toml")
-                .display()
-                .to_string()
-        ),
-    )
-    .unwrap();
+    let config = stub_paced_config(warehouse);
     let mut cmd = evalwatch();
     cmd.arg("--config")
         .arg(&config)
@@ -502,20 +508,7 @@ fn recorded_expert_verdicts_come_back_as_the_win_rate() {
     let judge = format!("openai:experts@{}/v1", server.url);
     let wh = dir.path().join("wh");
     std::fs::create_dir_all(&wh).unwrap();
-    let config = wh.join("evalwatch.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[warehouse]\npath = {:?}\n[score]\nrubric = {:?}\n[judge]\n\
-             requests-per-minute = 60000\ntokens-per-minute = 100000000\n",
-            wh.display().to_string(),
-            repo_root()
-                .join("rubrics/quality.toml")
-                .display()
-                .to_string()
-        ),
-    )
-    .unwrap();
+    let config = stub_paced_config(&wh);
     let mut cmd = evalwatch();
     cmd.arg("--config")
         .arg(&config)
