@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -140,26 +139,22 @@ pub async fn judge_both_orders(
                 .await;
                 let cost =
                     prices.map_or(0.0, |p| p.cost(outcome.input_tokens, outcome.output_tokens));
-                let result = outcome.result.and_then(|judgments| {
-                    let first = judgments.first().ok_or("no judgment")?;
-                    Ok((
-                        first.level,
-                        CachedJudgment {
-                            key,
-                            content_hash: content,
-                            levels: judgments
-                                .iter()
-                                .map(|j| (j.dimension.clone(), j.level))
-                                .collect(),
-                            rationales: judgments.iter().map(|j| j.rationale.clone()).collect(),
-                            input_tokens: outcome.input_tokens,
-                            output_tokens: outcome.output_tokens,
-                            cost_usd: prices.map(|_| cost),
-                            latency_ms: outcome.latency_ms,
-                            judged_at: Utc::now().to_rfc3339(),
-                        },
-                    ))
-                });
+                let result = match &outcome.result {
+                    Ok(judgments) => match judgments.first() {
+                        Some(first) => Ok((
+                            first.level,
+                            CachedJudgment::new(
+                                key,
+                                content,
+                                judgments,
+                                &outcome,
+                                prices.map(|_| cost),
+                            ),
+                        )),
+                        None => Err("no judgment".to_string()),
+                    },
+                    Err(e) => Err(e.clone()),
+                };
                 (i, order, result, cost)
             });
         }

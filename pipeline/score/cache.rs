@@ -45,6 +45,32 @@ pub struct CachedJudgment {
     pub judged_at: String,
 }
 
+impl CachedJudgment {
+    /// What a judge call decided, to be cached under `key`.
+    pub fn new(
+        key: String,
+        content_hash: String,
+        judgments: &[crate::judge::protocol::Judgment],
+        outcome: &super::engine::PairOutcome,
+        cost_usd: Option<f64>,
+    ) -> CachedJudgment {
+        CachedJudgment {
+            key,
+            content_hash,
+            levels: judgments
+                .iter()
+                .map(|j| (j.dimension.clone(), j.level))
+                .collect(),
+            rationales: judgments.iter().map(|j| j.rationale.clone()).collect(),
+            input_tokens: outcome.input_tokens,
+            output_tokens: outcome.output_tokens,
+            cost_usd,
+            latency_ms: outcome.latency_ms,
+            judged_at: chrono::Utc::now().to_rfc3339(),
+        }
+    }
+}
+
 /// Which judgments a cache scope holds.
 #[derive(Debug, Clone)]
 pub struct Scope {

@@ -553,23 +553,16 @@ impl Run<'_> {
             .map(|p| p.cost(outcome.input_tokens, outcome.output_tokens));
         self.reserved_usd -= reserved;
         self.spent_usd += cost.unwrap_or(0.0);
-        let verdict = match outcome.result {
+        let verdict = match &outcome.result {
             Ok(judgments) => {
                 let capture = &work.captures[row];
-                let entry = CachedJudgment {
-                    key: self.scope.key(&capture.content_hash),
-                    content_hash: capture.content_hash.clone(),
-                    levels: judgments
-                        .iter()
-                        .map(|j| (j.dimension.clone(), j.level))
-                        .collect(),
-                    rationales: judgments.iter().map(|j| j.rationale.clone()).collect(),
-                    input_tokens: outcome.input_tokens,
-                    output_tokens: outcome.output_tokens,
-                    cost_usd: cost,
-                    latency_ms: outcome.latency_ms,
-                    judged_at: Utc::now().to_rfc3339(),
-                };
+                let entry = CachedJudgment::new(
+                    self.scope.key(&capture.content_hash),
+                    capture.content_hash.clone(),
+                    judgments,
+                    &outcome,
+                    cost,
+                );
                 let verdict = Verdict::from_cache(&entry);
                 if let Some(tx) = &self.cache_tx {
                     let _ = tx.send(entry);
@@ -580,7 +573,7 @@ impl Run<'_> {
             Err(reason) => {
                 self.progress.done(false);
                 Verdict::Failed {
-                    reason,
+                    reason: reason.clone(),
                     latency_ms: outcome.latency_ms,
                 }
             }
