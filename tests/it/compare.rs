@@ -259,7 +259,10 @@ fn alpaca_eval_win_rates_are_reproduced_from_the_recorded_gpt4_verdicts() {
     let board =
         root.join("src/alpaca_eval/leaderboards/data_AlpacaEval/alpaca_eval_gpt4_leaderboard.csv");
     if !board.exists() {
-        eprintln!(
+        // Straight to the process's stderr: libtest hides what a passing test prints.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
             "SKIPPED alpaca_eval_win_rates_are_reproduced_from_the_recorded_gpt4_verdicts: {} is absent",
             root.display()
         );
