@@ -17,7 +17,6 @@ pub mod engine;
 mod progress;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -231,22 +230,28 @@ pub fn sample(captures: Vec<Capture>, sampling: &Sampling) -> Vec<Capture> {
     keyed.into_iter().map(|(_, _, c)| c).collect()
 }
 
-/// Reads the captures of one part.
+/// Reads the captures of one part (through [`crate::table::read_part`], like every reader).
 fn read_part(bytes: Vec<u8>, key: &str) -> Result<Vec<Capture>, ScoreError> {
     let fail = |e: PolarsError| ScoreError::ReadPart {
         key: key.to_string(),
         message: e.to_string(),
     };
-    let df = ParquetReader::new(Cursor::new(bytes))
-        .with_columns(Some(vec![
-            "request_id".into(),
-            "content_hash".into(),
-            "captured_at".into(),
-            "prompt".into(),
-            "response".into(),
-        ]))
-        .finish()
-        .map_err(fail)?;
+    let part = crate::table::PartKey::parse(key).ok_or_else(|| ScoreError::ReadPart {
+        key: key.to_string(),
+        message: "not a part of a partitioned table".into(),
+    })?;
+    let df = crate::table::read_part(
+        bytes,
+        &part,
+        &[
+            ("request_id", DataType::String),
+            ("content_hash", DataType::String),
+            ("captured_at", DataType::Int64),
+            ("prompt", DataType::String),
+            ("response", DataType::String),
+        ],
+    )
+    .map_err(fail)?;
     let text = |name: &str| -> Result<Vec<String>, ScoreError> {
         let column = df
             .column(name)
