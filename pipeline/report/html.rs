@@ -116,8 +116,18 @@ pub fn line_chart(
         );
         d = d + chrono::Days::new(step);
     }
+    // Labels of lines closer than a label's height step leftwards instead of overlapping.
+    let mut placed: Vec<(f64, f64)> = Vec::new();
     for t in thresholds {
         let py = y_of(t.value);
+        let mut lx = w - right - 2.0;
+        while placed
+            .iter()
+            .any(|(x, y)| (x - lx).abs() < 1.0 && (y - py).abs() < 11.0)
+        {
+            lx -= 100.0;
+        }
+        placed.push((lx, py));
         let class = if t.critical {
             "threshold critical"
         } else {
@@ -128,7 +138,7 @@ pub fn line_chart(
             r#"<line class="{class}" x1="{left}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}"><title>{}</title></line><text class="threshold-label" x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
             w - right,
             esc(&t.label),
-            w - right - 2.0,
+            lx,
             py - 3.0,
             esc(&t.label)
         );
