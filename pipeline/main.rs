@@ -867,16 +867,7 @@ fn log_compare(s: &CompareSummary) {
         );
     }
     for (metric, p) in &s.pointwise {
-        tracing::info!(
-            "compare: {metric}: {:.3} -> {:.3}, delta {:+.3} [{:+.3}, {:+.3}], Wilcoxon p {:.2e}, {:.1}% worse",
-            p.baseline_mean,
-            p.candidate_mean,
-            p.delta,
-            p.ci_low,
-            p.ci_high,
-            p.p_value,
-            100.0 * p.worse_share
-        );
+        tracing::info!("compare: {metric}: {p}");
     }
     for g in &s.gates {
         let actual = g.actual.map_or("n/a".to_string(), |a| format!("{a:.4}"));

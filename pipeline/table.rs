@@ -94,6 +94,35 @@ impl PartKey {
     }
 }
 
+/// Why a part could not be read by its key.
+#[derive(Debug, thiserror::Error)]
+pub enum PartError {
+    #[error(transparent)]
+    Warehouse(#[from] crate::warehouse::WarehouseError),
+    #[error("cannot read `{key}`: {message}")]
+    Read { key: String, message: String },
+}
+
+/// Reads the wanted columns of the part at `key` ([`read_part`]); `None` when it does not exist.
+pub async fn read_key(
+    warehouse: &crate::warehouse::Warehouse,
+    key: &str,
+    columns: &[(&str, DataType)],
+) -> Result<Option<DataFrame>, PartError> {
+    let read = |message: String| PartError::Read {
+        key: key.to_string(),
+        message,
+    };
+    let part =
+        PartKey::parse(key).ok_or_else(|| read("not a part of a partitioned table".into()))?;
+    let Some(bytes) = warehouse.get(key).await? else {
+        return Ok(None);
+    };
+    read_part(bytes, &part, columns)
+        .map(Some)
+        .map_err(|e| read(e.to_string()))
+}
+
 /// Reads the wanted columns of one part (columns the part lacks come back as nulls of the given
 /// type, so older parts read alongside newer ones), plus `model` (text) and `date` (Date)
 /// columns from its path when the path has them.

@@ -31,6 +31,23 @@ pub struct Pointwise {
     pub better_share: f64,
 }
 
+impl std::fmt::Display for Pointwise {
+    /// `0.852 -> 0.833, delta -0.019 [-0.047, +0.009], Wilcoxon p 1.86e-1, 17.5% worse`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.3} -> {:.3}, delta {:+.3} [{:+.3}, {:+.3}], Wilcoxon p {:.2e}, {:.1}% worse",
+            self.baseline_mean,
+            self.candidate_mean,
+            self.delta,
+            self.ci_low,
+            self.ci_high,
+            self.p_value,
+            100.0 * self.worse_share
+        )
+    }
+}
+
 /// Pointwise figures of paired scores (`baseline[i]` and `candidate[i]` answer the same prompt).
 pub fn pointwise(baseline: &[f64], candidate: &[f64], resamples: usize, seed: u64) -> Pointwise {
     let diffs: Vec<f64> = baseline

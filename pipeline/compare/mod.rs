@@ -33,7 +33,7 @@ use crate::aws::AwsClients;
 use crate::config::{Compression, JudgeSettings, Sampling};
 use crate::rubric::{CompositeRule, Rubric};
 use crate::score::{ProgressMode, ScoreJob, ScoreSummary, score};
-use crate::table::{PartKey, read_part, utc_micros, write_parquet};
+use crate::table::{read_key, utc_micros, write_parquet};
 use crate::util::sha256_hex;
 use crate::warehouse::{Warehouse, WarehouseError};
 
@@ -50,6 +50,8 @@ pub enum CompareError {
     Score(#[from] crate::score::ScoreError),
     #[error(transparent)]
     Gate(#[from] gate::GateError),
+    #[error(transparent)]
+    Part(#[from] crate::table::PartError),
     #[error(
         "no prompt is in both sides ({baseline} baseline, {candidate} candidate records): nothing to compare"
     )]
@@ -281,26 +283,15 @@ pub async fn compare(
         let prefix = format!("scores/rubric={}/model={side}/", job.rubric.key());
         let mut scores: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
         for key in scratch.list(&prefix).await? {
-            let Some(bytes) = scratch.get(&key).await? else {
+            let columns = [
+                ("request_id", DataType::String),
+                ("dimension", DataType::String),
+                ("score", DataType::Float64),
+                ("status", DataType::String),
+            ];
+            let Some(df) = read_key(&scratch, &key, &columns).await? else {
                 continue;
             };
-            let Some(part) = PartKey::parse(&key) else {
-                continue;
-            };
-            let df = read_part(
-                bytes,
-                &part,
-                &[
-                    ("request_id", DataType::String),
-                    ("dimension", DataType::String),
-                    ("score", DataType::Float64),
-                    ("status", DataType::String),
-                ],
-            )
-            .map_err(|e| CompareError::Write {
-                what: key.clone(),
-                message: e.to_string(),
-            })?;
             let col = |n: &str| df.column(n).ok().and_then(|c| c.str().ok().cloned());
             let (Some(ids), Some(dims), Some(status)) =
                 (col("request_id"), col("dimension"), col("status"))
@@ -566,21 +557,13 @@ async fn cost_per_request(
     let mut day = window.since;
     while day <= window.until {
         let key = crate::analyse::aggregates_key(&name, day);
-        if let (Some(bytes), Some(part)) = (warehouse.get(&key).await?, PartKey::parse(&key)) {
-            let df = read_part(
-                bytes,
-                &part,
-                &[
-                    ("model", DataType::String),
-                    ("cost_usd", DataType::Float64),
-                    ("invocations", DataType::Float64),
-                    ("requests", DataType::Float64),
-                ],
-            )
-            .map_err(|e| CompareError::Write {
-                what: key.clone(),
-                message: e.to_string(),
-            })?;
+        let columns = [
+            ("model", DataType::String),
+            ("cost_usd", DataType::Float64),
+            ("invocations", DataType::Float64),
+            ("requests", DataType::Float64),
+        ];
+        if let Some(df) = read_key(warehouse, &key, &columns).await? {
             let models = df.column("model").ok().and_then(|c| c.str().ok().cloned());
             let number = |n: &str, i: usize| {
                 df.column(n)

@@ -27,7 +27,7 @@ use crate::analyse::{Periods, aggregates_key, by_window, part_name};
 use crate::aws::AwsClients;
 use crate::config::{AlarmRule, DateRange, PublishSettings, Sink};
 use crate::rubric::Rubric;
-use crate::table::{PartKey, read_part};
+use crate::table::read_key;
 use crate::util::sha256_hex;
 use crate::warehouse::{Warehouse, WarehouseError};
 
@@ -37,6 +37,8 @@ pub enum PublishError {
     Warehouse(#[from] WarehouseError),
     #[error(transparent)]
     Load(#[from] LoadError),
+    #[error(transparent)]
+    Part(#[from] crate::table::PartError),
     #[error("cannot read `{key}`: {message}")]
     Read { key: String, message: String },
     #[error("cannot write Grafana files to `{path}`: {message}")]
@@ -490,7 +492,7 @@ async fn read_windows(
     let mut rows: BTreeMap<(String, NaiveDate), BTreeMap<String, f64>> = BTreeMap::new();
     for start in periods.starts_in(window) {
         let key = aggregates_key(&name, start);
-        let Some(bytes) = warehouse.get(&key).await? else {
+        let Some(df) = read_key(warehouse, &key, &columns).await? else {
             summary.windows_missing.push(start.to_string());
             continue;
         };
@@ -498,11 +500,6 @@ async fn read_windows(
             key: key.clone(),
             message: e.to_string(),
         };
-        let part = PartKey::parse(&key).ok_or_else(|| PublishError::Read {
-            key: key.clone(),
-            message: "not a part".into(),
-        })?;
-        let df = read_part(bytes, &part, &columns).map_err(read)?;
         let models = df
             .column("model")
             .map_err(read)?

@@ -21,15 +21,15 @@ use serde::Serialize;
 use crate::analyse::{Periods, part_name};
 use crate::config::{AlarmRule, DateRange};
 use crate::rubric::{CompositeRule, Rubric};
-use crate::table::{PartKey, read_part};
+use crate::table::{PartKey, read_key};
 use crate::warehouse::{Warehouse, WarehouseError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
-    #[error("cannot read `{key}`: {message}")]
-    Read { key: String, message: String },
+    #[error(transparent)]
+    Part(#[from] crate::table::PartError),
 }
 
 /// Days of history the trend charts show before the window.
@@ -142,13 +142,6 @@ pub struct ReportSummary {
     pub summary_md: String,
 }
 
-fn read_error(key: &str) -> impl Fn(PolarsError) -> ReportError + '_ {
-    move |e| ReportError::Read {
-        key: key.to_string(),
-        message: e.to_string(),
-    }
-}
-
 /// The f64 value of row `i` of `column` (any numeric type), `None` when null or absent.
 fn number(df: &DataFrame, column: &str, i: usize) -> Option<f64> {
     df.column(column)
@@ -166,23 +159,6 @@ fn text(df: &DataFrame, column: &str, i: usize) -> String {
         .ok()
         .and_then(|c| c.str().ok()?.get(i).map(str::to_string))
         .unwrap_or_default()
-}
-
-/// Every column of a part as read (the key columns of the tables are few and known).
-async fn part(
-    warehouse: &Warehouse,
-    key: &str,
-    columns: &[(&str, DataType)],
-) -> Result<Option<DataFrame>, ReportError> {
-    let Some(bytes) = warehouse.get(key).await? else {
-        return Ok(None);
-    };
-    let Some(part_key) = PartKey::parse(key) else {
-        return Ok(None);
-    };
-    read_part(bytes, &part_key, columns)
-        .map(Some)
-        .map_err(read_error(key))
 }
 
 /// Runs the stage.
@@ -238,7 +214,7 @@ pub async fn report(job: ReportJob, warehouse: &Warehouse) -> Result<ReportSumma
         until: window.until,
     }) {
         let key = format!("aggregates/date={start}/{suffix}");
-        let Some(df) = part(warehouse, &key, &wanted).await? else {
+        let Some(df) = read_key(warehouse, &key, &wanted).await? else {
             continue;
         };
         for i in 0..df.height() {
@@ -274,7 +250,7 @@ pub async fn report(job: ReportJob, warehouse: &Warehouse) -> Result<ReportSumma
     ];
     for start in periods.starts_in(window) {
         let key = format!("drift/date={start}/{suffix}");
-        let Some(df) = part(warehouse, &key, &drift_columns).await? else {
+        let Some(df) = read_key(warehouse, &key, &drift_columns).await? else {
             continue;
         };
         for i in 0..df.height() {
@@ -342,7 +318,7 @@ pub async fn report(job: ReportJob, warehouse: &Warehouse) -> Result<ReportSumma
         if !in_window {
             continue;
         }
-        if let Some(df) = part(warehouse, &key, &[("error", DataType::String)]).await? {
+        if let Some(df) = read_key(warehouse, &key, &[("error", DataType::String)]).await? {
             quarantined += df.height() as u64;
         }
     }
@@ -481,7 +457,7 @@ async fn worst_replies(
             job.rubric.key()
         );
         for key in warehouse.list(&prefix).await? {
-            let Some(df) = part(warehouse, &key, &score_columns).await? else {
+            let Some(df) = read_key(warehouse, &key, &score_columns).await? else {
                 continue;
             };
             let mut per: HashMap<String, BTreeMap<String, f64>> = HashMap::new();
@@ -528,7 +504,7 @@ async fn worst_replies(
     for day in wanted_days {
         let prefix = format!("captures/model={escaped}/date={day}/");
         for key in warehouse.list(&prefix).await? {
-            let Some(df) = part(warehouse, &key, &capture_columns).await? else {
+            let Some(df) = read_key(warehouse, &key, &capture_columns).await? else {
                 continue;
             };
             for i in 0..df.height() {
