@@ -107,6 +107,38 @@ impl AwsClients {
         (region, endpoint)
     }
 
+    /// Whether calls can be signed: a region is set and the credential chain yields credentials.
+    /// Err: (what is wrong, what to do).
+    pub async fn check_credentials(&self) -> Result<(), (String, String)> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let sdk = self.sdk().await;
+        if sdk.region().is_none() {
+            return Err((
+                "no AWS region is set".into(),
+                "set `AWS_REGION` or `[aws] region` in the config".into(),
+            ));
+        }
+        let Some(provider) = sdk.credentials_provider() else {
+            return Err((
+                "no AWS credentials provider is configured".into(),
+                "set AWS credentials (environment, profile, SSO, or an instance/task role)".into(),
+            ));
+        };
+        match provider.provide_credentials().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err((
+                format!(
+                    "no AWS credentials could be loaded: {}",
+                    crate::util::truncate_utf8(&crate::util::error_chain(&e), 300)
+                ),
+                "set `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE` (with \
+                 `aws sso login` if it is an SSO profile), or run with an instance, task or \
+                 IRSA role"
+                    .into(),
+            )),
+        }
+    }
+
     pub async fn bedrock(&self) -> aws_sdk_bedrockruntime::Client {
         self.bedrock
             .get_or_init(|| async { bedrock_client(self.sdk().await) })

@@ -267,6 +267,13 @@ pub struct RawJudge {
     pub backoff_initial_ms: Option<u64>,
     /// Longest retry delay in milliseconds. Default: 20000.
     pub backoff_max_ms: Option<u64>,
+    /// Judgments failing in a row for a reason retries cannot fix (refused credentials or
+    /// access, an unknown model, an invalid request, no connection to the judge) after which the
+    /// score stage stops judging and fails. Default: 20.
+    pub circuit_breaker: Option<u32>,
+    /// Share of a run's judgments that may fail before the score stage counts as failed (exit
+    /// 1; the failed ones are judged again next run). Default: 0.2.
+    pub max_error_share: Option<f64>,
     /// USD per million input tokens (your price list; no price lives in code). Required for a budget.
     pub input_usd_per_million_tokens: Option<f64>,
     /// USD per million output tokens.
@@ -559,6 +566,8 @@ pub struct JudgeSettings {
     pub max_attempts: u32,
     pub backoff_initial: std::time::Duration,
     pub backoff_max: std::time::Duration,
+    pub circuit_breaker: u32,
+    pub max_error_share: f64,
     pub prices: Option<Prices>,
 }
 
@@ -1308,6 +1317,17 @@ fn validate_judge(raw: RawJudge) -> Result<JudgeSettings, (&'static str, String)
     if max_attempts == 0 {
         return Err(("judge.max-attempts", "must be at least 1".into()));
     }
+    let circuit_breaker = raw.circuit_breaker.unwrap_or(20);
+    if circuit_breaker == 0 {
+        return Err(("judge.circuit-breaker", "must be at least 1".into()));
+    }
+    let max_error_share = raw.max_error_share.unwrap_or(0.2);
+    if !(0.0..=1.0).contains(&max_error_share) {
+        return Err((
+            "judge.max-error-share",
+            format!("{max_error_share} is not a share between 0 and 1"),
+        ));
+    }
     let prices = match (
         raw.input_usd_per_million_tokens,
         raw.output_usd_per_million_tokens,
@@ -1348,6 +1368,8 @@ fn validate_judge(raw: RawJudge) -> Result<JudgeSettings, (&'static str, String)
         max_attempts,
         backoff_initial: std::time::Duration::from_millis(raw.backoff_initial_ms.unwrap_or(500)),
         backoff_max: std::time::Duration::from_millis(raw.backoff_max_ms.unwrap_or(20_000)),
+        circuit_breaker,
+        max_error_share,
         prices,
     };
     check_judge(&settings)?;

@@ -411,13 +411,54 @@ fn print_error(err: &anyhow::Error) -> u8 {
         eprintln!("hint: {hint}");
         return 2;
     }
-    if let Some(rubric) = err.downcast_ref::<RubricError>() {
-        if matches!(rubric, RubricError::Lint { .. } | RubricError::Parse { .. }) {
-            eprintln!("hint: fix the rubric file; `evalwatch rubric show` prints what was read");
+    if let Some(hint) = score_error(err).and_then(|e| e.hint()) {
+        eprintln!("hint: {hint}");
+        return 1;
+    }
+    if let Some(rubric) = rubric_error(err) {
+        match rubric {
+            RubricError::Lint { .. } | RubricError::Parse { .. } => {
+                eprintln!("hint: fix the rubric file; `evalwatch rubric show` prints what was read")
+            }
+            RubricError::Edited { .. } => eprintln!(
+                "hint: bump the rubric's `version` (then `evalwatch rubric lock`): scores of two \
+                 texts under one version would be counted as one"
+            ),
+            _ => {}
         }
         return 2;
     }
     1
+}
+
+/// The score stage's error behind `err`, if it is one.
+fn score_error(err: &anyhow::Error) -> Option<&evalwatch::score::ScoreError> {
+    use evalwatch::score::ScoreError;
+    err.chain().find_map(
+        |cause| match cause.downcast_ref::<evalwatch::run::RunError>() {
+            Some(evalwatch::run::RunError::Score(s)) => Some(s),
+            _ => match cause.downcast_ref::<evalwatch::compare::CompareError>() {
+                Some(evalwatch::compare::CompareError::Score(s)) => Some(s),
+                _ => cause.downcast_ref::<ScoreError>(),
+            },
+        },
+    )
+}
+
+/// The rubric error behind `err`, however deep a stage wrapped it.
+fn rubric_error(err: &anyhow::Error) -> Option<&RubricError> {
+    use evalwatch::score::{ScoreError, current::RubricCheckError};
+    err.chain()
+        .find_map(
+            |cause| match cause.downcast_ref::<evalwatch::run::RunError>() {
+                Some(evalwatch::run::RunError::Rubric(r)) => Some(r),
+                _ => cause.downcast_ref::<RubricError>(),
+            },
+        )
+        .or_else(|| match score_error(err) {
+            Some(ScoreError::Rubric(RubricCheckError::Edited(r))) => Some(r),
+            _ => None,
+        })
 }
 
 fn init_logs(format: LogFormat) {
@@ -813,7 +854,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 .context("score failed")?;
             log_score(&summary);
             println!("{}", serde_json::json!({ "score": summary }));
-            Ok(0)
+            Ok(if summary.failure.is_some() { 1 } else { 0 })
         }
     }
 }
@@ -1192,14 +1233,14 @@ fn rubric_command(command: &RubricCommand) -> anyhow::Result<u8> {
             }
         }
         RubricCommand::Show { path } => {
-            let rubric = rubric::load(path)?;
+            let rubric = rubric::read(path)?;
             let json = serde_json::json!({ "hash": rubric.hash(), "rubric": rubric });
             println!(
                 "{}",
                 serde_json::to_string_pretty(&json).unwrap_or_default()
             );
         }
-        RubricCommand::Hash { path } => println!("{}", rubric::load(path)?.hash()),
+        RubricCommand::Hash { path } => println!("{}", rubric::read(path)?.hash()),
         RubricCommand::Lock { paths } => {
             for path in paths {
                 let rubric = rubric::lock(path)?;

@@ -7,7 +7,8 @@
 //!
 //! The hash is the sha256 of a canonical JSON form of the validated rubric, so comments and
 //! formatting do not change it and every semantic edit does. Editing a rubric without bumping its
-//! version is a lint error, caught against the lock.
+//! version is refused wherever the rubric is loaded ([`load`], [`RubricError::Edited`]): against
+//! the lock here, and against the warehouse's record of the version in the score stage.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,20 @@ pub enum RubricError {
     Lint {
         path: PathBuf,
         problems: Vec<String>,
+    },
+    /// The rubric's content differs from what is recorded for its version: scores of the two
+    /// texts would be counted as one.
+    #[error(
+        "rubric `{key}` was edited without bumping its version: {recorded_in} records hash {}, \
+         the rubric now hashes to {}",
+        short(recorded),
+        short(now)
+    )]
+    Edited {
+        key: String,
+        recorded_in: String,
+        recorded: String,
+        now: String,
     },
     #[error("cannot write the rubric lock `{path}`: {source}")]
     WriteLock {
@@ -350,13 +365,24 @@ fn check_threshold(key: &str, value: Option<f64>, problems: &mut Vec<String>) {
     }
 }
 
-/// Reads and validates a rubric file.
-pub fn load(path: &Path) -> Result<Rubric, RubricError> {
+/// The first 12 hex digits of a hash, as messages show it.
+pub fn short(hash: &str) -> &str {
+    &hash[..12.min(hash.len())]
+}
+
+/// Reads and validates a rubric file, without looking at the lock (`rubric show`, `rubric hash`).
+pub fn read(path: &Path) -> Result<Rubric, RubricError> {
     let text = std::fs::read_to_string(path).map_err(|source| RubricError::Read {
         path: path.to_path_buf(),
         source,
     })?;
     parse(&text, path)
+}
+
+/// Reads and validates a rubric file and checks it against the lock beside it: a version the
+/// lock records with another hash is refused ([`RubricError::Edited`]). What every stage uses.
+pub fn load(path: &Path) -> Result<Rubric, RubricError> {
+    Ok(lint(path)?.0)
 }
 
 /// id -> version -> hash, kept beside the rubrics.
@@ -386,21 +412,16 @@ fn read_lock(path: &Path) -> Result<Lock, RubricError> {
 /// Validates a rubric and checks it against the lock beside it. Returns the rubric and whether
 /// the lock already records it.
 pub fn lint(path: &Path) -> Result<(Rubric, bool), RubricError> {
-    let rubric = load(path)?;
+    let rubric = read(path)?;
     let lock_file = lock_path(path);
     let lock = read_lock(&lock_file)?;
     match lock.get(&rubric.id).and_then(|v| v.get(&rubric.version)) {
         Some(hash) if *hash == rubric.hash() => Ok((rubric, true)),
-        Some(hash) => Err(RubricError::Lint {
-            path: path.to_path_buf(),
-            problems: vec![format!(
-                "`{}` was edited without bumping its version: `{}` records hash {}, the file \
-                 now hashes to {}; bump `version` (then `evalwatch rubric lock`)",
-                rubric.key(),
-                lock_file.display(),
-                &hash[..12.min(hash.len())],
-                &rubric.hash()[..12]
-            )],
+        Some(hash) => Err(RubricError::Edited {
+            key: rubric.key(),
+            recorded_in: format!("`{}`", lock_file.display()),
+            recorded: hash.clone(),
+            now: rubric.hash(),
         }),
         None => Ok((rubric, false)),
     }

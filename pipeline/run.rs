@@ -196,6 +196,10 @@ async fn run_locked(ctx: &Ctx, run_id: &str, plan: &Plan) -> Result<RunOutcome, 
         "run: starting"
     );
     let rubric = crate::rubric::load(&ctx.config.rubric)?;
+    // A rubric edited without a version bump is refused before any stage writes.
+    crate::score::current::check_rubric(&ctx.warehouse, &rubric, true)
+        .await
+        .map_err(ScoreError::from)?;
     let judge = crate::judge::id_of(&ctx.config.judge);
     let mut stages = Vec::new();
     let mut outcome = RunOutcome {
@@ -250,7 +254,12 @@ async fn run_locked(ctx: &Ctx, run_id: &str, plan: &Plan) -> Result<RunOutcome, 
         job.window = Some(window);
         job.progress = ctx.progress;
         let summary = score(job, &ctx.warehouse, &ctx.aws).await?;
-        stages.push(record(Stage::Score, clock, false, &summary));
+        stages.push(record(
+            Stage::Score,
+            clock,
+            summary.failure.is_some(),
+            &summary,
+        ));
         outcome.score = Some(summary);
     }
 

@@ -21,6 +21,8 @@ pub enum LoadError {
     Warehouse(#[from] WarehouseError),
     #[error("cannot read `{key}`: {message}")]
     Read { key: String, message: String },
+    #[error(transparent)]
+    Part(#[from] crate::table::PartError),
 }
 
 /// What one model did on one day. Every value vector but `captured_at` and the telemetry ones
@@ -63,18 +65,17 @@ pub struct DayData {
 /// (model, day) -> what happened.
 pub type Data = BTreeMap<(String, NaiveDate), DayData>;
 
-/// Reads the parts of `<prefix>` whose `date` is one of `days`, in parallel, each through
+/// Reads the parts among `keys` whose `date` is one of `days`, in parallel, each through
 /// `transform` (on a blocking thread) into what it adds to its model-day.
 async fn read_parts(
     warehouse: &Warehouse,
-    prefix: &str,
+    keys: Vec<String>,
     days: &BTreeSet<NaiveDate>,
     columns: &'static [(&'static str, DataType)],
     transform: fn(DataFrame, &Context) -> PolarsResult<DayData>,
     context: &Context,
     data: &mut Data,
 ) -> Result<(), LoadError> {
-    let keys = warehouse.list(prefix).await?;
     let parts: Vec<(PartKey, (String, NaiveDate))> = keys
         .iter()
         .filter_map(|k| PartKey::parse(k))
@@ -260,9 +261,21 @@ pub async fn load_scores(
         rubric: Some(rubric.clone()),
         judge: judge.to_string(),
     };
+    // One current part per folder and judge (score::current): never two generations.
+    let keys: Vec<String> = warehouse
+        .list(&prefix)
+        .await?
+        .into_iter()
+        .filter(|k| {
+            PartKey::parse(k)
+                .and_then(|p| p.date())
+                .is_some_and(|d| days.contains(&d))
+        })
+        .collect();
+    let keys = crate::score::current::current_parts(warehouse, &keys, judge).await?;
     read_parts(
         warehouse,
-        &prefix,
+        keys,
         days,
         SCORE_COLUMNS,
         |df, c| match &c.rubric {
@@ -436,7 +449,7 @@ pub async fn load_captures(
 ) -> Result<(), LoadError> {
     read_parts(
         warehouse,
-        "captures/",
+        warehouse.list("captures/").await?,
         days,
         CAPTURE_COLUMNS,
         |df, _| capture_part(&df),
@@ -474,7 +487,7 @@ pub async fn load_telemetry(
 ) -> Result<(), LoadError> {
     read_parts(
         warehouse,
-        "telemetry/",
+        warehouse.list("telemetry/").await?,
         days,
         TELEMETRY_COLUMNS,
         |df, _| telemetry_part(&df),

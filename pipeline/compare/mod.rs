@@ -282,7 +282,8 @@ pub async fn compare(
     for side in SIDES {
         let prefix = format!("scores/rubric={}/model={side}/", job.rubric.key());
         let mut scores: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
-        for key in scratch.list(&prefix).await? {
+        let keys = scratch.list(&prefix).await?;
+        for key in crate::score::current::current_parts(&scratch, &keys, &judge_id).await? {
             let columns = [
                 ("request_id", DataType::String),
                 ("dimension", DataType::String),

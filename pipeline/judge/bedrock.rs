@@ -123,8 +123,9 @@ fn classify(err: SdkError<ConverseError, HttpResponse>) -> CallError {
     }
 }
 
+/// One line: each cause of the chain once (no SDK debug dump), at most 300 bytes.
 fn sdk_text(err: &SdkError<ConverseError, HttpResponse>) -> String {
-    aws_sdk_bedrockruntime::error::DisplayErrorContext(err).to_string()
+    crate::util::truncate_utf8(&crate::util::error_chain(err), 300).to_string()
 }
 
 /// JSON to a Smithy document (tool schemas).

@@ -58,6 +58,34 @@ impl CallError {
         matches!(self, CallError::Throttled(_))
     }
 
+    /// Whether the failure says the judge cannot be reached or will not answer this client at
+    /// all (refused, or no connection), as opposed to being busy: what trips the score stage's
+    /// circuit breaker.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, CallError::Rejected(_) | CallError::Transport(_))
+    }
+
+    /// What a user can do about a failure of this kind.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            CallError::Transport(_) => {
+                "the judge's endpoint cannot be reached: check `judge.url` / `[aws] endpoint-url`, \
+                 the network, and that the server is up"
+            }
+            CallError::Rejected(_) => {
+                "the judge refused the call: check the credentials, the IAM permission \
+                 `bedrock:InvokeModel` on the model, that the model id is enabled in the region, \
+                 and `judge.model`"
+            }
+            CallError::Throttled(_) => {
+                "the judge kept throttling: lower `judge.requests-per-minute` or ask for a higher quota"
+            }
+            CallError::Server(_) | CallError::Timeout(_) => {
+                "the judge kept failing on its side: try again later, or raise `judge.timeout-seconds`"
+            }
+        }
+    }
+
     /// Sorts an HTTP status with its message into a kind.
     pub fn from_status(status: u16, message: String) -> CallError {
         match status {
@@ -75,8 +103,14 @@ pub fn id_of(settings: &JudgeSettings) -> String {
     match settings.kind {
         JudgeKind::Offline => offline::judge_id(),
         JudgeKind::Bedrock => format!("bedrock:{model}"),
-        JudgeKind::OpenAi => format!("openai:{model}"),
+        JudgeKind::OpenAi => openai_id(&model, settings.url.as_deref().unwrap_or_default()),
     }
+}
+
+/// An OpenAI-compatible judge's id names its server too (`openai:<model>@<url>`, the `--judge`
+/// syntax): two servers serving a model under the same name never share a cache or a part.
+fn openai_id(model: &str, url: &str) -> String {
+    format!("openai:{model}@{}", url.trim_end_matches('/'))
 }
 
 /// What both LLM judges hold besides their client: the model and how it is prompted.
@@ -131,12 +165,13 @@ impl Judge {
         })
     }
 
-    /// The id recorded on every score row: `offline:<v>`, `bedrock:<model-id>`, `openai:<model>`.
+    /// The id recorded on every score row: `offline:<v>`, `bedrock:<model-id>`,
+    /// `openai:<model>@<url>`.
     pub fn id(&self) -> String {
         match self {
             Judge::Offline => offline::judge_id(),
             Judge::Bedrock(j) => format!("bedrock:{}", j.llm.model),
-            Judge::OpenAi(j) => format!("openai:{}", j.llm.model),
+            Judge::OpenAi(j) => openai_id(&j.llm.model, &j.endpoint_base()),
         }
     }
 

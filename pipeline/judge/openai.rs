@@ -37,6 +37,14 @@ impl OpenAiJudge {
         })
     }
 
+    /// The base URL the judge was given (up to `/v1`).
+    pub fn endpoint_base(&self) -> String {
+        self.endpoint
+            .strip_suffix("/chat/completions")
+            .unwrap_or(&self.endpoint)
+            .to_string()
+    }
+
     pub async fn call(&self, user_text: &str) -> Result<Reply, CallError> {
         let prompting = &self.llm.prompting;
         let body = json!({

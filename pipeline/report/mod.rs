@@ -456,7 +456,8 @@ async fn worst_replies(
             "scores/rubric={}/model={escaped}/date={day}/",
             job.rubric.key()
         );
-        for key in warehouse.list(&prefix).await? {
+        let keys = warehouse.list(&prefix).await?;
+        for key in crate::score::current::current_parts(warehouse, &keys, &job.judge).await? {
             let Some(df) = read_key(warehouse, &key, &score_columns).await? else {
                 continue;
             };

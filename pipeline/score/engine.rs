@@ -132,6 +132,45 @@ impl CallStats {
     }
 }
 
+/// Stops judging when the judge cannot answer at all: after `after` judgments in a row failed
+/// for a reason retries cannot fix ([`CallError::is_fatal`]: refused credentials or access, an
+/// unknown model, an invalid request, no connection), it trips and keeps the last cause.
+#[derive(Debug)]
+pub struct Breaker {
+    after: u32,
+    in_a_row: u32,
+    /// The failure that tripped it, and how many in a row had failed then.
+    tripped: Option<(CallError, u32)>,
+}
+
+impl Breaker {
+    pub fn new(after: u32) -> Breaker {
+        Breaker {
+            after,
+            in_a_row: 0,
+            tripped: None,
+        }
+    }
+
+    /// Books one finished judgment.
+    pub fn record(&mut self, outcome: &PairOutcome) {
+        match &outcome.call_error {
+            Some(e) if e.is_fatal() => {
+                self.in_a_row += 1;
+                if self.in_a_row >= self.after && self.tripped.is_none() {
+                    self.tripped = Some((e.clone(), self.in_a_row));
+                }
+            }
+            _ => self.in_a_row = 0,
+        }
+    }
+
+    /// The failure that tripped it and how many judgments in a row had failed then, once it has.
+    pub fn tripped(&self) -> Option<(&CallError, u32)> {
+        self.tripped.as_ref().map(|(e, n)| (e, *n))
+    }
+}
+
 /// Everything a judge task needs, shared.
 #[derive(Debug)]
 pub struct Engine {
@@ -182,7 +221,7 @@ pub async fn call_with_retries(
     engine: &Engine,
     user_text: &str,
     estimated_tokens: u64,
-) -> Result<(Reply, Duration), String> {
+) -> Result<(Reply, Duration), (String, CallError)> {
     let attempts = engine.settings.max_attempts;
     let mut last = CallError::Rejected("no attempt made".into());
     for attempt in 1..=attempts {
@@ -218,7 +257,7 @@ pub async fn call_with_retries(
                     _ => {}
                 }
                 if !e.is_retryable() {
-                    return Err(format!("judge call {e}"));
+                    return Err((format!("judge call {e}"), e));
                 }
                 last = e;
             }
@@ -227,8 +266,9 @@ pub async fn call_with_retries(
             tokio::time::sleep(engine.backoff(attempt)).await;
         }
     }
-    Err(format!(
-        "judge call {last} (gave up after {attempts} attempts)"
+    Err((
+        format!("judge call {last} (gave up after {attempts} attempts)"),
+        last,
     ))
 }
 
@@ -240,6 +280,8 @@ pub struct PairOutcome {
     pub output_tokens: u64,
     /// Latency of the call(s) that answered, in milliseconds.
     pub latency_ms: f64,
+    /// Why the call failed, when it did (not when the answer did not validate).
+    pub call_error: Option<CallError>,
 }
 
 /// Judges one pair: a call, and one repair call if the answer does not validate.
@@ -261,6 +303,7 @@ pub async fn judge_text(
         input_tokens: 0,
         output_tokens: 0,
         latency_ms: 0.0,
+        call_error: None,
     };
     let Some(prompting) = engine.judge.prompting() else {
         outcome.result = Err("not an LLM judge".into());
@@ -273,8 +316,9 @@ pub async fn judge_text(
             + protocol::estimate_output_tokens(&engine.rubric);
         let (reply, latency) = match call_with_retries(engine, &user, estimate).await {
             Ok(answer) => answer,
-            Err(e) => {
-                outcome.result = Err(e);
+            Err((message, error)) => {
+                outcome.result = Err(message);
+                outcome.call_error = Some(error);
                 return outcome;
             }
         };
@@ -338,6 +382,43 @@ mod tests {
         let now = Instant::now();
         pacer.book(50, now);
         assert!(((pacer.book(50, now) - now).as_secs_f64() - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_breaker_trips_on_fatal_failures_in_a_row_only() {
+        let failed = |e: CallError| PairOutcome {
+            result: Err(e.to_string()),
+            input_tokens: 0,
+            output_tokens: 0,
+            latency_ms: 0.0,
+            call_error: Some(e),
+        };
+        let ok = PairOutcome {
+            result: Ok(Vec::new()),
+            input_tokens: 0,
+            output_tokens: 0,
+            latency_ms: 0.0,
+            call_error: None,
+        };
+        let mut breaker = Breaker::new(3);
+        for _ in 0..2 {
+            breaker.record(&failed(CallError::Rejected("AccessDeniedException".into())));
+        }
+        breaker.record(&ok);
+        for _ in 0..2 {
+            breaker.record(&failed(CallError::Transport("connection refused".into())));
+        }
+        // Throttling and server errors are the judge being busy, not down.
+        breaker.record(&failed(CallError::Throttled("slow down".into())));
+        breaker.record(&failed(CallError::Server("500".into())));
+        assert!(breaker.tripped().is_none());
+        for _ in 0..3 {
+            breaker.record(&failed(CallError::Transport("connection refused".into())));
+        }
+        assert_eq!(
+            breaker.tripped(),
+            Some((&CallError::Transport("connection refused".into()), 3))
+        );
     }
 
     #[test]

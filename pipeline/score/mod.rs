@@ -13,6 +13,7 @@
 //! order of things, the budget, and writing each partition once all of its rows are in.
 
 pub mod cache;
+pub mod current;
 pub mod engine;
 mod progress;
 
@@ -48,6 +49,43 @@ pub enum ScoreError {
     WritePart { partition: String, message: String },
     #[error("cannot set up the judge: {0}")]
     Judge(String),
+    #[error(transparent)]
+    Rubric(#[from] current::RubricCheckError),
+    #[error(transparent)]
+    Part(#[from] crate::table::PartError),
+    /// The judge cannot be used at all: stopped before the first call.
+    #[error("the judge `{judge}` cannot be called: {message}")]
+    Unusable {
+        judge: String,
+        message: String,
+        hint: String,
+    },
+    /// The circuit breaker tripped: judging stopped; what was judged is written.
+    #[error(
+        "stopped judging after {in_a_row} judgments in a row failed ({attempted} attempted, \
+         {not_attempted} sampled captures left for a later run): {cause}"
+    )]
+    JudgeDown {
+        cause: crate::judge::CallError,
+        in_a_row: u32,
+        attempted: u64,
+        not_attempted: u64,
+    },
+}
+
+impl ScoreError {
+    /// What a user can do about it, when there is something to say.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ScoreError::Unusable { hint, .. } => Some(hint.clone()),
+            ScoreError::JudgeDown { cause, .. } => Some(format!(
+                "{}; the next run judges the captures left out and those that failed \
+                 (failures are never cached)",
+                cause.hint()
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// What to score.
@@ -121,6 +159,11 @@ pub struct ScoreSummary {
     pub deferred_limit: u64,
     /// Sampled captures the budget cut (each is `skipped_budget` rows).
     pub skipped_budget: u64,
+    /// Judgments that failed this run (each is `error` rows; judged again next run).
+    pub failed: u64,
+    /// Why the stage counts as failed though it finished: more than `judge.max-error-share` of
+    /// this run's judgments failed. `None` when it did not.
+    pub failure: Option<String>,
     pub rows_ok: u64,
     pub rows_error: u64,
     pub rows_skipped_budget: u64,
@@ -489,27 +532,36 @@ struct Run<'a> {
     spent_usd: f64,
     reserved_usd: f64,
     budget_hit: bool,
+    breaker: engine::Breaker,
     cache_tx: Option<cache::CacheSender>,
     progress: progress::Progress,
 }
 
 impl Run<'_> {
-    /// Writes a partition's part once every sampled capture has a verdict.
+    /// Writes a partition's part once every sampled capture has a verdict: the judge's one part
+    /// of the (rubric version, model, date), replacing any earlier generation
+    /// ([`current`]). Captures left by `--limit` keep the rows the earlier generation gave them.
     async fn write(&mut self, work: Work) -> Result<(), ScoreError> {
-        let folder = format!(
-            "scores/rubric={}/model={}/date={}",
-            self.job.rubric.key(),
-            work.partition.model_segment,
-            work.partition.date
+        let key = current::part_key(
+            &self.job.rubric.key(),
+            &work.partition.model_segment,
+            work.partition.date,
+            &self.judge_id,
         );
         let mut rows = ScoreRows::default();
+        let mut deferred: Vec<&str> = Vec::new();
         for (capture, verdict) in work.captures.iter().zip(&work.verdicts) {
             match verdict {
-                None | Some(Verdict::Deferred) => {}
+                None | Some(Verdict::Deferred) => deferred.push(&capture.request_id),
                 Some(v) => rows.push(&self.job.rubric, capture, v, &mut self.summary),
             }
         }
-        if rows.request_id.is_empty() {
+        let earlier = if deferred.is_empty() {
+            None
+        } else {
+            self.earlier_rows(&key, &deferred).await?
+        };
+        if rows.request_id.is_empty() && earlier.is_none() {
             return Ok(());
         }
         let rubric = self.job.rubric.clone();
@@ -518,28 +570,66 @@ impl Run<'_> {
         let encoded = tokio::task::spawn_blocking(move || {
             let mut df =
                 rows.into_frame(&rubric, &judge, &params, Utc::now().timestamp_micros())?;
+            if let Some(earlier) = earlier {
+                df = carry_over(df, earlier)?;
+            }
             write_parquet(&mut df, compression)
         })
         .await;
         let bytes = match encoded {
             Ok(Ok(bytes)) => bytes,
-            Ok(Err(e)) => return Err(self.write_error(&folder, e.to_string())),
-            Err(e) => return Err(self.write_error(&folder, e.to_string())),
+            Ok(Err(e)) => return Err(self.write_error(&key, e.to_string())),
+            Err(e) => return Err(self.write_error(&key, e.to_string())),
         };
-        let name = sha256_hex(
-            format!(
-                "{}\0{}\0{}",
-                self.job.rubric.hash(),
-                self.judge_id,
-                self.params_hash
-            )
-            .as_bytes(),
-        );
-        self.warehouse
-            .put(&format!("{folder}/part-{}.parquet", &name[..16]), bytes)
-            .await?;
+        self.warehouse.put(&key, bytes).await?;
+        let superseded = current::delete_superseded(self.warehouse, &key, &self.judge_id).await?;
+        if superseded > 0 {
+            tracing::info!(part = %key, superseded, "score: replaced an earlier generation of this judge's scores");
+        }
         self.summary.partitions += 1;
         Ok(())
+    }
+
+    /// The rows the current part of `key`'s folder holds for the `deferred` captures, if any.
+    async fn earlier_rows(
+        &self,
+        key: &str,
+        deferred: &[&str],
+    ) -> Result<Option<DataFrame>, ScoreError> {
+        let folder = key.rsplit_once('/').map_or("", |(f, _)| f);
+        let keys = self.warehouse.list(&format!("{folder}/")).await?;
+        let Some(part) = current::current_parts(self.warehouse, &keys, &self.judge_id)
+            .await?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.warehouse.get(&part).await? else {
+            return Ok(None);
+        };
+        let wanted: std::collections::HashSet<String> =
+            deferred.iter().map(|s| s.to_string()).collect();
+        let judge = self.judge_id.clone();
+        let read = tokio::task::spawn_blocking(move || -> PolarsResult<DataFrame> {
+            let df = ParquetReader::new(std::io::Cursor::new(bytes)).finish()?;
+            let ids = df.column("request_id")?.str()?;
+            let judges = df.column("judge")?.str()?;
+            let keep: BooleanChunked = ids
+                .iter()
+                .zip(judges.iter())
+                .map(|(id, j)| {
+                    Some(j == Some(judge.as_str()) && id.is_some_and(|id| wanted.contains(id)))
+                })
+                .collect();
+            df.filter(&keep)
+        })
+        .await
+        .map_err(|e| self.write_error(key, e.to_string()))?
+        .map_err(|e| {
+            self.write_error(key, format!("cannot read the earlier part `{part}`: {e}"))
+        })?;
+        Ok((read.height() > 0).then_some(read))
     }
 
     fn write_error(&self, partition: &str, message: String) -> ScoreError {
@@ -558,6 +648,7 @@ impl Run<'_> {
             .map(|p| p.cost(outcome.input_tokens, outcome.output_tokens));
         self.reserved_usd -= reserved;
         self.spent_usd += cost.unwrap_or(0.0);
+        self.breaker.record(&outcome);
         let verdict = match &outcome.result {
             Ok(judgments) => {
                 let capture = &work.captures[row];
@@ -577,6 +668,7 @@ impl Run<'_> {
             }
             Err(reason) => {
                 self.progress.done(false);
+                self.summary.failed += 1;
                 Verdict::Failed {
                     reason: reason.clone(),
                     latency_ms: outcome.latency_ms,
@@ -608,6 +700,7 @@ pub async fn score(
         judge: judge_id.clone(),
         params_hash: params_hash.clone(),
     };
+    current::check_rubric(warehouse, &job.rubric, job.dry_run).await?;
     let keys = warehouse.list("captures/").await?;
     let wanted = partitions(&keys, &job);
     tracing::info!(rubric = %job.rubric.key(), judge = %judge_id, partitions = wanted.len(), dry_run = job.dry_run, "score: starting");
@@ -642,6 +735,7 @@ pub async fn score(
         spent_usd: 0.0,
         reserved_usd: 0.0,
         budget_hit: false,
+        breaker: engine::Breaker::new(job.judge.circuit_breaker),
         cache_tx,
         progress: progress::Progress::new(if job.dry_run {
             ProgressMode::Off
@@ -654,6 +748,10 @@ pub async fn score(
     let mut tasks: JoinSet<TaskResult> = JoinSet::new();
     let concurrency = job.judge.concurrency;
     let offline = engine.judge.is_offline();
+    let mut not_attempted = 0u64;
+    if !offline && !job.dry_run {
+        preflight(&engine.judge, aws).await?;
+    }
 
     for (slot, partition) in wanted.into_iter().enumerate() {
         let mut captures = Vec::new();
@@ -742,6 +840,12 @@ pub async fn score(
                     run.budget_hit = true;
                     work.verdicts[row] = Some(Verdict::SkippedBudget);
                     plan.skipped_budget += 1;
+                    continue;
+                }
+                if run.breaker.tripped().is_some() {
+                    // The judge is down: no call, no row; a later run judges it.
+                    work.verdicts[row] = Some(Verdict::Deferred);
+                    not_attempted += 1;
                     continue;
                 }
                 plan.to_judge += 1;
@@ -834,7 +938,43 @@ pub async fn score(
     };
     summary.judgments_per_s = per_s(summary.judged);
     summary.calls_per_s = per_s(summary.calls);
+    if let Some((cause, in_a_row)) = run.breaker.tripped() {
+        return Err(ScoreError::JudgeDown {
+            cause: cause.clone(),
+            in_a_row,
+            attempted: summary.judged,
+            not_attempted,
+        });
+    }
+    if summary.judged > 0 {
+        let share = summary.failed as f64 / summary.judged as f64;
+        if share > job.judge.max_error_share {
+            summary.failure = Some(format!(
+                "{} of {} judgments failed ({:.0}%, more than judge.max-error-share {:.0}%); \
+                 they are judged again next run",
+                summary.failed,
+                summary.judged,
+                share * 100.0,
+                job.judge.max_error_share * 100.0
+            ));
+        }
+    }
     Ok(summary)
+}
+
+/// Checks what can be checked before the first call: for Bedrock, a region and credentials
+/// that resolve (one line and a hint instead of a failed call per capture).
+async fn preflight(judge: &Judge, aws: &AwsClients) -> Result<(), ScoreError> {
+    if !matches!(judge, Judge::Bedrock(_)) {
+        return Ok(());
+    }
+    aws.check_credentials()
+        .await
+        .map_err(|(message, hint)| ScoreError::Unusable {
+            judge: judge.id(),
+            message,
+            hint,
+        })
 }
 
 /// Books one finished task into its partition, which is either `current` (being enqueued) or
@@ -861,6 +1001,33 @@ async fn settle(
         open.insert(slot, work);
         Ok(())
     }
+}
+
+/// `fresh` rows followed by `earlier` ones, in `fresh`'s columns and types (a column the earlier
+/// part lacks is null there).
+fn carry_over(fresh: DataFrame, earlier: DataFrame) -> PolarsResult<DataFrame> {
+    let height = earlier.height();
+    let columns = fresh
+        .columns()
+        .iter()
+        .map(|c| match earlier.column(c.name()) {
+            // Through the physical integers: without polars' `timezones` feature a cast does
+            // not set a time zone.
+            Ok(old) => match c.dtype() {
+                DataType::Datetime(unit, zone) => Ok(old
+                    .cast(&DataType::Int64)?
+                    .as_materialized_series()
+                    .clone()
+                    .into_datetime(*unit, zone.clone())
+                    .into()),
+                dtype => old.cast(dtype),
+            },
+            Err(_) => Ok(Column::full_null(c.name().clone(), height, c.dtype())),
+        })
+        .collect::<PolarsResult<Vec<_>>>()?;
+    let mut out = fresh;
+    out.vstack_mut(&DataFrame::new(height, columns)?)?;
+    Ok(out)
 }
 
 /// The offline scorer's verdict on one capture.

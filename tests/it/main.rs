@@ -6,6 +6,7 @@ mod cli;
 mod compare;
 mod ingest_local;
 mod ingest_s3;
+mod integrity;
 mod offline_judge;
 mod publish;
 mod report;

@@ -190,8 +190,17 @@ fn every_fault_of_the_converse_stub_ends_ok_or_error_with_its_reason() {
         "timeout-seconds = 1\nmax-attempts = 2",
     );
     let out = score(&config, &wh, &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Six of nine judgments failed, more than `judge.max-error-share` (0.2): every row is
+    // written, and the stage says it failed.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let summary = stage_summary(&out, "score");
+    assert_eq!(count(&summary, "failed"), 6, "{summary}");
+    assert!(
+        summary["failure"]
+            .as_str()
+            .is_some_and(|f| f.contains("6 of 9 judgments failed")),
+        "{summary}"
+    );
     assert_eq!(count(&summary, "timeouts"), 2, "{summary}");
     assert!(count(&summary, "repairs") >= 4, "{summary}");
 
@@ -304,7 +313,8 @@ fn openai_compatible_judge_scores_and_repairs() {
         ("partial", &format!("{GOOD} [stub:partial]")),
     ]);
     let wh = dir.path().join("wh");
-    let config = judge_config(dir.path(), "openai", &server.url, "");
+    // One of three judgments fails on purpose: allowed here.
+    let config = judge_config(dir.path(), "openai", &server.url, "max-error-share = 0.5");
     let out = score(&config, &wh, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let rows = score_rows(&wh);
@@ -318,7 +328,9 @@ fn openai_compatible_judge_scores_and_repairs() {
         status("partial")
     );
     let df = read_table(&wh, "scores");
-    assert!(strings(&df, "judge").iter().all(|j| j == "openai:judge-7b"));
+    // The judge id names the server: two servers with one model name never share a cache.
+    let id = format!("openai:judge-7b@{}/v1", server.url);
+    assert!(strings(&df, "judge").iter().all(|j| *j == id));
 
     // `--judge` on the command line overrides the config.
     let copy = tempfile::tempdir().unwrap();
@@ -326,7 +338,7 @@ fn openai_compatible_judge_scores_and_repairs() {
     let flag = format!("openai:other-judge@{}/v1", server.url);
     let out = score(&config, copy.path(), &["--judge", &flag]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(stage_summary(&out, "score")["judge"], "openai:other-judge");
+    assert_eq!(stage_summary(&out, "score")["judge"], flag.as_str());
 }
 
 #[test]
