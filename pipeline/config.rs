@@ -274,6 +274,9 @@ pub struct RawJudge {
     /// Share of a run's judgments that may fail before the score stage counts as failed (exit
     /// 1; the failed ones are judged again next run). Default: 0.2.
     pub max_error_share: Option<f64>,
+    /// Seconds judge calls in flight get to finish after SIGTERM/SIGINT before they are
+    /// abandoned (their captures are judged next run). Default: 20.
+    pub shutdown_grace_seconds: Option<f64>,
     /// USD per million input tokens (your price list; no price lives in code). Required for a budget.
     pub input_usd_per_million_tokens: Option<f64>,
     /// USD per million output tokens.
@@ -314,6 +317,9 @@ pub struct RawIngest {
     pub workers: Option<usize>,
     /// Bytes of a malformed line kept in `quarantine/`. Default: 4096.
     pub quarantine_raw_bytes: Option<usize>,
+    /// Longest capture line read, in bytes; a longer one is quarantined (its first
+    /// `quarantine-raw-bytes` kept) without being held in memory. Default: 16777216 (16 MiB).
+    pub max_line_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -508,6 +514,7 @@ pub struct IngestConfig {
     pub model_from_payload: bool,
     pub workers: usize,
     pub quarantine_raw_bytes: usize,
+    pub max_line_bytes: usize,
 }
 
 /// Which captures of a model-day are judged.
@@ -568,6 +575,7 @@ pub struct JudgeSettings {
     pub backoff_max: std::time::Duration,
     pub circuit_breaker: u32,
     pub max_error_share: f64,
+    pub shutdown_grace: std::time::Duration,
     pub prices: Option<Prices>,
 }
 
@@ -872,6 +880,13 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
         // One more than the CPUs, so a worker waiting on I/O leaves no core idle.
         None => std::thread::available_parallelism().map_or(2, |n| n.get()) + 1,
     };
+    let max_line_bytes = raw.ingest.max_line_bytes.unwrap_or(16 * 1024 * 1024);
+    if max_line_bytes < 1024 {
+        return Err(invalid(
+            "ingest.max-line-bytes",
+            format!("{max_line_bytes} is too small for a capture line; use 1024 or more"),
+        ));
+    }
     let quarantine_raw_bytes = raw.ingest.quarantine_raw_bytes.unwrap_or(4096);
     if quarantine_raw_bytes < 64 {
         return Err(invalid(
@@ -950,6 +965,7 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
             model_from_payload: raw.ingest.model_from_payload.unwrap_or(false),
             workers,
             quarantine_raw_bytes,
+            max_line_bytes,
         },
         rubric: base.join(
             raw.score
@@ -1370,6 +1386,16 @@ fn validate_judge(raw: RawJudge) -> Result<JudgeSettings, (&'static str, String)
         backoff_max: std::time::Duration::from_millis(raw.backoff_max_ms.unwrap_or(20_000)),
         circuit_breaker,
         max_error_share,
+        shutdown_grace: match raw.shutdown_grace_seconds {
+            None => std::time::Duration::from_secs(20),
+            Some(v) if v >= 0.0 && v.is_finite() => std::time::Duration::from_secs_f64(v),
+            Some(v) => {
+                return Err((
+                    "judge.shutdown-grace-seconds",
+                    format!("{v} is not a number of seconds"),
+                ));
+            }
+        },
         prices,
     };
     check_judge(&settings)?;

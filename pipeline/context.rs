@@ -17,6 +17,10 @@ pub struct Ctx {
     pub today: NaiveDate,
     /// How long-running stages show progress (a bar on a terminal, log lines otherwise).
     pub progress: ProgressMode,
+    /// Stop requests (SIGTERM/SIGINT) the stages look at.
+    pub shutdown: crate::shutdown::Shutdown,
+    /// How long a writer waits for the warehouse's writer lock (`--wait-lock`); `None`: not at all.
+    pub wait_lock: Option<std::time::Duration>,
 }
 
 impl Ctx {
@@ -30,7 +34,36 @@ impl Ctx {
             warehouse,
             today,
             progress: ProgressMode::Lines,
+            shutdown: crate::shutdown::Shutdown::new(),
+            wait_lock: None,
         }
+    }
+
+    /// Stages of this context stop cleanly on SIGTERM/SIGINT.
+    pub fn listening_for_signals(mut self) -> Ctx {
+        let shutdown = crate::shutdown::Shutdown::new();
+        shutdown.listen();
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// Takes the warehouse's writer lock for `command` (waiting `wait_lock`, if set).
+    pub async fn writer_lock(
+        &self,
+        command: &str,
+    ) -> Result<crate::lock::WriterLock, crate::lock::LockError> {
+        crate::lock::acquire(
+            &self.warehouse,
+            &crate::run::new_run_id(),
+            command,
+            self.wait_lock,
+        )
+        .await
+    }
+
+    pub fn with_wait_lock(mut self, wait_lock: Option<std::time::Duration>) -> Ctx {
+        self.wait_lock = wait_lock;
+        self
     }
 
     pub fn with_progress(mut self, progress: ProgressMode) -> Ctx {

@@ -1,13 +1,20 @@
-//! The run lock: one `evalwatch run` at a time per warehouse and window, so two nightly jobs (a
-//! retry started while the first still runs, two schedulers) never interleave their writes.
+//! The warehouse writer lock: one writing command at a time per warehouse (`run`, `ingest`,
+//! `score`, `telemetry`, `analyse`, `publish`), whatever their windows, so two nightly jobs, a
+//! backfill and a hand-run `score` never interleave their writes. Readers (`report`, `compare`
+//! on files, `score --dry-run`, `publish --dry-run`) take none. A second writer exits 1 naming
+//! the holder, or waits for it with `--wait-lock SECONDS`.
 //!
-//! Local warehouse: `state/locks/run-<since>_<until>.lock`, held with the operating system's
-//! exclusive file lock, which the kernel drops when the holder dies, so a crashed run's lock is
-//! free at once; the file (never deleted, so no two processes can hold locks on two different
-//! files of one name) says who holds it, and is emptied on release. S3 warehouse: `state/locks/run-<since>_<until>.json`,
-//! created with a conditional write (`If-None-Match: *`), its heartbeat refreshed every 30 s;
-//! one whose heartbeat is older than 5 minutes belongs to a run that is gone and is taken over
-//! with a compare-and-swap on its ETag, so of two runs taking it over only one wins.
+//! Local warehouse: `state/locks/writer.lock`, held with the operating system's exclusive file
+//! lock, which the kernel drops when the holder dies, so a crashed writer's lock is free at once;
+//! the file (never deleted, so no two processes can hold locks on two different files of one
+//! name) says who holds it, and is emptied on release. S3 warehouse: `state/locks/writer.json`,
+//! created with a conditional write (`If-None-Match: *`), its heartbeat refreshed every 30 s with
+//! a compare-and-swap on its ETag; one whose heartbeat is older than 5 minutes belongs to a writer
+//! that is gone and is taken over (compare-and-swap again, so of two only one wins), its lease
+//! generation raised. **Fencing**: the holder's warehouse refuses to write once the lease was
+//! lost (a heartbeat found it taken over) or was last confirmed more than 4 minutes ago, before
+//! anyone may take it over; so a writer paused past its lease never commits over the next one.
+//! Release deletes the lock only if it is still ours.
 
 use std::io::{Read, Seek, Write};
 use std::sync::Arc;
@@ -16,19 +23,24 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::DateRange;
 use crate::warehouse::{Warehouse, WarehouseError};
 
 /// How often an S3 lock's heartbeat is refreshed, and how old one may get before the lock counts
 /// as abandoned.
 const HEARTBEAT: Duration = Duration::from_secs(30);
 const STALE_AFTER: chrono::Duration = chrono::Duration::minutes(5);
+/// How long after its last confirmed heartbeat a holder still writes: a minute short of
+/// [`STALE_AFTER`], so it stops before anyone may take the lease over.
+pub const FENCE_AFTER: Duration = Duration::from_secs(4 * 60);
+
+/// How often a waiting writer (`--wait-lock`) tries again.
+const WAIT_STEP: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error(
-        "another run holds the lock on this warehouse and window: {holder} (lock `{uri}`); wait \
-         for it to finish{hint}"
+        "another writer holds this warehouse's lock: {holder} (lock `{uri}`); wait for it to \
+         finish, or pass --wait-lock SECONDS{hint}"
     )]
     Held {
         holder: String,
@@ -44,7 +56,14 @@ pub enum LockError {
 /// Who holds a lock.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Holder {
+    /// The run id (or a fresh id for a single command).
     pub run_id: String,
+    /// The command holding the lock (`run`, `score`, ...).
+    #[serde(default)]
+    pub command: String,
+    /// Raised on every takeover: which lease of the lock this is.
+    #[serde(default)]
+    pub generation: u64,
     pub host: String,
     pub pid: u32,
     pub started_at: DateTime<Utc>,
@@ -55,8 +74,14 @@ impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "run {} on {} (pid {}) since {}, last seen {}",
+            "`{}` {} (lease {}) on {} (pid {}) since {}, last seen {}",
+            if self.command.is_empty() {
+                "run"
+            } else {
+                &self.command
+            },
             self.run_id,
+            self.generation,
             self.host,
             self.pid,
             self.started_at.to_rfc3339(),
@@ -74,8 +99,8 @@ fn host() -> String {
         .unwrap_or_else(|| "unknown-host".into())
 }
 
-/// A held lock; [`RunLock::release`] frees it (a crash frees a local one too).
-pub struct RunLock {
+/// A held lock; [`WriterLock::release`] frees it (a crash frees a local one too).
+pub struct WriterLock {
     inner: Inner,
 }
 
@@ -84,37 +109,58 @@ enum Inner {
     S3 {
         warehouse: Warehouse,
         key: String,
+        etag: Arc<tokio::sync::Mutex<String>>,
         heartbeat: tokio::task::JoinHandle<()>,
     },
 }
 
-/// The lock's key for `window`.
-pub fn key(window: DateRange, local: bool) -> String {
+/// The lock's key.
+pub fn key(local: bool) -> String {
     let ext = if local { "lock" } else { "json" };
-    format!("state/locks/run-{}_{}.{ext}", window.since, window.until)
+    format!("state/locks/writer.{ext}")
 }
 
-/// Takes the run lock of `window`, or says who holds it.
+/// Takes the warehouse's writer lock for `command` (run `run_id`), or says who holds it; with
+/// `wait`, tries again until it is free or `wait` has passed.
 pub async fn acquire(
     warehouse: &Warehouse,
-    window: DateRange,
     run_id: &str,
-) -> Result<RunLock, LockError> {
-    let now = Utc::now();
-    let me = Holder {
-        run_id: run_id.to_string(),
-        host: host(),
-        pid: std::process::id(),
-        started_at: now,
-        heartbeat_at: now,
-    };
-    match warehouse.local_root() {
-        Some(root) => acquire_local(&root.join(key(window, true)), &me),
-        None => acquire_s3(warehouse, &key(window, false), me).await,
+    command: &str,
+    wait: Option<Duration>,
+) -> Result<WriterLock, LockError> {
+    let deadline = wait.map(|w| tokio::time::Instant::now() + w);
+    let mut announced = false;
+    loop {
+        let now = Utc::now();
+        let me = Holder {
+            run_id: run_id.to_string(),
+            command: command.to_string(),
+            generation: 1,
+            host: host(),
+            pid: std::process::id(),
+            started_at: now,
+            heartbeat_at: now,
+        };
+        let attempt = match warehouse.local_root() {
+            Some(root) => acquire_local(&root.join(key(true)), &me),
+            None => acquire_s3(warehouse, &key(false), me).await,
+        };
+        match attempt {
+            Err(LockError::Held { holder, .. })
+                if deadline.is_some_and(|d| tokio::time::Instant::now() < d) =>
+            {
+                if !announced {
+                    tracing::info!(%holder, "waiting for the warehouse's writer lock");
+                    announced = true;
+                }
+                tokio::time::sleep(WAIT_STEP).await;
+            }
+            other => return other,
+        }
     }
 }
 
-fn acquire_local(path: &std::path::Path, me: &Holder) -> Result<RunLock, LockError> {
+fn acquire_local(path: &std::path::Path, me: &Holder) -> Result<WriterLock, LockError> {
     let io = |source| LockError::Io {
         uri: path.display().to_string(),
         source,
@@ -149,19 +195,23 @@ fn acquire_local(path: &std::path::Path, me: &Holder) -> Result<RunLock, LockErr
     let mut previous = String::new();
     let _ = file.read_to_string(&mut previous);
     if let Ok(gone) = serde_json::from_str::<Holder>(&previous) {
-        tracing::warn!(previous = %gone, "run: took over the lock of a run that ended without releasing it");
+        tracing::warn!(previous = %gone, "took over the writer lock of a process that ended without releasing it");
     }
     let text = serde_json::to_string(me).unwrap_or_default();
     file.set_len(0).map_err(io)?;
     file.rewind().map_err(io)?;
     file.write_all(text.as_bytes()).map_err(io)?;
     file.sync_data().map_err(io)?;
-    Ok(RunLock {
+    Ok(WriterLock {
         inner: Inner::Local(file),
     })
 }
 
-async fn acquire_s3(warehouse: &Warehouse, key: &str, me: Holder) -> Result<RunLock, LockError> {
+async fn acquire_s3(
+    warehouse: &Warehouse,
+    key: &str,
+    mut me: Holder,
+) -> Result<WriterLock, LockError> {
     let body = |h: &Holder| serde_json::to_vec(h).unwrap_or_default();
     let etag = match warehouse.put_if(key, body(&me), None).await? {
         Some(etag) => etag,
@@ -184,14 +234,16 @@ async fn acquire_s3(warehouse: &Warehouse, key: &str, me: Holder) -> Result<RunL
                     hint: "; a lock whose heartbeat is 5 minutes old is taken over",
                 });
             }
+            me.generation = holder.as_ref().map_or(0, |h| h.generation) + 1;
             match warehouse.put_if(key, body(&me), Some(&old_etag)).await? {
                 Some(etag) => {
-                    tracing::warn!(previous = %described, "run: took over an abandoned lock");
+                    tracing::warn!(previous = %described, generation = me.generation, "took over an abandoned writer lock");
                     etag
                 }
                 None => {
                     return Err(LockError::Held {
-                        holder: "another run that took over the same abandoned lock first".into(),
+                        holder: "another writer that took over the same abandoned lock first"
+                            .into(),
                         uri: warehouse.uri(key),
                         hint: "",
                     });
@@ -199,9 +251,11 @@ async fn acquire_s3(warehouse: &Warehouse, key: &str, me: Holder) -> Result<RunL
             }
         }
     };
+    // From here on the warehouse writes only while the lease is confirmed.
+    let lease = warehouse.fence_with(key);
+    let etag = Arc::new(tokio::sync::Mutex::new(etag));
     let heartbeat = {
-        let (warehouse, key) = (warehouse.clone(), key.to_string());
-        let etag = Arc::new(tokio::sync::Mutex::new(etag));
+        let (warehouse, key, etag) = (warehouse.clone(), key.to_string(), etag.clone());
         tokio::spawn(async move {
             let mut me = me;
             loop {
@@ -209,28 +263,37 @@ async fn acquire_s3(warehouse: &Warehouse, key: &str, me: Holder) -> Result<RunL
                 me.heartbeat_at = Utc::now();
                 let mut current = etag.lock().await;
                 match warehouse.put_if(&key, body(&me), Some(&current)).await {
-                    Ok(Some(next)) => *current = next,
+                    Ok(Some(next)) => {
+                        *current = next;
+                        lease.confirm();
+                    }
                     Ok(None) => {
-                        tracing::error!(key, "run: the lock was taken over by another run");
+                        lease.lose();
+                        tracing::error!(
+                            key,
+                            "the writer lock was taken over by another writer; this one writes \
+                             nothing more"
+                        );
                         return;
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "run: cannot refresh the lock's heartbeat")
+                        tracing::warn!(error = %e, "cannot refresh the writer lock's heartbeat")
                     }
                 }
             }
         })
     };
-    Ok(RunLock {
+    Ok(WriterLock {
         inner: Inner::S3 {
             warehouse: warehouse.clone(),
             key: key.to_string(),
+            etag,
             heartbeat,
         },
     })
 }
 
-impl RunLock {
+impl WriterLock {
     /// Frees the lock for the next run.
     pub async fn release(self) -> Result<(), LockError> {
         match self.inner {
@@ -244,10 +307,14 @@ impl RunLock {
             Inner::S3 {
                 warehouse,
                 key,
+                etag,
                 heartbeat,
             } => {
                 heartbeat.abort();
-                warehouse.delete(&key).await?;
+                let etag = etag.lock().await.clone();
+                // Only our own lease: a lock taken over since is the next writer's.
+                warehouse.delete_if(&key, &etag).await?;
+                warehouse.unfence();
                 Ok(())
             }
         }

@@ -10,17 +10,17 @@ use anyhow::Context as _;
 use chrono::{NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use evalwatch::analyse::{AnalyseJob, AnalyseSummary, analyse};
-use evalwatch::compare::{CompareJob, CompareSummary, Sides, compare};
+use evalwatch::analyse::{AnalyseJob, analyse};
+use evalwatch::compare::{CompareJob, Sides, compare};
 use evalwatch::config::{self, ConfigError, DateRange, JudgeKind, Location, Sink, WindowSpec};
 use evalwatch::context::Ctx;
-use evalwatch::ingest::{IngestJob, IngestSummary, ingest};
-use evalwatch::publish::{PublishJob, PublishSummary, publish};
-use evalwatch::report::{ReportJob, ReportSummary, report};
+use evalwatch::ingest::{IngestJob, ingest};
+use evalwatch::publish::{PublishJob, publish};
+use evalwatch::report::{ReportJob, report};
 use evalwatch::rubric::{self, RubricError};
 use evalwatch::run::{Plan, Stage, new_run_id, run};
-use evalwatch::score::{ProgressMode, ScoreJob, ScoreSummary, score};
-use evalwatch::telemetry::{TelemetryJob, TelemetrySummary, telemetry};
+use evalwatch::score::{ProgressMode, ScoreJob, score};
+use evalwatch::telemetry::{TelemetryJob, telemetry};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -47,6 +47,10 @@ struct Cli {
     /// The date the run treats as today (UTC), for reproducible backfills. Default: today.
     #[arg(long, global = true, value_parser = parse_date_arg, hide = true)]
     today: Option<NaiveDate>,
+    /// Commands that write to the warehouse hold its writer lock; wait up to this many seconds
+    /// for another writer to finish instead of exiting 1 at once.
+    #[arg(long, global = true, value_name = "SECONDS", value_parser = parse_seconds)]
+    wait_lock: Option<f64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -391,44 +395,72 @@ fn main() -> ExitCode {
 }
 
 /// Prints an error chain and its hint (uv style: message, causes, then `hint:`); returns the
-/// exit code.
+/// exit code. With `--log-format json` each line is a JSON object.
 fn print_error(err: &anyhow::Error) -> u8 {
-    eprintln!("error: {err}");
+    use evalwatch::logs::{Level, line};
+    line(Level::Error, &format!("error: {err}"));
     for cause in err.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+        line(Level::Error, &format!("  caused by: {cause}"));
+    }
+    let (code, hint) = exit_code_and_hint(err);
+    if let Some(hint) = hint {
+        line(Level::Error, &format!("hint: {hint}"));
+    }
+    code
+}
+
+/// The exit code of a failed command (2: the user's input, 1: anything else) and what to do.
+fn exit_code_and_hint(err: &anyhow::Error) -> (u8, Option<String>) {
+    let interrupted = err.chain().find_map(|cause| {
+        cause
+            .downcast_ref::<evalwatch::run::RunError>()
+            .and_then(|e| e.interrupted())
+            .or_else(
+                || match cause.downcast_ref::<evalwatch::score::ScoreError>() {
+                    Some(evalwatch::score::ScoreError::Interrupted(i)) => Some(*i),
+                    _ => None,
+                },
+            )
+            .or_else(|| {
+                cause
+                    .downcast_ref::<evalwatch::shutdown::Interrupted>()
+                    .copied()
+            })
+    });
+    if let Some(i) = interrupted {
+        return (
+            i.exit_code(),
+            Some("run the same command again: it continues where this one stopped".into()),
+        );
     }
     if let Some(usage) = err.downcast_ref::<UsageError>() {
-        if let Some(hint) = &usage.hint {
-            eprintln!("hint: {hint}");
-        }
-        return 2;
+        return (2, usage.hint.clone());
     }
     if let Some(config) = err.downcast_ref::<ConfigError>() {
         let hint = match config {
             ConfigError::Read { .. } => "check the path given to --config",
             _ => "`evalwatch init` writes a starter file that lists every key",
         };
-        eprintln!("hint: {hint}");
-        return 2;
+        return (2, Some(hint.into()));
     }
     if let Some(hint) = score_error(err).and_then(|e| e.hint()) {
-        eprintln!("hint: {hint}");
-        return 1;
+        return (1, Some(hint));
     }
     if let Some(rubric) = rubric_error(err) {
-        match rubric {
+        let hint = match rubric {
             RubricError::Lint { .. } | RubricError::Parse { .. } => {
-                eprintln!("hint: fix the rubric file; `evalwatch rubric show` prints what was read")
+                Some("fix the rubric file; `evalwatch rubric show` prints what was read".into())
             }
-            RubricError::Edited { .. } => eprintln!(
-                "hint: bump the rubric's `version` (then `evalwatch rubric lock`): scores of two \
-                 texts under one version would be counted as one"
+            RubricError::Edited { .. } => Some(
+                "bump the rubric's `version` (then `evalwatch rubric lock`): scores of two texts \
+                 under one version would be counted as one"
+                    .into(),
             ),
-            _ => {}
-        }
-        return 2;
+            _ => None,
+        };
+        return (2, hint);
     }
-    1
+    (1, None)
 }
 
 /// The score stage's error behind `err`, if it is one.
@@ -463,6 +495,7 @@ fn rubric_error(err: &anyhow::Error) -> Option<&RubricError> {
 
 fn init_logs(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
+    evalwatch::logs::set_json(matches!(format, LogFormat::Json));
     let filter = EnvFilter::try_from_env("EVALWATCH_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn"));
     let builder = tracing_subscriber::fmt()
@@ -516,6 +549,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             .map_err(|m| usage(format!("--warehouse: {m}"), None))?;
     }
     let today = cli.today.unwrap_or_else(|| Utc::now().date_naive());
+    let wait_lock = cli.wait_lock.map(std::time::Duration::from_secs_f64);
 
     match cli.command {
         Command::Init(_) | Command::Rubric(_) | Command::JudgeStub(_) | Command::Gpu(_) => {
@@ -531,30 +565,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             };
             let ctx = Ctx::new(config, today)
                 .await
-                .with_progress(progress_mode(cli.log_format));
+                .with_wait_lock(wait_lock)
+                .with_progress(progress_mode(cli.log_format))
+                .listening_for_signals();
             if plan.runs(Stage::Ingest) {
                 check_local_source(&ctx)?;
             }
             let run_id = new_run_id();
             let outcome = run(&ctx, &run_id, &plan).await?;
-            if let Some(s) = &outcome.ingest {
-                log_ingest(s);
-            }
-            if let Some(s) = &outcome.score {
-                log_score(s);
-            }
-            if let Some(t) = &outcome.telemetry {
-                log_telemetry(t);
-            }
-            if let Some(s) = &outcome.analyse {
-                log_analyse(s);
-            }
-            if let Some(s) = &outcome.publish {
-                log_publish(s);
-            }
-            if let Some(s) = &outcome.report {
-                log_report(s);
-            }
             println!(
                 "{}",
                 serde_json::json!({
@@ -573,25 +591,30 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 "run: finished"
             );
             if let Some(r) = &outcome.report {
-                eprintln!("report: {}", r.index);
+                evalwatch::logs::line(
+                    evalwatch::logs::Level::Info,
+                    &format!("report: {}", r.index),
+                );
             }
             Ok(outcome.exit_code())
         }
         Command::Telemetry(window) => {
             let window = window_flags(&window)?;
-            let ctx = Ctx::new(config, today).await;
+            let ctx = Ctx::new(config, today).await.with_wait_lock(wait_lock);
             let window = window.unwrap_or_else(|| ctx.window());
             let job = TelemetryJob::from_config(&ctx.config, Some(window));
-            let Some(summary) = telemetry(job, &ctx.warehouse, &ctx.aws)
-                .await
-                .context("telemetry failed")?
-            else {
+            let work = async {
+                telemetry(job, &ctx.warehouse, &ctx.aws)
+                    .await
+                    .context("telemetry failed")
+            };
+            let Some(summary) = with_writer_lock(&ctx, "telemetry", work).await? else {
                 return Err(usage(
                     "no telemetry source: `telemetry.source` is `none`",
                     Some("set `[telemetry] source = \"file\"` (with `path`) or `\"cloudwatch\"` (with `endpoint`)".into()),
                 ));
             };
-            log_telemetry(&summary);
+            evalwatch::logs::telemetry(&summary);
             println!("{}", serde_json::json!({ "telemetry": summary }));
             Ok(0)
         }
@@ -604,13 +627,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 None => window_flags(&args.window)?,
             };
             let path = rubric_and_judge(&mut config, &args.rubric, &args.judge)?;
-            let ctx = Ctx::new(config, today).await;
+            let ctx = Ctx::new(config, today).await.with_wait_lock(wait_lock);
             let window = window.unwrap_or_else(|| ctx.window());
             let job = AnalyseJob::from_config(&ctx.config, rubric::load(&path)?, window);
-            let summary = analyse(job, &ctx.warehouse)
-                .await
-                .context("analyse failed")?;
-            log_analyse(&summary);
+            let work = async { analyse(job, &ctx.warehouse).await.context("analyse failed") };
+            let summary = with_writer_lock(&ctx, "analyse", work).await?;
+            evalwatch::logs::analyse(&summary);
             println!("{}", serde_json::json!({ "analyse": summary }));
             Ok(if summary.alerted() { 3 } else { 0 })
         }
@@ -639,7 +661,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 };
             }
             let path = rubric_and_judge(&mut config, &args.rubric, &args.judge)?;
-            let ctx = Ctx::new(config, today).await;
+            let ctx = Ctx::new(config, today).await.with_wait_lock(wait_lock);
             let window = window.unwrap_or_else(|| ctx.window());
             let mut job = PublishJob::from_config(&ctx.config, rubric::load(&path)?, window);
             job.force = args.force;
@@ -648,10 +670,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 .grafana
                 .clone()
                 .map(|dir| (dir, args.grafana_datasource.clone()));
-            let summary = publish(job, &ctx.warehouse, &ctx.aws)
-                .await
-                .context("publish failed")?;
-            log_publish(&summary);
+            let dry_run = job.dry_run;
+            let work = async {
+                publish(job, &ctx.warehouse, &ctx.aws)
+                    .await
+                    .context("publish failed")
+            };
+            let summary = if dry_run {
+                work.await?
+            } else {
+                with_writer_lock(&ctx, "publish", work).await?
+            };
+            evalwatch::logs::publish(&summary);
             if !summary.dry_run {
                 println!("{}", serde_json::json!({ "publish": summary }));
             }
@@ -668,6 +698,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let path = rubric_and_judge(&mut config, &args.rubric, &args.judge)?;
             let ctx = Ctx::new(config, today)
                 .await
+                .with_wait_lock(wait_lock)
                 .with_progress(progress_mode(cli.log_format));
             let pairwise = match &args.pairwise {
                 None => None,
@@ -722,7 +753,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     evalwatch::compare::CompareError::Gate(g) => usage(g.to_string(), None),
                     other => anyhow::Error::from(other).context("compare failed"),
                 })?;
-            log_compare(&summary);
+            evalwatch::logs::compare(&summary);
             println!("{}", serde_json::json!({ "compare": summary }));
             Ok(if summary.passed { 0 } else { 3 })
         }
@@ -735,7 +766,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 None => window_flags(&args.window)?,
             };
             let rubric_path = config.rubric.clone();
-            let ctx = Ctx::new(config, today).await;
+            let ctx = Ctx::new(config, today).await.with_wait_lock(wait_lock);
             let rubric = rubric::load(&rubric_path)?;
             // The run reported on: named, the latest, or none (a fresh id for the window).
             let manifest = match (&args.run, window) {
@@ -790,7 +821,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let mut job = ReportJob::from_config(&ctx.config, rubric, window, &run_id);
             job.stages = stages;
             let summary = report(job, &ctx.warehouse).await.context("report failed")?;
-            log_report(&summary);
+            evalwatch::logs::report(&summary);
             println!("{}", serde_json::json!({ "report": summary }));
             Ok(0)
         }
@@ -802,7 +833,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 );
             }
             let window = window_flags(&args.window)?;
-            let ctx = Ctx::new(config, today).await;
+            let ctx = Ctx::new(config, today).await.with_wait_lock(wait_lock);
             check_local_source(&ctx)?;
             let location = ctx.config.ingest.source.clone().ok_or_else(|| {
                 usage(
@@ -817,8 +848,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 today,
                 compression: ctx.config.compression,
             };
-            let summary = ingest(job, &ctx.warehouse).await.context("ingest failed")?;
-            log_ingest(&summary);
+            let work = async { ingest(job, &ctx.warehouse).await.context("ingest failed") };
+            let summary = with_writer_lock(&ctx, "ingest", work).await?;
+            evalwatch::logs::ingest(&summary);
             println!("{}", serde_json::json!({ "ingest": summary }));
             Ok(if summary.failed() { 1 } else { 0 })
         }
@@ -842,93 +874,32 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             }
             let ctx = Ctx::new(config, today)
                 .await
-                .with_progress(progress_mode(cli.log_format));
+                .with_wait_lock(wait_lock)
+                .with_progress(progress_mode(cli.log_format))
+                .listening_for_signals();
             let mut job = ScoreJob::from_config(&ctx.config, rubric::load(&path)?);
             job.window = window;
             job.model = args.model.clone();
             job.limit = args.limit;
             job.dry_run = args.dry_run;
             job.progress = ctx.progress;
-            let summary = score(job, &ctx.warehouse, &ctx.aws)
-                .await
-                .context("score failed")?;
-            log_score(&summary);
+            job.shutdown = ctx.shutdown.clone();
+            let dry_run = job.dry_run;
+            let work = async {
+                score(job, &ctx.warehouse, &ctx.aws)
+                    .await
+                    .context("score failed")
+            };
+            let summary = if dry_run {
+                work.await?
+            } else {
+                with_writer_lock(&ctx, "score", work).await?
+            };
+            evalwatch::logs::score(&summary);
             println!("{}", serde_json::json!({ "score": summary }));
             Ok(if summary.failure.is_some() { 1 } else { 0 })
         }
     }
-}
-
-fn log_telemetry(summary: &TelemetrySummary) {
-    tracing::info!(
-        "telemetry: {} samples of {} models from {} into {} partitions, {} rejected, {} outside the window, cost {}",
-        summary.samples,
-        summary.models,
-        summary.source,
-        summary.partitions,
-        summary.rejected,
-        summary.out_of_window,
-        summary
-            .cost_usd
-            .map_or("unknown (no [cost] entry)".to_string(), |c| format!(
-                "{c:.2} USD"
-            ))
-    );
-    for r in &summary.rejected_examples {
-        tracing::warn!("telemetry: rejected {}: {}", r.location, r.reason);
-    }
-    for c in &summary.no_data {
-        tracing::warn!("telemetry: no datapoints for `{c}`");
-    }
-}
-
-fn log_compare(s: &CompareSummary) {
-    tracing::info!(
-        "compare: {} pairs ({} unmatched baseline, {} unmatched candidate, {} not scored), {} judge calls",
-        s.matched,
-        s.unmatched_baseline,
-        s.unmatched_candidate,
-        s.unscored_pairs,
-        s.judge_calls
-    );
-    for line in &s.rejected_lines {
-        tracing::warn!("compare: skipped {line}");
-    }
-    if let Some(p) = &s.pairwise {
-        tracing::info!(
-            "compare: pairwise (both orders): {} wins, {} ties, {} losses; win rate {:.3} [{:.3}, {:.3}], length-controlled {:.3}, position inconsistency {:.1}%",
-            p.wins,
-            p.ties,
-            p.losses,
-            p.win_rate,
-            p.win_rate_lower,
-            p.win_rate_upper,
-            p.length_controlled_win_rate,
-            100.0 * p.position_inconsistency
-        );
-    }
-    for (metric, p) in &s.pointwise {
-        tracing::info!("compare: {metric}: {p}");
-    }
-    for g in &s.gates {
-        let actual = g.actual.map_or("n/a".to_string(), |a| format!("{a:.4}"));
-        if g.passed {
-            tracing::info!("compare: gate passed: {} (actual {actual})", g.gate);
-        } else {
-            tracing::warn!("compare: GATE FAILED: {} (actual {actual})", g.gate);
-        }
-    }
-    eprintln!("compare: {}", s.index);
-}
-
-fn log_report(summary: &ReportSummary) {
-    tracing::info!(
-        "report: {} models, {} alerts, {} warnings -> {}",
-        summary.models.len(),
-        summary.alerts,
-        summary.warnings,
-        summary.index
-    );
 }
 
 /// The manifest of run `id`, if the warehouse has it.
@@ -959,71 +930,18 @@ async fn latest_manifest(ctx: &Ctx) -> anyhow::Result<Option<serde_json::Value>>
     read_manifest(ctx, latest).await
 }
 
-fn log_publish(summary: &PublishSummary) {
-    let verb = if summary.dry_run {
-        "would send"
-    } else {
-        "sent"
-    };
-    tracing::info!(
-        "publish: {} windows of {} models to {}: {verb} {} of {} datums in {} requests \
-         ({} already published, {} too old, {} failed), {} alarms",
-        summary.windows,
-        summary.models,
-        summary.sink,
-        if summary.dry_run {
-            summary.datums - summary.already_published - summary.too_old
-        } else {
-            summary.sent
-        },
-        summary.datums,
-        summary.requests,
-        summary.already_published,
-        summary.too_old,
-        summary.failed,
-        summary.alarms
-    );
-    for file in &summary.grafana_files {
-        tracing::info!("publish: wrote {file}");
-    }
-    for day in &summary.windows_missing {
-        tracing::warn!(
-            "publish: no aggregates for the window of {day}: run `evalwatch analyse` first"
-        );
-    }
-    for f in summary.failures.iter().chain(&summary.alarm_failures) {
-        tracing::warn!("publish: {f}");
-    }
-}
-
-fn log_analyse(summary: &AnalyseSummary) {
-    let unit = match summary.window_days {
-        1 => "model-days".to_string(),
-        7 => "model-weeks".to_string(),
-        n => format!("model-windows of {n} days"),
-    };
-    tracing::info!(
-        "analyse: {} {unit} of {} against their baselines ({} by {}) -> {} alerts, {} warnings, \
-         {} tests with too little data",
-        summary.model_days,
-        summary.window,
-        summary.rubric,
-        summary.judge,
-        summary.alerts,
-        summary.warnings,
-        summary.insufficient_data
-    );
-    for a in &summary.alerted {
-        tracing::warn!(
-            "analyse: ALERT {} {} {} ({} {}, {})",
-            a.model,
-            a.date,
-            a.metric,
-            a.test,
-            a.statistic.map_or("-".to_string(), |s| format!("{s:.3}")),
-            a.pattern
-        );
-    }
+/// Runs `work` holding the warehouse's writer lock, released whatever `work` returns.
+async fn with_writer_lock<T>(
+    ctx: &Ctx,
+    command: &str,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let lock = ctx.writer_lock(command).await?;
+    let result = work.await;
+    let released = lock.release().await;
+    let value = result?;
+    released?;
+    Ok(value)
 }
 
 /// Applies `--rubric` and `--judge` over the config; returns the rubric file to load.
@@ -1049,55 +967,6 @@ fn progress_mode(format: LogFormat) -> ProgressMode {
         }
         _ => ProgressMode::Lines,
     }
-}
-
-fn log_score(summary: &ScoreSummary) {
-    let usd = |v: Option<f64>| {
-        v.map_or("unknown (no judge prices)".to_string(), |c| {
-            format!("{c:.4} USD")
-        })
-    };
-    let cost = usd(summary.cost_usd);
-    if summary.dry_run {
-        tracing::info!(
-            "score (dry run): {} captures, {} sampled, {} cached, {} to judge by {} against {}, \
-             {} cut by the budget, {} left by --limit; estimated cost {}",
-            summary.captures,
-            summary.sampled,
-            summary.from_cache,
-            summary.judged,
-            summary.judge,
-            summary.rubric,
-            summary.skipped_budget,
-            summary.deferred_limit,
-            usd(summary.estimated_cost_usd)
-        );
-        return;
-    }
-    tracing::info!(
-        "score: {} captures, {} sampled, {} from cache, {} judged by {} against {} in {} partitions \
-         -> {} ok rows, {} error rows, {} skipped_budget rows; {} calls ({} retries, {} throttled, \
-         {} timeouts, {} repairs, {:.1}/s), {} + {} tokens, {cost}, {:.1} judgments/s",
-        summary.captures,
-        summary.sampled,
-        summary.from_cache,
-        summary.judged,
-        summary.judge,
-        summary.rubric,
-        summary.partitions,
-        summary.rows_ok,
-        summary.rows_error,
-        summary.rows_skipped_budget,
-        summary.calls,
-        summary.retries,
-        summary.throttled,
-        summary.timeouts,
-        summary.repairs,
-        summary.calls_per_s,
-        summary.input_tokens,
-        summary.output_tokens,
-        summary.judgments_per_s
-    );
 }
 
 fn cwd() -> PathBuf {
@@ -1134,33 +1003,6 @@ fn check_local_source(ctx: &Ctx) -> anyhow::Result<()> {
         ));
     }
     Ok(())
-}
-
-/// The ingest summary for people, on stderr (the JSON goes to stdout).
-fn log_ingest(summary: &IngestSummary) {
-    tracing::info!(
-        "ingest: {} objects read ({} unchanged, {} failed), {} lines -> {} rows, {} quarantined, \
-         {} outside the window, {:.1} MB/s",
-        summary.objects_read,
-        summary.objects_unchanged,
-        summary.objects_failed.len(),
-        summary.lines,
-        summary.rows,
-        summary.quarantined,
-        summary.out_of_window,
-        summary.mb_per_s
-    );
-    for failed in &summary.objects_failed {
-        tracing::error!("ingest: `{}` was not read: {}", failed.uri, failed.error);
-    }
-    if let Some(e) = &summary.list_error {
-        tracing::error!("ingest: listing stopped early: {e}");
-    }
-    if summary.every_line_failed() {
-        tracing::error!(
-            "ingest: every line was quarantined; hint: look at quarantine/ for the reasons"
-        );
-    }
 }
 
 async fn judge_stub(args: &StubArgs) -> anyhow::Result<u8> {
@@ -1204,7 +1046,10 @@ fn init(args: &InitArgs) -> anyhow::Result<u8> {
     }
     std::fs::write(&args.path, config::STARTER_CONFIG)
         .with_context(|| format!("cannot write `{}`", args.path.display()))?;
-    eprintln!("wrote {}", args.path.display());
+    evalwatch::logs::line(
+        evalwatch::logs::Level::Info,
+        &format!("wrote {}", args.path.display()),
+    );
     Ok(0)
 }
 

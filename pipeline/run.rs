@@ -1,6 +1,6 @@
 //! `evalwatch run`: the stages (ingest, score, telemetry, analyse, publish, report) in order for the
-//! configured window, all of them or `--only` / `--from` some, under the run lock of the
-//! warehouse and window ([`crate::lock`]), with a run manifest (`runs/<run-id>/manifest.json`)
+//! configured window, all of them or `--only` / `--from` some, under the warehouse's writer lock
+//! ([`crate::lock`]), with a run manifest (`runs/<run-id>/manifest.json`)
 //! recording what ran, how long it took and what it did.
 //!
 //! This module is the one place that knows the order of the stages.
@@ -40,6 +40,18 @@ pub enum RunError {
     Manifest(#[from] crate::warehouse::WarehouseError),
     #[error(transparent)]
     Lock(#[from] crate::lock::LockError),
+    #[error(transparent)]
+    Interrupted(#[from] crate::shutdown::Interrupted),
+}
+
+impl RunError {
+    /// The stop request behind this error, if it is one.
+    pub fn interrupted(&self) -> Option<crate::shutdown::Interrupted> {
+        match self {
+            RunError::Interrupted(i) | RunError::Score(ScoreError::Interrupted(i)) => Some(*i),
+            _ => None,
+        }
+    }
 }
 
 /// The stages `run` knows, in the order it runs them.
@@ -98,8 +110,12 @@ impl Plan {
 pub struct StageRecord {
     pub stage: &'static str,
     pub seconds: f64,
+    /// `ok`, `failed` (finished, but with failures it counts) or `error` / `interrupted` (did
+    /// not finish: `error` says why).
     pub status: &'static str,
     pub summary: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -108,7 +124,11 @@ pub struct RunManifest {
     pub evalwatch_version: &'static str,
     pub started_at: String,
     pub finished_at: String,
+    /// `ok`, `failed` (a stage failed; `error` says why when it did not finish) or
+    /// `interrupted` (SIGTERM/SIGINT; what was done is saved).
     pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub config_origin: String,
     pub config_hash: String,
     pub rubric: String,
@@ -170,13 +190,15 @@ fn record<T: Serialize>(stage: Stage, clock: Instant, failed: bool, summary: &T)
         seconds: clock.elapsed().as_secs_f64(),
         status: if failed { "failed" } else { "ok" },
         summary: serde_json::to_value(summary).unwrap_or_default(),
+        error: None,
     }
 }
 
-/// Runs the planned stages in order, holding the run lock of the warehouse and window.
+/// Runs the planned stages in order, holding the warehouse's writer lock. Whatever
+/// the outcome (done, a stage failed, a stop was requested), the run manifest is written and the
+/// lock released; each stage's summary is logged as the stage finishes.
 pub async fn run(ctx: &Ctx, run_id: &str, plan: &Plan) -> Result<RunOutcome, RunError> {
-    let window = ctx.window();
-    let lock = crate::lock::acquire(&ctx.warehouse, window, run_id).await?;
+    let lock = crate::lock::acquire(&ctx.warehouse, run_id, "run", ctx.wait_lock).await?;
     let outcome = run_locked(ctx, run_id, plan).await;
     let released = lock.release().await;
     let outcome = outcome?;
@@ -200,8 +222,6 @@ async fn run_locked(ctx: &Ctx, run_id: &str, plan: &Plan) -> Result<RunOutcome, 
     crate::score::current::check_rubric(&ctx.warehouse, &rubric, true)
         .await
         .map_err(ScoreError::from)?;
-    let judge = crate::judge::id_of(&ctx.config.judge);
-    let mut stages = Vec::new();
     let mut outcome = RunOutcome {
         manifest: RunManifest {
             run_id: run_id.to_string(),
@@ -209,10 +229,11 @@ async fn run_locked(ctx: &Ctx, run_id: &str, plan: &Plan) -> Result<RunOutcome, 
             started_at: started_at.to_rfc3339(),
             finished_at: String::new(),
             status: "ok",
+            error: None,
             config_origin: ctx.config.origin.clone(),
             config_hash: ctx.config.hash.clone(),
             rubric: rubric.key(),
-            judge,
+            judge: crate::judge::id_of(&ctx.config.judge),
             window: window.to_string(),
             warehouse: ctx.warehouse.root_uri(),
             plan: stages_planned.clone(),
@@ -225,17 +246,59 @@ async fn run_locked(ctx: &Ctx, run_id: &str, plan: &Plan) -> Result<RunOutcome, 
         publish: None,
         report: None,
     };
+    let result = run_stages(ctx, run_id, plan, &rubric, &mut outcome).await;
+    let manifest = &mut outcome.manifest;
+    manifest.finished_at = Utc::now().to_rfc3339();
+    if let Err((stage, e)) = &result {
+        let interrupted = e.interrupted().is_some();
+        manifest.status = if interrupted { "interrupted" } else { "failed" };
+        manifest.error = Some(format!("{}: {}", stage.name(), crate::util::error_chain(e)));
+        manifest.stages.push(StageRecord {
+            stage: stage.name(),
+            seconds: 0.0,
+            status: if interrupted { "interrupted" } else { "error" },
+            summary: serde_json::Value::Null,
+            error: Some(crate::util::error_chain(e)),
+        });
+    } else if manifest.stages.iter().any(|s| s.status != "ok") {
+        manifest.status = "failed";
+    }
+    let bytes = serde_json::to_vec_pretty(&outcome.manifest).unwrap_or_default();
+    let written = ctx
+        .warehouse
+        .put(&format!("runs/{run_id}/manifest.json"), bytes)
+        .await;
+    result.map_err(|(_, e)| e)?;
+    written?;
+    Ok(outcome)
+}
+
+/// Runs the planned stages into `outcome`; on a stage's error, which stage and why. Stops
+/// before the next stage when a stop was requested.
+async fn run_stages(
+    ctx: &Ctx,
+    run_id: &str,
+    plan: &Plan,
+    rubric: &crate::rubric::Rubric,
+    outcome: &mut RunOutcome,
+) -> Result<(), (Stage, RunError)> {
+    let window = ctx.window();
+    let begin = |stage: Stage| -> Result<Instant, (Stage, RunError)> {
+        ctx.shutdown.check().map_err(|i| (stage, i.into()))?;
+        Ok(Instant::now())
+    };
+    let fail = |stage: Stage| move |e: RunError| (stage, e);
 
     if plan.runs(Stage::Ingest) {
-        let source_location =
-            ctx.config
-                .ingest
-                .source
-                .clone()
-                .ok_or_else(|| RunError::NoSource {
+        let clock = begin(Stage::Ingest)?;
+        let source_location = ctx.config.ingest.source.clone().ok_or_else(|| {
+            (
+                Stage::Ingest,
+                RunError::NoSource {
                     origin: ctx.config.origin.clone(),
-                })?;
-        let clock = Instant::now();
+                },
+            )
+        })?;
         let job = IngestJob {
             source: ctx.source(&source_location).await,
             window: Some(window),
@@ -243,87 +306,96 @@ async fn run_locked(ctx: &Ctx, run_id: &str, plan: &Plan) -> Result<RunOutcome, 
             today: ctx.today,
             compression: ctx.config.compression,
         };
-        let summary = ingest(job, &ctx.warehouse).await?;
-        stages.push(record(Stage::Ingest, clock, summary.failed(), &summary));
+        let summary = ingest(job, &ctx.warehouse)
+            .await
+            .map_err(|e| fail(Stage::Ingest)(e.into()))?;
+        crate::logs::ingest(&summary);
+        let record = record(Stage::Ingest, clock, summary.failed(), &summary);
+        outcome.manifest.stages.push(record);
         outcome.ingest = Some(summary);
     }
 
     if plan.runs(Stage::Score) {
-        let clock = Instant::now();
+        let clock = begin(Stage::Score)?;
         let mut job = ScoreJob::from_config(&ctx.config, rubric.clone());
         job.window = Some(window);
         job.progress = ctx.progress;
-        let summary = score(job, &ctx.warehouse, &ctx.aws).await?;
-        stages.push(record(
-            Stage::Score,
-            clock,
-            summary.failure.is_some(),
-            &summary,
-        ));
+        job.shutdown = ctx.shutdown.clone();
+        let summary = score(job, &ctx.warehouse, &ctx.aws)
+            .await
+            .map_err(|e| fail(Stage::Score)(e.into()))?;
+        crate::logs::score(&summary);
+        let failed = summary.failure.is_some();
+        outcome
+            .manifest
+            .stages
+            .push(record(Stage::Score, clock, failed, &summary));
         outcome.score = Some(summary);
     }
 
     // Telemetry only when a source is configured.
     if plan.runs(Stage::Telemetry) {
-        let clock = Instant::now();
+        let clock = begin(Stage::Telemetry)?;
         let measured = telemetry(
             TelemetryJob::from_config(&ctx.config, Some(window)),
             &ctx.warehouse,
             &ctx.aws,
         )
-        .await?;
+        .await
+        .map_err(|e| fail(Stage::Telemetry)(e.into()))?;
         if let Some(summary) = &measured {
-            stages.push(record(Stage::Telemetry, clock, false, summary));
+            crate::logs::telemetry(summary);
+            let record = record(Stage::Telemetry, clock, false, summary);
+            outcome.manifest.stages.push(record);
         }
         outcome.telemetry = measured;
     }
 
     if plan.runs(Stage::Analyse) {
-        let clock = Instant::now();
+        let clock = begin(Stage::Analyse)?;
         let summary = analyse(
             AnalyseJob::from_config(&ctx.config, rubric.clone(), window),
             &ctx.warehouse,
         )
-        .await?;
-        stages.push(record(Stage::Analyse, clock, false, &summary));
+        .await
+        .map_err(|e| fail(Stage::Analyse)(e.into()))?;
+        crate::logs::analyse(&summary);
+        let record = record(Stage::Analyse, clock, false, &summary);
+        outcome.manifest.stages.push(record);
         outcome.analyse = Some(summary);
     }
 
     if plan.runs(Stage::Publish) {
-        let clock = Instant::now();
+        let clock = begin(Stage::Publish)?;
         let summary = publish(
             PublishJob::from_config(&ctx.config, rubric.clone(), window),
             &ctx.warehouse,
             &ctx.aws,
         )
-        .await?;
-        stages.push(record(Stage::Publish, clock, summary.failed(), &summary));
+        .await
+        .map_err(|e| fail(Stage::Publish)(e.into()))?;
+        crate::logs::publish(&summary);
+        let record = record(Stage::Publish, clock, summary.failed(), &summary);
+        outcome.manifest.stages.push(record);
         outcome.publish = Some(summary);
     }
 
     if plan.runs(Stage::Report) {
-        let clock = Instant::now();
+        let clock = begin(Stage::Report)?;
         let mut job = ReportJob::from_config(&ctx.config, rubric.clone(), window, run_id);
-        job.stages = stages
+        job.stages = outcome
+            .manifest
+            .stages
             .iter()
             .map(|s| (s.stage.to_string(), s.seconds, s.status.to_string()))
             .collect();
-        let summary = report(job, &ctx.warehouse).await?;
-        stages.push(record(Stage::Report, clock, false, &summary));
+        let summary = report(job, &ctx.warehouse)
+            .await
+            .map_err(|e| fail(Stage::Report)(e.into()))?;
+        crate::logs::report(&summary);
+        let record = record(Stage::Report, clock, false, &summary);
+        outcome.manifest.stages.push(record);
         outcome.report = Some(summary);
     }
-
-    let status = if stages.iter().any(|s| s.status != "ok") {
-        "failed"
-    } else {
-        "ok"
-    };
-    outcome.manifest.status = status;
-    outcome.manifest.finished_at = Utc::now().to_rfc3339();
-    outcome.manifest.stages = stages;
-    let bytes = serde_json::to_vec_pretty(&outcome.manifest).unwrap_or_default();
-    ctx.warehouse
-        .put(&format!("runs/{run_id}/manifest.json"), bytes)
-        .await?;
-    Ok(outcome)
+    Ok(())
 }

@@ -29,6 +29,68 @@ pub enum WarehouseError {
         uri: String,
         message: String,
     },
+    /// The writer lease is lost or unconfirmed: writing now could overwrite the next writer's.
+    #[error("refusing to write `{uri}`: {reason}")]
+    Fenced { uri: String, reason: String },
+}
+
+/// The writer lease an S3 warehouse writes under ([`crate::lock`]): none until a writer lock is
+/// taken; then every `put` and `delete` checks it.
+#[derive(Debug, Clone, Default)]
+pub struct Fence(std::sync::Arc<std::sync::Mutex<Option<LeaseState>>>);
+
+#[derive(Debug, Clone)]
+struct LeaseState {
+    lock_key: String,
+    confirmed: std::time::Instant,
+    lost: bool,
+}
+
+/// The holder's side of the lease: its heartbeat confirms or loses it.
+#[derive(Debug, Clone)]
+pub struct Lease(Fence);
+
+impl Lease {
+    pub fn confirm(&self) {
+        if let Some(state) = self.0.state().as_mut() {
+            state.confirmed = std::time::Instant::now();
+        }
+    }
+
+    pub fn lose(&self) {
+        if let Some(state) = self.0.state().as_mut() {
+            state.lost = true;
+        }
+    }
+}
+
+impl Fence {
+    fn state(&self) -> std::sync::MutexGuard<'_, Option<LeaseState>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Why writing `key` is refused now, if it is.
+    fn refusal(&self, key: &str) -> Option<String> {
+        let state = self.state();
+        let lease = state.as_ref()?;
+        if key == lease.lock_key {
+            return None;
+        }
+        if lease.lost {
+            return Some(
+                "the writer lock was taken over by another writer; run again once it is done"
+                    .into(),
+            );
+        }
+        let age = lease.confirmed.elapsed();
+        (age > crate::lock::FENCE_AFTER).then(|| {
+            format!(
+                "the writer lock's lease was last confirmed {}s ago (its heartbeat failed); \
+                 another writer may take it over, so this one stops writing",
+                age.as_secs()
+            )
+        })
+    }
 }
 
 /// A warehouse root. Cheap to clone.
@@ -41,6 +103,7 @@ pub enum Warehouse {
         client: aws_sdk_s3::Client,
         bucket: String,
         prefix: String,
+        fence: Fence,
     },
 }
 
@@ -55,6 +118,7 @@ impl Warehouse {
                 client: aws.s3().await,
                 bucket: bucket.clone(),
                 prefix: prefix.clone(),
+                fence: Fence::default(),
             },
         }
     }
@@ -71,6 +135,7 @@ impl Warehouse {
                 client,
                 bucket,
                 prefix,
+                fence,
             } => Warehouse::S3 {
                 client: client.clone(),
                 bucket: bucket.clone(),
@@ -79,6 +144,7 @@ impl Warehouse {
                 } else {
                     format!("{prefix}/{folder}")
                 },
+                fence: fence.clone(),
             },
         }
     }
@@ -96,6 +162,42 @@ impl Warehouse {
         match self {
             Warehouse::Local { root } => root.join(key).display().to_string(),
             Warehouse::S3 { bucket, .. } => format!("s3://{bucket}/{}", self.s3_key(key)),
+        }
+    }
+
+    /// S3: from now on `put` and `delete` write only while the lease of the writer lock at
+    /// `lock_key` is confirmed (the returned [`Lease`]'s heartbeat) and not lost.
+    pub fn fence_with(&self, lock_key: &str) -> Lease {
+        let fence = match self {
+            Warehouse::S3 { fence, .. } => fence.clone(),
+            Warehouse::Local { .. } => Fence::default(),
+        };
+        *fence.state() = Some(LeaseState {
+            lock_key: lock_key.to_string(),
+            confirmed: std::time::Instant::now(),
+            lost: false,
+        });
+        Lease(fence)
+    }
+
+    /// Ends the fencing (the lock was released).
+    pub fn unfence(&self) {
+        if let Warehouse::S3 { fence, .. } = self {
+            *fence.state() = None;
+        }
+    }
+
+    /// Refuses a write to `key` while the writer lease is lost or unconfirmed.
+    fn fenced(&self, key: &str) -> Result<(), WarehouseError> {
+        match self {
+            Warehouse::S3 { fence, .. } => match fence.refusal(&self.s3_key(key)) {
+                None => Ok(()),
+                Some(reason) => Err(WarehouseError::Fenced {
+                    uri: self.uri(key),
+                    reason,
+                }),
+            },
+            Warehouse::Local { .. } => Ok(()),
         }
     }
 
@@ -132,13 +234,34 @@ impl Warehouse {
                     std::process::id(),
                     TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
                 ));
-                if let Err(e) = tokio::fs::write(&temp, &body).await {
-                    let _ = tokio::fs::remove_file(&temp).await;
-                    return Err(io(e));
-                }
-                tokio::fs::rename(&temp, &path).await.map_err(io)
+                // Durable before visible: the data reaches the disk before the rename makes it
+                // the part, and the rename reaches it before `put` returns (a power cut leaves
+                // the old part or the new one, never an empty file under the part's name).
+                let (target, folder) = (path.clone(), dir.to_path_buf());
+                let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                    use std::io::Write;
+                    let result = (|| {
+                        let mut file = std::fs::File::create(&temp)?;
+                        file.write_all(&body)?;
+                        file.sync_all()?;
+                        std::fs::rename(&temp, &target)?;
+                        // The folder's entry; not every platform can open a folder to sync it.
+                        if let Ok(folder) = std::fs::File::open(&folder) {
+                            let _ = folder.sync_all();
+                        }
+                        Ok(())
+                    })();
+                    if result.is_err() {
+                        let _ = std::fs::remove_file(&temp);
+                    }
+                    result
+                })
+                .await
+                .map_err(|e| io(std::io::Error::other(e)))?;
+                written.map_err(io)
             }
             Warehouse::S3 { client, bucket, .. } => {
+                self.fenced(key)?;
                 client
                     .put_object()
                     .bucket(bucket)
@@ -287,6 +410,7 @@ impl Warehouse {
                 }),
             },
             Warehouse::S3 { client, bucket, .. } => {
+                self.fenced(key)?;
                 client
                     .delete_object()
                     .bucket(bucket)
@@ -300,6 +424,41 @@ impl Warehouse {
                     })?;
                 Ok(())
             }
+        }
+    }
+
+    /// S3 only: deletes `key` if it still has the ETag `expected` (read, compared, then deleted
+    /// with `If-Match`); what is not there or changed is left alone.
+    pub async fn delete_if(&self, key: &str, expected: &str) -> Result<(), WarehouseError> {
+        let Warehouse::S3 { client, bucket, .. } = self else {
+            return self.delete(key).await;
+        };
+        match self.get_tagged(key).await? {
+            Some((_, etag)) if etag == expected => {}
+            _ => return Ok(()),
+        }
+        match client
+            .delete_object()
+            .bucket(bucket)
+            .key(self.s3_key(key))
+            .if_match(expected)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_response().map(|r| r.status().as_u16()),
+                    Some(412 | 404)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(WarehouseError::S3 {
+                op: "delete",
+                uri: self.uri(key),
+                message: sdk_error_text(&e),
+            }),
         }
     }
 
@@ -380,6 +539,33 @@ fn walk_local(root: &Path, dir: &Path, keys: &mut Vec<String>) -> std::io::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_or_stale_lease_refuses_writes_but_not_the_lock_itself() {
+        let fence = Fence::default();
+        assert_eq!(fence.refusal("data/x"), None, "no lease: no fencing");
+        *fence.state() = Some(LeaseState {
+            lock_key: "state/locks/writer.json".into(),
+            confirmed: std::time::Instant::now(),
+            lost: false,
+        });
+        let lease = Lease(fence.clone());
+        assert_eq!(fence.refusal("data/x"), None);
+        lease.lose();
+        assert!(fence.refusal("data/x").unwrap().contains("taken over"));
+        assert_eq!(fence.refusal("state/locks/writer.json"), None);
+        // Confirmed long ago: past the fence, though not known to be lost.
+        *fence.state() = Some(LeaseState {
+            lock_key: "state/locks/writer.json".into(),
+            confirmed: std::time::Instant::now()
+                - crate::lock::FENCE_AFTER
+                - std::time::Duration::from_secs(1),
+            lost: false,
+        });
+        assert!(fence.refusal("data/x").unwrap().contains("last confirmed"));
+        lease.confirm();
+        assert_eq!(fence.refusal("data/x"), None);
+    }
 
     #[tokio::test]
     async fn local_put_get_list_delete() {

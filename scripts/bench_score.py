@@ -11,6 +11,9 @@ Cases (each on a fresh warehouse, the captures ingested before the clock starts)
   ceiling-50/s    the stub throttles past 50 calls/s; evalwatch configured with that quota
                   (requests-per-minute = 3000); target 90% of 50/s, no row lost
   ceiling-50/s-adaptive  the same ceiling with no quota configured: only the adaptive back-off
+  capacity-30%    the stub throttles 30% of calls at random whatever the rate (Bedrock's capacity
+                  throttling), 200 ms latency, concurrency 64, no quota: target >= 70% of the
+                  latency-200ms case's goodput and no row in error
 
 The stub runs in its own process, so the CPU and memory figures are evalwatch's alone. Prints a
 markdown table; BENCHMARKS.md records it.
@@ -83,7 +86,7 @@ def run_measured(cmd, env):
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, out.decode()
 
 
-def case(name, rows, latency_ms, max_rps, rpm, concurrency, work):
+def case(name, rows, latency_ms, max_rps, rpm, concurrency, work, throttle_rate=0.0):
     warehouse = os.path.join(work, f"wh-{name.replace('/', '')}")
     shutil.rmtree(warehouse, ignore_errors=True)
     source = os.path.join(work, f"source-{rows}")
@@ -97,7 +100,11 @@ def case(name, rows, latency_ms, max_rps, rpm, concurrency, work):
     stub_cmd = [BINARY, "judge-stub", "--listen", f"127.0.0.1:{port}", "--latency-ms", str(latency_ms),
                 "--exit-after", "3600"]
     if max_rps:
-        stub_cmd += ["--max-rps", str(max_rps), "--max-consecutive-faults", "1000"]
+        stub_cmd += ["--max-rps", str(max_rps)]
+    if throttle_rate:
+        stub_cmd += ["--throttle-rate", str(throttle_rate)]
+    if max_rps or throttle_rate:
+        stub_cmd += ["--max-consecutive-faults", "1000"]
     stub = subprocess.Popen(stub_cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     stub.stdout.readline()  # {"listening": ...}
     config = os.path.join(work, f"{name.replace('/', '')}.toml")
@@ -141,6 +148,8 @@ endpoint-url = "http://127.0.0.1:{port}"
         "rss_mb": rss,
         "throttled": summary["throttled"],
         "calls": summary["calls"],
+        "pacer_cuts": summary.get("pacer_cuts"),
+        "pacer_restores": summary.get("pacer_restores"),
         "answered_twice": stats.get("answered_twice"),
     }
 
@@ -149,21 +158,43 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--ceiling-rows", type=int, default=5_000)
+    parser.add_argument("--capacity-rows", type=int, default=3_000)
+    parser.add_argument("--only", help="comma-separated case names (default: all)")
     parser.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "evalwatch-bench-score"))
     args = parser.parse_args()
     if not os.path.exists(BINARY):
         sys.exit("build first: cargo build --release")
     os.makedirs(args.work, exist_ok=True)
-    results = [
-        (case("latency-200ms", args.rows, 200, None, 600_000, 64, args.work), 0.95 * 64 / 0.2),
-        (case("ceiling-50/s", args.ceiling_rows, 0, 50, 3000, 64, args.work), 0.9 * 50),
-        (case("ceiling-50/s-adaptive", args.ceiling_rows, 0, 50, 600_000, 64, args.work), 0.9 * 50),
-    ]
-    print("| case | rows | judged ok | errors | wall s | judgments/s | target /s | evalwatch CPU ms/judgment | peak RSS MB | throttled | calls |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    wanted = set(args.only.split(",")) if args.only else None
+
+    def want(name):
+        return wanted is None or name in wanted
+
+    results = []
+    unthrottled = None
+    if want("latency-200ms"):
+        unthrottled = case("latency-200ms", args.rows, 200, None, 600_000, 64, args.work)
+        results.append((unthrottled, 0.95 * 64 / 0.2))
+    if want("ceiling-50/s"):
+        results.append((case("ceiling-50/s", args.ceiling_rows, 0, 50, 3000, 64, args.work), 0.9 * 50))
+    if want("ceiling-50/s-adaptive"):
+        results.append((case("ceiling-50/s-adaptive", args.ceiling_rows, 0, 50, 600_000, 64, args.work),
+                        0.9 * 50))
+    if want("capacity-30%"):
+        capacity = case("capacity-30%", args.capacity_rows, 200, None, 600_000, 64, args.work, 0.3)
+        baseline = unthrottled["per_s"] if unthrottled else 64 / 0.2
+        capacity["of_unthrottled"] = capacity["per_s"] / baseline
+        results.append((capacity, 0.7 * baseline))
+    print("| case | rows | judged ok | errors | wall s | judgments/s | target /s | evalwatch CPU ms/judgment "
+          "| peak RSS MB | throttled | calls | pacer cuts / restores |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r, target in results:
         print(f"| {r['case']} | {r['rows']} | {r['ok']} | {r['errors']} | {r['wall_s']:.1f} | {r['per_s']:.1f} | "
-              f"{target:.0f} | {r['cpu_ms_per']:.3f} | {r['rss_mb']:.0f} | {r['throttled']} | {r['calls']} |")
+              f"{target:.0f} | {r['cpu_ms_per']:.3f} | {r['rss_mb']:.0f} | {r['throttled']} | {r['calls']} | "
+              f"{r['pacer_cuts']} / {r['pacer_restores']} |")
+    for r, _ in results:
+        if "of_unthrottled" in r:
+            print(f"{r['case']}: {100 * r['of_unthrottled']:.1f}% of the unthrottled goodput")
     print(json.dumps([r for r, _ in results]))
 
 

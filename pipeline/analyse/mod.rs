@@ -78,7 +78,8 @@ pub struct Alert {
     pub model: String,
     pub date: NaiveDate,
     pub metric: String,
-    pub test: String,
+    /// The tests that alerted on this metric that day (the first one's statistic is shown).
+    pub tests: Vec<String>,
     pub statistic: Option<f64>,
     pub pattern: String,
 }
@@ -93,8 +94,14 @@ pub struct AnalyseSummary {
     pub models: u64,
     pub model_days: u64,
     pub drift_rows: u64,
+    /// Alert events: (model, window, metric) with at least one test alerting. What a person
+    /// counts; `alerted` lists them.
     pub alerts: u64,
+    /// Warning events: (model, window, metric) with a test warning and none alerting.
     pub warnings: u64,
+    /// Test rows of `drift/` behind them (one event can have several tests agreeing).
+    pub alerting_tests: u64,
+    pub warning_tests: u64,
     pub insufficient_data: u64,
     /// Metric-days that alerted, one line each (the worst test of the metric).
     pub alerted: Vec<Alert>,
@@ -392,14 +399,18 @@ pub async fn analyse(
     let load_seconds = started.elapsed().as_secs_f64();
 
     let settings = job.settings.clone();
-    let computed =
-        tokio::task::spawn_blocking(move || compute(&data, window, periods, &settings, &stored))
-            .await
-            .map_err(|e| AnalyseError::Write {
-                table: "drift",
-                date: window.since,
-                message: e.to_string(),
-            })?;
+    let rubric = job.rubric.clone();
+    let computed = tokio::task::spawn_blocking(move || {
+        let (drift, mut aggregates, tracks) = compute(&data, window, periods, &settings, &stored);
+        pass_rates(&mut aggregates, &data, &rubric);
+        (drift, aggregates, tracks)
+    })
+    .await
+    .map_err(|e| AnalyseError::Write {
+        table: "drift",
+        date: window.since,
+        message: e.to_string(),
+    })?;
     let (drift_by_day, aggregates_by_day, tracks_by_day) = computed;
     let compute_seconds = started.elapsed().as_secs_f64() - load_seconds;
 
@@ -421,27 +432,36 @@ pub async fn analyse(
         models.insert(model.clone());
         summary.model_days += 1;
         summary.drift_rows += rows.len() as u64;
-        let mut alerted_metrics = BTreeSet::new();
+        let mut alerted: BTreeMap<String, Alert> = BTreeMap::new();
+        let mut warned: BTreeSet<String> = BTreeSet::new();
         for (r, _) in rows {
             match r.verdict {
                 "alert" => {
-                    summary.alerts += 1;
-                    if alerted_metrics.insert(r.metric.clone()) {
-                        summary.alerted.push(Alert {
+                    summary.alerting_tests += 1;
+                    alerted
+                        .entry(r.metric.clone())
+                        .or_insert_with(|| Alert {
                             model: model.clone(),
                             date: *date,
                             metric: r.metric.clone(),
-                            test: r.test.to_string(),
+                            tests: Vec::new(),
                             statistic: r.statistic,
                             pattern: r.pattern.to_string(),
-                        });
-                    }
+                        })
+                        .tests
+                        .push(r.test.to_string());
                 }
-                "warn" => summary.warnings += 1,
+                "warn" => {
+                    summary.warning_tests += 1;
+                    warned.insert(r.metric.clone());
+                }
                 "insufficient_data" => summary.insufficient_data += 1,
                 _ => {}
             }
         }
+        summary.warnings += warned.iter().filter(|m| !alerted.contains_key(*m)).count() as u64;
+        summary.alerts += alerted.len() as u64;
+        summary.alerted.extend(alerted.into_values());
     }
     summary.models = models.len() as u64;
 
@@ -762,9 +782,47 @@ fn aggregate(day: &DayData, rows: &[DriftRow], _settings: &AnalyseSettings) -> A
         response_chars_mean: mean(&day.response_chars),
         refusal_rate: mean(&day.refusal),
         judge_cost_usd: day.judge_cost_usd,
-        alerts: rows.iter().filter(|r| r.verdict == "alert").count() as u64,
-        warnings: rows.iter().filter(|r| r.verdict == "warn").count() as u64,
+        alerts: events(rows, "alert", None),
+        warnings: events(rows, "warn", Some("alert")),
     }
+}
+
+/// Fills the pass rates of each aggregates row: the share of the judged captures at or above
+/// each dimension's alert threshold, and of the composite at or above the rubric's (none where
+/// the rubric sets no threshold).
+fn pass_rates(aggregates: &mut AggregatesByDay, data: &Data, rubric: &Rubric) {
+    let share = |values: &[f64], threshold: f64| {
+        (!values.is_empty()).then(|| {
+            values.iter().filter(|v| **v >= threshold).count() as f64 / values.len() as f64
+        })
+    };
+    for (key, row) in aggregates.iter_mut() {
+        let Some(day) = data.get(key) else {
+            continue;
+        };
+        for d in &rubric.dimensions {
+            if let (Some(entry), Some(threshold)) =
+                (row.dimensions.get_mut(&d.name), d.alert_threshold)
+            {
+                entry.1 = day.scores.get(&d.name).and_then(|v| share(v, threshold));
+            }
+        }
+        row.composite_pass_rate = rubric
+            .composite_alert_threshold
+            .and_then(|t| share(&day.composite, t));
+    }
+}
+
+/// Distinct metrics with a test of `verdict` (and none of `unless`): events, not test rows.
+fn events(rows: &[DriftRow], verdict: &str, unless: Option<&str>) -> u64 {
+    let with = |v: &str| -> BTreeSet<&str> {
+        rows.iter()
+            .filter(|r| r.verdict == v)
+            .map(|r| r.metric.as_str())
+            .collect()
+    };
+    let excluded = unless.map(with).unwrap_or_default();
+    with(verdict).difference(&excluded).count() as u64
 }
 
 fn drift_frame(
@@ -866,9 +924,17 @@ fn aggregates_frame(
             format!("{name}_threshold").into(),
             vec![threshold; height],
         ));
+        columns.push(Column::new(
+            format!("{name}_pass_rate").into(),
+            float(&|a| a.dimensions.get(&name).and_then(|d| d.1)),
+        ));
     }
     columns.extend([
         Column::new("composite_mean".into(), float(&|a| a.composite_mean)),
+        Column::new(
+            "composite_pass_rate".into(),
+            float(&|a| a.composite_pass_rate),
+        ),
         Column::new("latency_p50_ms".into(), float(&|a| a.latency_p50_ms)),
         Column::new("latency_p99_ms".into(), float(&|a| a.latency_p99_ms)),
         Column::new("prompt_chars_mean".into(), float(&|a| a.prompt_chars_mean)),

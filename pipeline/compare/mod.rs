@@ -271,6 +271,7 @@ pub async fn compare(
             limit: None,
             dry_run: false,
             progress: job.progress,
+            shutdown: crate::shutdown::Shutdown::new(),
         },
         &scratch,
         aws,
@@ -592,16 +593,17 @@ async fn cost_per_request(
 
 /// The comparison in a few lines, for a ticket or a release note.
 pub fn markdown(s: &CompareSummary) -> String {
+    use crate::report::html::md_code;
     let mut out = format!(
-        "**evalwatch compare: {}** ({} pairs, rubric `{}`, judge `{}`)\n\n",
+        "**evalwatch compare: {}** ({} pairs, rubric {}, judge {})\n\n",
         if s.passed {
             "gate passed"
         } else {
             "GATE FAILED"
         },
         s.matched,
-        s.rubric,
-        s.judge
+        md_code(&s.rubric),
+        md_code(&s.judge)
     );
     out.push_str("| metric | baseline | candidate | delta (95% CI) | Wilcoxon p | worse |\n");
     out.push_str("|---|---|---|---|---|---|\n");
@@ -635,9 +637,9 @@ pub fn markdown(s: &CompareSummary) -> String {
     out.push('\n');
     for v in &s.gates {
         out.push_str(&format!(
-            "- {} `{}` (actual {})\n",
+            "- {} {} (actual {})\n",
             if v.passed { "pass" } else { "FAIL" },
-            v.gate,
+            md_code(&v.gate),
             v.actual.map_or("n/a".to_string(), |a| format!("{a:.4}"))
         ));
     }

@@ -16,7 +16,7 @@ pub mod manifest;
 pub mod source;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, ErrorKind};
+use std::io::{BufRead, ErrorKind, Read};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -344,8 +344,27 @@ fn read_object(
     let mut buf = Vec::with_capacity(64 * 1024);
     loop {
         buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
+        let cap = job.settings.max_line_bytes;
+        match (&mut reader)
+            .take(cap as u64 + 1)
+            .read_until(b'\n', &mut buf)
+        {
             Ok(0) => break,
+            Ok(_) if buf.len() > cap && buf.last() != Some(&b'\n') => {
+                // Longer than the cap: quarantined, the rest of it skipped unread into memory.
+                lines += 1;
+                let skipped = reader.skip_until(b'\n').unwrap_or(0);
+                quarantine.push(
+                    lines,
+                    format!(
+                        "the line is longer than {cap} bytes ({} bytes; ingest.max-line-bytes)",
+                        buf.len() + skipped
+                    ),
+                    &buf,
+                    keep,
+                );
+                continue;
+            }
             Ok(_) => {}
             Err(e) if is_damaged_content(&e) => {
                 // A truncated or corrupt gzip: keep what was read, quarantine the rest as one entry.

@@ -47,11 +47,14 @@ pub enum CallError {
     /// The request was refused for a reason a retry will not fix (validation, access, model).
     #[error("rejected: {0}")]
     Rejected(String),
+    /// Not made: the process is stopping (SIGTERM/SIGINT).
+    #[error("not made: stopping")]
+    Interrupted,
 }
 
 impl CallError {
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, CallError::Rejected(_))
+        !matches!(self, CallError::Rejected(_) | CallError::Interrupted)
     }
 
     pub fn is_throttle(&self) -> bool {
@@ -83,6 +86,7 @@ impl CallError {
             CallError::Server(_) | CallError::Timeout(_) => {
                 "the judge kept failing on its side: try again later, or raise `judge.timeout-seconds`"
             }
+            CallError::Interrupted => "run again to judge what was left",
         }
     }
 

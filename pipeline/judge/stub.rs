@@ -225,20 +225,23 @@ impl Stub {
             book.user_texts.push(user.clone());
             self.fault(&mut book, &pair)
         };
+        // Throttling is decided at admission, before the model runs: answered at once, as
+        // Bedrock does.
+        if let Some(Fault::Throttle) = fault {
+            self.book().stats.throttled += 1;
+            return wire.error(
+                429,
+                "ThrottlingException",
+                "Too many requests, please wait before trying again.",
+            );
+        }
         if response.contains("[stub:slow]") {
             tokio::time::sleep(self.config.slow).await;
         } else if !self.config.latency.is_zero() {
             tokio::time::sleep(self.config.latency).await;
         }
         match fault {
-            Some(Fault::Throttle) => {
-                self.book().stats.throttled += 1;
-                return wire.error(
-                    429,
-                    "ThrottlingException",
-                    "Too many requests, please wait before trying again.",
-                );
-            }
+            Some(Fault::Throttle) => unreachable!("answered above"),
             Some(Fault::Server) => {
                 self.book().stats.server_errors += 1;
                 return wire.error(500, "InternalServerException", "The server had an error.");

@@ -14,6 +14,29 @@ const PALETTE: [&str; 8] = [
 ];
 
 /// Text made safe for HTML.
+/// `text` as a markdown code span that holds it whatever it contains: a fence longer than any
+/// run of backticks in it, newlines as spaces. Inside a code span no markdown or HTML is
+/// interpreted, so capture-derived names (model folders, judge ids) stay text.
+pub fn md_code(text: &str) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let mut longest = 0;
+    let mut run = 0;
+    for c in flat.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let fence = "`".repeat(longest + 1);
+    let pad = if flat.starts_with('`') || flat.ends_with('`') || flat.is_empty() {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{flat}{pad}{fence}")
+}
+
 pub fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -77,6 +100,7 @@ pub fn line_chart(
     let _ = write!(
         svg,
         r#"<svg class="chart" id="{id}" viewBox="0 0 {w} {h}" role="img" aria-label="{t}" preserveAspectRatio="xMidYMid meet"><title>{t}</title>"#,
+        id = esc(id),
         t = esc(title)
     );
     // The analysed window.
@@ -423,7 +447,7 @@ pub fn page(job: &ReportJob, s: &ReportSummary) -> String {
         if m.findings.is_empty() {
             out.push_str(r#"<p class="note">No metric moved against its baseline.</p>"#);
         } else {
-            out.push_str(r#"<div class="scroll"><table class="drift"><thead><tr><th>window</th><th>metric</th><th>test</th><th class="num">statistic</th><th class="num">p (BH)</th><th class="num">baseline mean</th><th class="num">window mean</th><th>verdict</th><th>pattern</th></tr></thead><tbody>"#);
+            out.push_str(r#"<div class="scroll"><table class="drift"><thead><tr><th>window</th><th>metric</th><th>tests</th><th class="num">statistic</th><th class="num">p (BH)</th><th class="num">baseline mean</th><th class="num">window mean</th><th>verdict</th><th>pattern</th></tr></thead><tbody>"#);
             for f in &m.findings {
                 let _ = write!(
                     out,
@@ -441,6 +465,29 @@ pub fn page(job: &ReportJob, s: &ReportSummary) -> String {
                     fmt(f.current_mean, 3),
                     esc(&f.pattern),
                     v = esc(&f.verdict),
+                );
+            }
+            out.push_str("</tbody></table></div>");
+        }
+
+        // Alarm thresholds.
+        if !m.breaches.is_empty() {
+            out.push_str(r#"<h3>Alarm thresholds crossed</h3><div class="scroll"><table class="breaches"><thead><tr><th>window</th><th>metric</th><th class="num">mean</th><th>threshold</th><th>severity</th></tr></thead><tbody>"#);
+            for b in &m.breaches {
+                let level = if b.severity == "critical" {
+                    "alert"
+                } else {
+                    "warn"
+                };
+                let _ = write!(
+                    out,
+                    r#"<tr class="{level}"><td>{}</td><td>{}</td><td class="num">{:.3}</td><td>{} {}</td><td><span class="badge {level}">{}</span></td></tr>"#,
+                    b.date,
+                    esc(&b.metric),
+                    b.value,
+                    symbol(&b.comparison),
+                    b.threshold,
+                    esc(&b.severity),
                 );
             }
             out.push_str("</tbody></table></div>");
@@ -506,15 +553,19 @@ pub fn markdown(job: &ReportJob, s: &ReportSummary) -> String {
     };
     let _ = writeln!(
         out,
-        "**evalwatch {}: {verdict}** ({} alerts, {} warnings; rubric `{}`, judge `{}`)\n",
-        s.window, s.alerts, s.warnings, s.rubric, s.judge
+        "**evalwatch {}: {verdict}** ({} alerts, {} warnings; rubric {}, judge {})\n",
+        s.window,
+        s.alerts,
+        s.warnings,
+        md_code(&s.rubric),
+        md_code(&s.judge)
     );
     for m in &s.models {
         let g = |k: &str| m.window.get(k).copied();
         let _ = write!(
             out,
-            "- `{}`: {} · composite {} · {} requests · cost {} ({} per 1k)",
-            m.model,
+            "- {}: {} · composite {} · {} requests · cost {} ({} per 1k)",
+            md_code(&m.model),
             m.status,
             fmt(g("composite_mean"), 3),
             fmt(g("requests"), 0),
@@ -542,12 +593,31 @@ pub fn markdown(job: &ReportJob, s: &ReportSummary) -> String {
         if !alerted.is_empty() {
             let _ = write!(out, " · alerts: {}", alerted.join(", "));
         }
+        // Alarm thresholds crossed: per metric, on how many windows.
+        let mut crossed: BTreeMap<&str, (usize, f64, &str)> = BTreeMap::new();
+        for b in &m.breaches {
+            let entry = crossed
+                .entry(&b.metric)
+                .or_insert((0, b.threshold, &b.severity));
+            entry.0 += 1;
+        }
+        if !crossed.is_empty() {
+            let text: Vec<String> = crossed
+                .iter()
+                .map(|(metric, (n, threshold, severity))| {
+                    format!("{metric} past {threshold} in {n} windows ({severity})")
+                })
+                .collect();
+            let _ = write!(out, " · alarm thresholds: {}", text.join(", "));
+        }
         out.push('\n');
     }
     let _ = writeln!(
         out,
         "\n{} quarantined lines, {} judge errors. Report: {}",
-        s.quarantined, s.judge_errors, s.index
+        s.quarantined,
+        s.judge_errors,
+        md_code(&s.index)
     );
     let _ = job;
     out
@@ -556,6 +626,14 @@ pub fn markdown(job: &ReportJob, s: &ReportSummary) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markdown_code_spans_hold_any_text() {
+        assert_eq!(md_code("chat-a"), "`chat-a`");
+        assert_eq!(md_code("a`b"), "``a`b``");
+        assert_eq!(md_code("`x"), "`` `x ``");
+        assert_eq!(md_code("x\n# h"), "`x # h`");
+    }
 
     #[test]
     fn text_is_escaped() {

@@ -86,6 +86,7 @@ pub type Row = BTreeMap<String, f64>;
 pub struct Finding {
     pub date: NaiveDate,
     pub metric: String,
+    /// The tests that agreed on this metric that window, the deciding one first.
     pub test: String,
     pub statistic: Option<f64>,
     pub p_adjusted: Option<f64>,
@@ -93,6 +94,36 @@ pub struct Finding {
     pub baseline_mean: Option<f64>,
     pub verdict: String,
     pub pattern: String,
+}
+
+/// A window in which a metric's mean crossed an alarm threshold (`[[publish.alarms]]`): what
+/// the CloudWatch alarm on it sees, shown even where drift saw nothing.
+#[derive(Debug, Clone, Serialize)]
+pub struct Breach {
+    pub date: NaiveDate,
+    pub metric: String,
+    pub value: f64,
+    pub comparison: String,
+    pub threshold: f64,
+    pub severity: String,
+}
+
+/// The aggregates column an alarm rule's metric is read from, and the rule's operator.
+fn alarm_column(rule: &crate::config::AlarmRule) -> Option<String> {
+    let name = match rule.metric.as_str() {
+        "composite_quality_score" => "composite",
+        m => m.strip_suffix("_score")?,
+    };
+    Some(format!("{name}_mean"))
+}
+
+fn breaches(rule: &crate::config::AlarmRule, value: f64) -> bool {
+    match rule.comparison.as_str() {
+        "LessThanThreshold" => value < rule.threshold,
+        "LessThanOrEqualToThreshold" => value <= rule.threshold,
+        "GreaterThanThreshold" => value > rule.threshold,
+        _ => value >= rule.threshold,
+    }
 }
 
 /// A reply that scored badly, redacted.
@@ -118,7 +149,10 @@ pub struct ModelReport {
     pub trend: BTreeMap<NaiveDate, Row>,
     /// The window's totals and means.
     pub window: Row,
+    /// Drift events of the window: one per (window, metric), the agreeing tests together.
     pub findings: Vec<Finding>,
+    /// Alarm thresholds the window's means crossed.
+    pub breaches: Vec<Breach>,
     pub worst: Vec<Example>,
 }
 
@@ -275,18 +309,31 @@ pub async fn report(job: ReportJob, warehouse: &Warehouse) -> Result<ReportSumma
         }
     }
     for m in models.values_mut() {
-        // Alerts first, then by metric.
-        m.findings.sort_by(|a, b| {
-            (a.verdict != "alert", a.date, &a.metric, &a.test).cmp(&(
-                b.verdict != "alert",
-                b.date,
-                &b.metric,
-                &b.test,
-            ))
-        });
-        m.status = if m.findings.iter().any(|f| f.verdict == "alert") {
+        m.findings = events(std::mem::take(&mut m.findings));
+        for (date, row) in m.trend.range(window.since..=window.until) {
+            for rule in &job.alarms {
+                let Some(value) = alarm_column(rule).and_then(|c| row.get(&c).copied()) else {
+                    continue;
+                };
+                if breaches(rule, value) {
+                    m.breaches.push(Breach {
+                        date: *date,
+                        metric: rule.metric.clone(),
+                        value,
+                        comparison: rule.comparison.clone(),
+                        threshold: rule.threshold,
+                        severity: rule.severity.clone(),
+                    });
+                }
+            }
+        }
+        // The worst of drift and alarms: a critical alarm threshold crossed is an alert too.
+        let alert = m.findings.iter().any(|f| f.verdict == "alert")
+            || m.breaches.iter().any(|b| b.severity == "critical");
+        let warn = m.findings.iter().any(|f| f.verdict == "warn") || !m.breaches.is_empty();
+        m.status = if alert {
             "alert"
-        } else if m.findings.iter().any(|f| f.verdict == "warn") {
+        } else if warn {
             "warn"
         } else {
             "ok"
@@ -424,6 +471,32 @@ fn window_totals(trend: &BTreeMap<NaiveDate, Row>, window: DateRange, rubric: &R
             out.insert(key, sum / weight);
         }
     }
+    out
+}
+
+/// Test rows grouped into events, one per (window, metric): the worst verdict, the tests that
+/// agreed (the deciding one first, its statistic shown), alerts first.
+fn events(mut rows: Vec<Finding>) -> Vec<Finding> {
+    rows.sort_by(|a, b| {
+        (a.date, &a.metric, a.verdict != "alert", &a.test).cmp(&(
+            b.date,
+            &b.metric,
+            b.verdict != "alert",
+            &b.test,
+        ))
+    });
+    let mut out: Vec<Finding> = Vec::new();
+    for row in rows {
+        match out.last_mut() {
+            Some(last) if last.date == row.date && last.metric == row.metric => {
+                last.test = format!("{}, {}", last.test, row.test);
+            }
+            _ => out.push(row),
+        }
+    }
+    out.sort_by(|a, b| {
+        (a.verdict != "alert", a.date, &a.metric).cmp(&(b.verdict != "alert", b.date, &b.metric))
+    });
     out
 }
 

@@ -1,11 +1,14 @@
 //! How LLM judge calls are made: paced, bounded, retried, repaired.
 //!
 //! - [`Pacer`]: a client-side limiter on requests/min and tokens/min. Calls are spaced evenly
-//!   (no bursts past the quota). On throttling the rate is halved (at most once per half second,
-//!   so one burst of throttles counts once; never below one call per 5 s). Recovery is fast up to
-//!   90% of the rate that was throttled (each success gives back 1 call/s, so the pace doubles in
-//!   about a second) and slow beyond it (0.1 call/s per success, about 10% per second), so the
-//!   pace spends its time just under the server's real limit instead of at half of it.
+//!   (no bursts past the quota). It tells throttling caused by its own rate from throttling the
+//!   service does for its own reasons (Bedrock also throttles for capacity, at any rate): a cut
+//!   halves the rate actually achieved, then the outcomes of the calls booked after it are
+//!   compared with those before. If the share of calls that got through rose (x1.4 or more:
+//!   the same successes at half the calls), the rate caused it and the cut stays, recovering
+//!   fast up to 90% of the rate that was throttled and slowly beyond it. If it did not, the
+//!   throttling is the service's: the rate goes back up, and the share seen becomes the
+//!   background level (tracked down as it fades), below which throttles cut nothing more.
 //! - [`call_with_retries`]: one logical call; a per-call timeout; throttling, 5xx, timeouts and
 //!   connection errors are retried with exponential back-off and full jitter; anything else fails
 //!   at once.
@@ -30,14 +33,92 @@ const MIN_RATE: f64 = 0.2;
 const FAST_RECOVERY: f64 = 1.0;
 const SLOW_RECOVERY: f64 = 0.1;
 
+/// What a cut is judged on: the outcomes of at least this many calls booked after it, over at
+/// least this long (successes per second need a second to show at high rates).
+const PROBE_CALLS: u64 = 40;
+const PROBE_TIME: Duration = Duration::from_secs(1);
+
+/// A cut "helped" when the share of calls that got through rose by this factor.
+const HELPED: f64 = 1.4;
+
+/// Throttle share above the background level that still counts as the pacer's doing.
+const MARGIN: f64 = 0.1;
+
+/// Weight of one outcome in the running throttle share (about the last 100 calls: at a 30%
+/// background its noise is 0.03, a third of [`MARGIN`]).
+const EWMA: f64 = 0.01;
+
+/// Outcomes of the calls booked in one regime of the pacer.
+#[derive(Debug, Clone, Copy)]
+struct Epoch {
+    id: u64,
+    started: Instant,
+    booked: u64,
+    calls: u64,
+    throttled: u64,
+}
+
+impl Epoch {
+    fn new(id: u64, now: Instant) -> Epoch {
+        Epoch {
+            id,
+            started: now,
+            booked: 0,
+            calls: 0,
+            throttled: 0,
+        }
+    }
+
+    /// Share of the calls that got through (not throttled).
+    fn passed(&self) -> f64 {
+        if self.calls == 0 {
+            1.0
+        } else {
+            1.0 - self.throttled as f64 / self.calls as f64
+        }
+    }
+}
+
+/// A cut under evaluation.
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    /// The factor before the cut.
+    from: f64,
+    /// The share of calls that got through before it.
+    passed_before: f64,
+}
+
 #[derive(Debug)]
 struct PacerState {
     next_request: Instant,
     next_tokens: Instant,
     factor: f64,
-    /// The factor at the last cut: the pace known to be too fast.
+    /// The factor at the last cut the rate had caused: the pace known to be too fast.
     cut_from: f64,
     last_cut: Option<Instant>,
+    epoch: Epoch,
+    probe: Option<Probe>,
+    /// Running share of throttled outcomes.
+    throttle_share: f64,
+    /// Throttle share the service causes whatever the rate (0 until seen).
+    background: f64,
+    cuts: u64,
+    restores: u64,
+}
+
+/// How a paced call ended, as the pacer sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Answered,
+    Throttled,
+    /// Failed otherwise (5xx, timeout, refused): neither throttled nor a reason to speed up.
+    Failed,
+}
+
+/// A booked call: which regime of the pacer it was booked in.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    epoch: u64,
 }
 
 #[derive(Debug)]
@@ -59,53 +140,137 @@ impl Pacer {
                 factor: 1.0,
                 cut_from: 1.0,
                 last_cut: None,
+                epoch: Epoch::new(0, now),
+                probe: None,
+                throttle_share: 0.0,
+                background: 0.0,
+                cuts: 0,
+                restores: 0,
             }),
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, PacerState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// When a call of `tokens` tokens may start; books that slot.
-    fn book(&self, tokens: u64, now: Instant) -> Instant {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+    fn book(&self, tokens: u64, now: Instant) -> (Instant, Ticket) {
+        let mut s = self.lock();
         let request_slot = s.next_request.max(now);
         s.next_request =
             request_slot + Duration::from_secs_f64(1.0 / (self.requests_per_s * s.factor));
         let token_slot = s.next_tokens.max(now);
         s.next_tokens =
             token_slot + Duration::from_secs_f64(tokens as f64 / (self.tokens_per_s * s.factor));
-        request_slot.max(token_slot)
+        s.epoch.booked += 1;
+        (request_slot.max(token_slot), Ticket { epoch: s.epoch.id })
     }
 
     /// Waits for the next slot for a call of about `tokens` tokens.
-    pub async fn acquire(&self, tokens: u64) {
-        let at = self.book(tokens, Instant::now());
+    pub async fn acquire(&self, tokens: u64) -> Ticket {
+        let (at, ticket) = self.book(tokens, Instant::now());
         tokio::time::sleep_until(at.into()).await;
+        ticket
     }
 
-    pub fn on_throttle(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if s.last_cut
-            .is_none_or(|t| now.duration_since(t) > Duration::from_millis(500))
-        {
-            s.cut_from = s.factor;
-            s.factor = (s.factor / 2.0).max((MIN_RATE / self.requests_per_s).min(1.0));
-            s.last_cut = Some(now);
+    /// Starts a new regime at `factor`.
+    fn switch(s: &mut PacerState, factor: f64, now: Instant) {
+        s.factor = factor;
+        s.epoch = Epoch::new(s.epoch.id + 1, now);
+        // Slots booked at the old pace are not kept waiting for.
+        s.next_request = s.next_request.min(now);
+        s.next_tokens = s.next_tokens.min(now);
+    }
+
+    /// Books the outcome of a call booked with `ticket`.
+    pub fn settle(&self, ticket: Ticket, outcome: Outcome) {
+        self.settle_at(ticket, outcome, Instant::now());
+    }
+
+    fn settle_at(&self, ticket: Ticket, outcome: Outcome, now: Instant) {
+        let throttled = outcome == Outcome::Throttled;
+        let mut s = self.lock();
+        let x = if throttled { 1.0 } else { 0.0 };
+        s.throttle_share += EWMA * (x - s.throttle_share);
+        // The background level follows the throttle share down as the service's throttling
+        // fades (a probe that finds it again sets it back up).
+        s.background = s.background.min(s.throttle_share + MARGIN / 2.0);
+        let current = ticket.epoch == s.epoch.id;
+        if current {
+            s.epoch.calls += 1;
+            s.epoch.throttled += u64::from(throttled);
         }
-    }
-
-    pub fn on_success(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let step = if s.factor < 0.9 * s.cut_from {
-            FAST_RECOVERY
-        } else {
-            SLOW_RECOVERY
-        };
-        s.factor = (s.factor + step / self.requests_per_s).min(1.0);
+        let min_factor = (MIN_RATE / self.requests_per_s).min(1.0);
+        if let Some(probe) = s.probe {
+            if !current
+                || s.epoch.calls < PROBE_CALLS
+                || now.duration_since(s.epoch.started) < PROBE_TIME
+            {
+                return;
+            }
+            let passed = s.epoch.passed();
+            s.probe = None;
+            if passed >= HELPED * probe.passed_before || probe.from <= min_factor {
+                // The rate caused it: the cut stays.
+                s.cut_from = probe.from;
+            } else {
+                // The service's throttling: back to the pace before, and that share is the
+                // background from now on.
+                s.background = s.background.max(1.0 - passed);
+                s.restores += 1;
+                Self::switch(&mut s, probe.from, now);
+            }
+            return;
+        }
+        if throttled {
+            if !current
+                || s.throttle_share <= s.background + MARGIN
+                || s.last_cut
+                    .is_some_and(|t| now.duration_since(t) < Duration::from_millis(500))
+            {
+                return;
+            }
+            // Halve what is achieved, not just what is allowed (concurrency may bind first).
+            let elapsed = now.duration_since(s.epoch.started).as_secs_f64();
+            let achieved = if elapsed >= 0.5 && s.epoch.booked > 0 {
+                (s.epoch.booked as f64 / elapsed / self.requests_per_s).min(s.factor)
+            } else {
+                s.factor
+            };
+            let passed_before = if s.epoch.calls >= PROBE_CALLS / 2 {
+                s.epoch.passed()
+            } else {
+                1.0 - s.throttle_share
+            };
+            let probe = Probe {
+                from: s.factor,
+                passed_before,
+            };
+            s.probe = Some(probe);
+            s.last_cut = Some(now);
+            s.cuts += 1;
+            let factor = (achieved / 2.0).max(min_factor);
+            Self::switch(&mut s, factor, now);
+        } else if outcome == Outcome::Answered {
+            let step = if s.factor < 0.9 * s.cut_from {
+                FAST_RECOVERY
+            } else {
+                SLOW_RECOVERY
+            };
+            s.factor = (s.factor + step / self.requests_per_s).min(1.0);
+        }
     }
 
     /// The share of the configured rate in force now.
     pub fn factor(&self) -> f64 {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).factor
+        self.lock().factor
+    }
+
+    /// Rate cuts made, and cuts taken back as the service's throttling.
+    pub fn adjustments(&self) -> (u64, u64) {
+        let s = self.lock();
+        (s.cuts, s.restores)
     }
 }
 
@@ -179,6 +344,8 @@ pub struct Engine {
     pub settings: JudgeSettings,
     pub pacer: Pacer,
     pub stats: CallStats,
+    /// Once requested, no new call is made.
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
 impl Engine {
@@ -189,7 +356,14 @@ impl Engine {
             rubric,
             settings,
             stats: CallStats::default(),
+            shutdown: crate::shutdown::Shutdown::new(),
         }
+    }
+
+    /// The same engine, stopping its calls when `shutdown` is requested.
+    pub fn with_shutdown(mut self, shutdown: crate::shutdown::Shutdown) -> Engine {
+        self.shutdown = shutdown;
+        self
     }
 
     /// The full-jitter back-off before attempt `attempt + 1` (attempt counts from 1).
@@ -215,19 +389,29 @@ fn jitter() -> f64 {
     (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// Throttled attempts one call makes before it gives up: throttling alone does not end a
+/// judgment as an error (at a 30% throttle share, 30 in a row has odds of 2e-16).
+pub const MAX_THROTTLED_ATTEMPTS: u32 = 30;
+
 /// One logical call: paced, timed out, retried. On success also the latency of the attempt
-/// that answered.
+/// that answered. `judge.max-attempts` bounds the attempts that failed for other reasons
+/// (5xx, timeouts, connection errors); throttled ones have their own bound,
+/// [`MAX_THROTTLED_ATTEMPTS`].
 pub async fn call_with_retries(
     engine: &Engine,
     user_text: &str,
     estimated_tokens: u64,
 ) -> Result<(Reply, Duration), (String, CallError)> {
-    let attempts = engine.settings.max_attempts;
-    let mut last = CallError::Rejected("no attempt made".into());
-    for attempt in 1..=attempts {
-        engine.pacer.acquire(estimated_tokens).await;
+    let max_failures = engine.settings.max_attempts;
+    let (mut failures, mut throttles) = (0u32, 0u32);
+    loop {
+        let ticket = engine.pacer.acquire(estimated_tokens).await;
+        if engine.shutdown.is_requested() {
+            engine.pacer.settle(ticket, Outcome::Failed);
+            return Err(("not judged: stopping".into(), CallError::Interrupted));
+        }
         CallStats::add(&engine.stats.calls, 1);
-        if attempt > 1 {
+        if failures + throttles > 0 {
             CallStats::add(&engine.stats.retries, 1);
         }
         let started = Instant::now();
@@ -239,19 +423,24 @@ pub async fn call_with_retries(
                     engine.settings.timeout.as_secs_f64()
                 )))
             });
-        match outcome {
+        let e = match outcome {
             Ok(reply) => {
-                engine.pacer.on_success();
+                engine.pacer.settle(ticket, Outcome::Answered);
                 CallStats::add(&engine.stats.input_tokens, reply.input_tokens);
                 CallStats::add(&engine.stats.output_tokens, reply.output_tokens);
                 return Ok((reply, started.elapsed()));
             }
-            Err(e) => {
-                match &e {
-                    CallError::Throttled(_) => {
-                        CallStats::add(&engine.stats.throttled, 1);
-                        engine.pacer.on_throttle();
-                    }
+            Err(e) => e,
+        };
+        match &e {
+            CallError::Throttled(_) => {
+                CallStats::add(&engine.stats.throttled, 1);
+                engine.pacer.settle(ticket, Outcome::Throttled);
+                throttles += 1;
+            }
+            other => {
+                engine.pacer.settle(ticket, Outcome::Failed);
+                match other {
                     CallError::Timeout(_) => CallStats::add(&engine.stats.timeouts, 1),
                     CallError::Server(_) => CallStats::add(&engine.stats.server_errors, 1),
                     _ => {}
@@ -259,17 +448,23 @@ pub async fn call_with_retries(
                 if !e.is_retryable() {
                     return Err((format!("judge call {e}"), e));
                 }
-                last = e;
+                failures += 1;
             }
         }
-        if attempt < attempts {
-            tokio::time::sleep(engine.backoff(attempt)).await;
+        if failures >= max_failures || throttles >= MAX_THROTTLED_ATTEMPTS {
+            let attempts = failures + throttles;
+            let throttled = if throttles > 0 {
+                format!(", {throttles} throttled")
+            } else {
+                String::new()
+            };
+            return Err((
+                format!("judge call {e} (gave up after {attempts} attempts{throttled})"),
+                e,
+            ));
         }
+        tokio::time::sleep(engine.backoff(failures + throttles)).await;
     }
-    Err((
-        format!("judge call {last} (gave up after {attempts} attempts)"),
-        last,
-    ))
 }
 
 /// A judged pair, or why it could not be judged.
@@ -282,6 +477,19 @@ pub struct PairOutcome {
     pub latency_ms: f64,
     /// Why the call failed, when it did (not when the answer did not validate).
     pub call_error: Option<CallError>,
+}
+
+impl PairOutcome {
+    /// A judgment abandoned because the process is stopping.
+    pub fn interrupted() -> PairOutcome {
+        PairOutcome {
+            result: Err("not judged: stopping".into()),
+            input_tokens: 0,
+            output_tokens: 0,
+            latency_ms: 0.0,
+            call_error: Some(CallError::Interrupted),
+        }
+    }
 }
 
 /// Judges one pair: a call, and one repair call if the answer does not validate.
@@ -358,30 +566,106 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pacer_spaces_calls_and_adapts() {
+    fn pacer_spaces_calls_by_requests_and_tokens() {
         let pacer = Pacer::new(600.0, 1e12); // 10/s
         let now = Instant::now();
-        let slots: Vec<Duration> = (0..3).map(|_| pacer.book(1, now) - now).collect();
+        let slots: Vec<Duration> = (0..3).map(|_| pacer.book(1, now).0 - now).collect();
         assert_eq!(slots[0], Duration::ZERO);
         assert!((slots[1].as_secs_f64() - 0.1).abs() < 1e-6, "{slots:?}");
         assert!((slots[2].as_secs_f64() - 0.2).abs() < 1e-6, "{slots:?}");
-        pacer.on_throttle();
-        pacer.on_throttle(); // the same burst: counted once
-        assert_eq!(pacer.factor(), 0.5);
-        // Fast back to 90% of the throttled pace (1 call/s per success at 10/s = +0.1), then slow.
-        for _ in 0..4 {
-            pacer.on_success();
-        }
-        assert!((pacer.factor() - 0.9).abs() < 1e-9, "{}", pacer.factor());
-        for _ in 0..10 {
-            pacer.on_success();
-        }
-        assert!((pacer.factor() - 1.0).abs() < 1e-9, "{}", pacer.factor());
         // Tokens pace too: 100 tokens/s, a 50-token call takes half a second of budget.
         let pacer = Pacer::new(1e9, 6000.0);
         let now = Instant::now();
         pacer.book(50, now);
-        assert!(((pacer.book(50, now) - now).as_secs_f64() - 0.5).abs() < 1e-6);
+        assert!(((pacer.book(50, now).0 - now).as_secs_f64() - 0.5).abs() < 1e-6);
+    }
+
+    /// Drives `pacer` for `calls` calls in virtual time, each answered at once; `throttle`
+    /// decides from the call's time (seconds) and a uniform draw. Returns (seconds elapsed,
+    /// calls that got through).
+    fn simulate(
+        pacer: &Pacer,
+        calls: usize,
+        mut throttle: impl FnMut(f64, f64) -> bool,
+    ) -> (f64, usize) {
+        let start = Instant::now();
+        let mut now = start;
+        let mut rng = 0x2545_F491_4F6C_DD1Du64;
+        let mut passed = 0;
+        for _ in 0..calls {
+            let (at, ticket) = pacer.book(1, now);
+            now = at.max(now);
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let draw = (rng >> 11) as f64 / (1u64 << 53) as f64;
+            let throttled = throttle(now.duration_since(start).as_secs_f64(), draw);
+            let outcome = if throttled {
+                Outcome::Throttled
+            } else {
+                passed += 1;
+                Outcome::Answered
+            };
+            pacer.settle_at(ticket, outcome, now);
+        }
+        (now.duration_since(start).as_secs_f64(), passed)
+    }
+
+    #[test]
+    fn the_services_own_throttling_does_not_slow_the_pacer_down() {
+        // 30% of calls throttled at random, whatever the rate: the pace holds.
+        let pacer = Pacer::new(6000.0, 1e12); // 100/s
+        let (seconds, passed) = simulate(&pacer, 5000, |_, draw| draw < 0.3);
+        let goodput = passed as f64 / seconds;
+        assert!(
+            goodput >= 0.9 * 70.0,
+            "{goodput:.1}/s of an ideal 70/s; factor {:.2}, adjustments {:?}",
+            pacer.factor(),
+            pacer.adjustments()
+        );
+        let (cuts, restores) = pacer.adjustments();
+        assert!(
+            restores >= 1 && cuts - restores <= 1,
+            "{cuts} cuts, {restores} restores"
+        );
+    }
+
+    #[test]
+    fn throttling_caused_by_the_rate_brings_the_pace_down_to_the_quota() {
+        // The service admits 10 calls/s; the pacer is allowed 100/s.
+        let pacer = Pacer::new(6000.0, 1e12);
+        let mut admitted_until = 0.0f64;
+        let (seconds, passed) = simulate(&pacer, 6000, |t, _| {
+            if t >= admitted_until {
+                admitted_until = admitted_until.max(t - 1.0) + 0.1;
+                false
+            } else {
+                true
+            }
+        });
+        let goodput = passed as f64 / seconds;
+        assert!(goodput >= 9.0, "{goodput:.2}/s of 10/s");
+        let calls_per_s = 6000.0 / seconds;
+        assert!(
+            calls_per_s < 20.0,
+            "{calls_per_s:.1} calls/s: the pace came down"
+        );
+        // Then the same service adds 30% throttling for capacity: still near the quota.
+        let pacer = Pacer::new(6000.0, 1e12);
+        let mut admitted_until = 0.0f64;
+        let (seconds, passed) = simulate(&pacer, 6000, |t, draw| {
+            if draw < 0.3 {
+                return true;
+            }
+            if t >= admitted_until {
+                admitted_until = admitted_until.max(t - 1.0) + 0.1;
+                false
+            } else {
+                true
+            }
+        });
+        let goodput = passed as f64 / seconds;
+        assert!(goodput >= 0.7 * 9.0, "{goodput:.2}/s");
     }
 
     #[test]

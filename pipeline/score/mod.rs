@@ -60,6 +60,9 @@ pub enum ScoreError {
         message: String,
         hint: String,
     },
+    /// A stop was requested: what was judged is written and cached.
+    #[error(transparent)]
+    Interrupted(#[from] crate::shutdown::Interrupted),
     /// The circuit breaker tripped: judging stopped; what was judged is written.
     #[error(
         "stopped judging after {in_a_row} judgments in a row failed ({attempted} attempted, \
@@ -106,6 +109,9 @@ pub struct ScoreJob {
     /// Plan only: count, estimate, call nothing, write nothing.
     pub dry_run: bool,
     pub progress: ProgressMode,
+    /// Stop requests (SIGTERM/SIGINT): no new judgment once requested; calls in flight get
+    /// `judge.shutdown-grace` to finish.
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
 impl ScoreJob {
@@ -123,6 +129,7 @@ impl ScoreJob {
             limit: None,
             dry_run: false,
             progress: ProgressMode::Lines,
+            shutdown: crate::shutdown::Shutdown::new(),
         }
     }
 }
@@ -169,6 +176,10 @@ pub struct ScoreSummary {
     pub rows_skipped_budget: u64,
     /// Judge calls made, retries and repairs included.
     pub calls: u64,
+    /// Times the pacer cut its rate on throttling, and times it took a cut back because the
+    /// throttling turned out to be the service's own (capacity), not the rate's.
+    pub pacer_cuts: u64,
+    pub pacer_restores: u64,
     pub retries: u64,
     pub throttled: u64,
     pub timeouts: u64,
@@ -533,6 +544,8 @@ struct Run<'a> {
     reserved_usd: f64,
     budget_hit: bool,
     breaker: engine::Breaker,
+    /// Sampled captures left unjudged because a stop was requested.
+    interrupted: u64,
     cache_tx: Option<cache::CacheSender>,
     progress: progress::Progress,
 }
@@ -648,6 +661,13 @@ impl Run<'_> {
             .map(|p| p.cost(outcome.input_tokens, outcome.output_tokens));
         self.reserved_usd -= reserved;
         self.spent_usd += cost.unwrap_or(0.0);
+        if outcome.call_error == Some(crate::judge::CallError::Interrupted) {
+            // Stopped before an answer: no row; the next run judges it.
+            work.verdicts[row] = Some(Verdict::Deferred);
+            work.pending -= 1;
+            self.interrupted += 1;
+            return;
+        }
         self.breaker.record(&outcome);
         let verdict = match &outcome.result {
             Ok(judgments) => {
@@ -716,7 +736,24 @@ pub async fn score(
         let (tx, task) = cache::spawn_writer(warehouse.clone(), &scope);
         (Some(tx), Some(task))
     };
-    let engine = Arc::new(Engine::new(judge, job.rubric.clone(), job.judge.clone()));
+    let engine = Arc::new(
+        Engine::new(judge, job.rubric.clone(), job.judge.clone())
+            .with_shutdown(job.shutdown.clone()),
+    );
+    // After a stop request, calls in flight get the grace period, then are abandoned.
+    let hard_stop = tokio_util::sync::CancellationToken::new();
+    let grace_watch = {
+        let (shutdown, hard_stop, grace) = (
+            job.shutdown.clone(),
+            hard_stop.clone(),
+            job.judge.shutdown_grace,
+        );
+        tokio::spawn(async move {
+            shutdown.requested().await;
+            tokio::time::sleep(grace).await;
+            hard_stop.cancel();
+        })
+    };
     let mut run = Run {
         job: &job,
         warehouse,
@@ -736,6 +773,7 @@ pub async fn score(
         reserved_usd: 0.0,
         budget_hit: false,
         breaker: engine::Breaker::new(job.judge.circuit_breaker),
+        interrupted: 0,
         cache_tx,
         progress: progress::Progress::new(if job.dry_run {
             ProgressMode::Off
@@ -754,6 +792,9 @@ pub async fn score(
     }
 
     for (slot, partition) in wanted.into_iter().enumerate() {
+        if job.shutdown.is_requested() {
+            break;
+        }
         let mut captures = Vec::new();
         for key in &partition.parts {
             let Some(bytes) = warehouse.get(key).await? else {
@@ -848,6 +889,11 @@ pub async fn score(
                     not_attempted += 1;
                     continue;
                 }
+                if job.shutdown.is_requested() {
+                    work.verdicts[row] = Some(Verdict::Deferred);
+                    run.interrupted += 1;
+                    continue;
+                }
                 plan.to_judge += 1;
                 run.summary.judged += 1;
                 estimated_usd += estimate;
@@ -866,9 +912,12 @@ pub async fn score(
                 run.progress.add(1);
                 work.pending += 1;
                 let engine = engine.clone();
+                let hard_stop = hard_stop.clone();
                 tasks.spawn(async move {
-                    let outcome =
-                        engine::judge_pair(&engine, &capture.prompt, &capture.response).await;
+                    let outcome = tokio::select! {
+                        outcome = engine::judge_pair(&engine, &capture.prompt, &capture.response) => outcome,
+                        _ = hard_stop.cancelled() => PairOutcome::interrupted(),
+                    };
                     (slot, row, estimate, outcome)
                 });
             }
@@ -899,6 +948,7 @@ pub async fn score(
         }
     }
     run.progress.finish();
+    grace_watch.abort();
 
     drop(run.cache_tx.take());
     if let Some(writer) = writer {
@@ -917,6 +967,7 @@ pub async fn score(
     let mut summary = run.summary;
     let stats = &engine.stats;
     summary.calls = CallStats::get(&stats.calls);
+    (summary.pacer_cuts, summary.pacer_restores) = engine.pacer.adjustments();
     summary.retries = CallStats::get(&stats.retries);
     summary.throttled = CallStats::get(&stats.throttled);
     summary.timeouts = CallStats::get(&stats.timeouts);
@@ -938,6 +989,7 @@ pub async fn score(
     };
     summary.judgments_per_s = per_s(summary.judged);
     summary.calls_per_s = per_s(summary.calls);
+    job.shutdown.check()?;
     if let Some((cause, in_a_row)) = run.breaker.tripped() {
         return Err(ScoreError::JudgeDown {
             cause: cause.clone(),

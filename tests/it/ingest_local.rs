@@ -311,6 +311,43 @@ fn a_truncated_gzip_keeps_what_was_readable_and_quarantines_the_rest() {
 }
 
 #[test]
+fn a_line_longer_than_the_cap_is_quarantined_and_the_next_lines_are_read() {
+    let src = tempfile::tempdir().unwrap();
+    let wh = tempfile::tempdir().unwrap();
+    let record = |i: usize, pad: usize| {
+        format!(
+            r#"{{"prompt":"question {i} {}","response":"answer {i}","model":"m","timestamp":{}}}"#,
+            "x".repeat(pad),
+            1_790_000_000 + i
+        )
+    };
+    let text = [record(1, 10), record(2, 50_000), record(3, 10)].join("\n") + "\n";
+    std::fs::write(src.path().join("long.jsonl"), text).unwrap();
+    let config = src.path().join("evalwatch.toml");
+    std::fs::write(&config, "[ingest]\nmax-line-bytes = 4096\n").unwrap();
+    let output = run(ingest_cmd(wh.path(), src.path())
+        .arg("--config")
+        .arg(&config));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let summary = ingest_summary(&output);
+    assert_eq!(count(&summary, "rows"), 2, "{summary}");
+    assert_eq!(count(&summary, "quarantined"), 1, "{summary}");
+    let quarantine = read_table(wh.path(), "quarantine");
+    let error = &strings(&quarantine, "error")[0];
+    assert!(error.contains("longer than 4096 bytes"), "{error}");
+    assert!(error.contains("ingest.max-line-bytes"), "{error}");
+    let line = quarantine.column("source_line").unwrap();
+    assert_eq!(
+        line.cast(&polars::prelude::DataType::Int64)
+            .unwrap()
+            .i64()
+            .unwrap()
+            .get(0),
+        Some(2)
+    );
+}
+
+#[test]
 fn a_source_of_nothing_but_garbage_fails_the_run() {
     let src = tempfile::tempdir().unwrap();
     let wh = tempfile::tempdir().unwrap();

@@ -134,3 +134,71 @@ fn the_report_renders_in_a_browser_with_its_charts_and_the_regression() {
         assert!(bytes > 10_000, "{name}: {bytes} bytes");
     }
 }
+
+#[test]
+fn capture_derived_names_and_replies_stay_text_in_the_page_and_the_markdown() {
+    let evil = r#"x"><img src=x onerror=alert(1)>"#;
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir
+        .path()
+        .join("capture/assistant-prod")
+        .join(evil)
+        .join("2026/10/05/00");
+    std::fs::create_dir_all(&folder).unwrap();
+    let lines: Vec<String> = (0..30)
+        .map(|i| {
+            serde_json::json!({
+                "request_id": format!("evil-{i}"),
+                "timestamp": format!("2026-10-05T00:{i:02}:00Z"),
+                "prompt": "Say hello to the team.",
+                "response": format!("<script>alert({i})</script> Hello team, here is the update."),
+            })
+            .to_string()
+        })
+        .collect();
+    std::fs::write(folder.join("part.jsonl"), lines.join("\n") + "\n").unwrap();
+    let config = dir.path().join("evalwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ingest]\nsource = \"{}\"\n\n[window]\nsince = \"2026-10-05\"\n\n[score]\nrubric = \"{}\"\n",
+            dir.path().join("capture").display(),
+            repo_root().join("rubrics/quality.toml").display()
+        ),
+    )
+    .unwrap();
+    let wh = dir.path().join("wh");
+    let out = run(evalwatch()
+        .arg("--config")
+        .arg(&config)
+        .arg("--warehouse")
+        .arg(&wh)
+        .arg("run"));
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", stderr(&out));
+    let index = PathBuf::from(
+        stage_summary(&out, "report")["index"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
+    let html = std::fs::read_to_string(&index).unwrap();
+    assert!(
+        html.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "the name is shown"
+    );
+    assert!(!html.contains("<img"), "no element from a model name");
+    assert!(!html.contains("<script>alert"), "no element from a reply");
+    assert!(
+        html.contains("&lt;script&gt;alert("),
+        "the reply is shown as text"
+    );
+    let md = std::fs::read_to_string(index.with_file_name("summary.md")).unwrap();
+    assert!(md.contains(&format!("`{evil}`")), "{md}");
+
+    // The browser agrees: no image element, no script ran.
+    let profile = tempfile::tempdir().unwrap();
+    let (dom, log) = headless(&index, profile.path(), &["--dump-dom"]);
+    assert!(!dom.contains("<img"), "an element was injected");
+    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:?}");
+}

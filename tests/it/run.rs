@@ -1,7 +1,8 @@
 //! `evalwatch run` as a scheduler sees it: `--only` / `--from` run the stages asked for and the
-//! manifest says which; a re-run of the same night adds no rows, judgments or datapoints; the
-//! run lock stops a second run on the same warehouse and window (naming the holder) and is taken
-//! over when its holder is gone, on a local warehouse and on S3.
+//! manifest says which, for every outcome (ok, failed, interrupted); a re-run of the same night
+//! adds no rows, judgments or datapoints; the warehouse's writer lock stops a second writer
+//! (naming the holder) or makes it wait, and is taken over when its holder is gone, on a local
+//! warehouse and on S3; SIGTERM stops a run cleanly and the next run continues.
 
 use std::io::Write;
 
@@ -78,7 +79,7 @@ fn stages_run_as_planned_and_a_second_night_adds_nothing() {
 #[test]
 fn a_held_lock_stops_a_second_run_and_a_dead_holders_lock_is_taken_over() {
     let wh = tempfile::tempdir().unwrap();
-    let path = wh.path().join("state/locks/run-2026-10-01_2026-10-14.lock");
+    let path = wh.path().join("state/locks/writer.lock");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let mut held = std::fs::OpenOptions::new()
         .create(true)
@@ -98,10 +99,51 @@ fn a_held_lock_stops_a_second_run_and_a_dead_holders_lock_is_taken_over() {
     assert_eq!(blocked.status.code(), Some(1), "{}", stderr(&blocked));
     let message = stderr(&blocked);
     assert!(
-        message.contains("another run holds the lock") && message.contains("nightly-7"),
+        message.contains("another writer holds this warehouse's lock")
+            && message.contains("nightly-7"),
         "{message}"
     );
     assert!(!wh.path().join("captures").exists(), "nothing ran");
+    // Any writer, whatever its window: a single command, another window.
+    for args in [
+        &["ingest", "--since", "2026-10-05", "--until", "2026-10-06"][..],
+        &["score", "--since", "2026-10-05", "--until", "2026-10-05"][..],
+        &["run", "--since", "2026-10-05", "--until", "2026-10-06"][..],
+    ] {
+        let other = run(evalwatch().arg("--warehouse").arg(wh.path()).args(args));
+        assert_eq!(other.status.code(), Some(1), "{args:?}: {}", stderr(&other));
+        assert!(stderr(&other).contains("nightly-7"), "{}", stderr(&other));
+    }
+    // A reader needs no lock.
+    let plan = run(evalwatch()
+        .arg("--warehouse")
+        .arg(wh.path())
+        .args(["score", "--dry-run"]));
+    assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
+    // `--wait-lock` waits for the holder to finish.
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        held.set_len(0).unwrap();
+        drop(held);
+    });
+    let waited = run(evalwatch().arg("--warehouse").arg(wh.path()).args([
+        "--wait-lock",
+        "30",
+        "ingest",
+        "--since",
+        "2026-10-05",
+        "--until",
+        "2026-10-05",
+    ]));
+    releaser.join().unwrap();
+    assert_eq!(waited.status.code(), Some(0), "{}", stderr(&waited));
+    assert!(stderr(&waited).contains("waiting for the warehouse's writer lock"));
+    let mut held = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    held.try_lock().unwrap();
+    held.write_all(
+        br#"{"run_id":"nightly-8","host":"batch-1","pid":4243,"started_at":"2026-11-28T01:00:00Z","heartbeat_at":"2026-11-28T01:00:00Z"}"#,
+    )
+    .unwrap();
 
     // The holder dies without releasing it: the next run takes it over.
     drop(held);
@@ -135,10 +177,10 @@ fn an_s3_lock_names_its_holder_and_an_abandoned_one_is_taken_over() {
                 .to_string()
         ),
     );
-    let key = "wh/state/locks/run-2026-10-01_2026-10-01.json";
+    let key = "wh/state/locks/writer.json";
     let holder = |heartbeat: chrono::DateTime<chrono::Utc>| {
         format!(
-            r#"{{"run_id":"nightly-9","host":"batch-2","pid":7,"started_at":"{0}","heartbeat_at":"{0}"}}"#,
+            r#"{{"run_id":"nightly-9","command":"run","generation":4,"host":"batch-2","pid":7,"started_at":"{0}","heartbeat_at":"{0}"}}"#,
             heartbeat.to_rfc3339()
         )
         .into_bytes()
@@ -168,7 +210,8 @@ fn an_s3_lock_names_its_holder_and_an_abandoned_one_is_taken_over() {
     let next = analyse();
     assert_eq!(next.status.code(), Some(0), "{}", stderr(&next));
     assert!(
-        stderr(&next).contains("took over an abandoned lock"),
+        stderr(&next).contains("took over an abandoned writer lock")
+            && stderr(&next).contains("generation=5"),
         "{}",
         stderr(&next)
     );
@@ -182,4 +225,129 @@ fn an_s3_lock_names_its_holder_and_an_abandoned_one_is_taken_over() {
             .is_ok()
     });
     assert!(!left, "the lock was released");
+}
+
+#[test]
+fn a_failed_run_leaves_a_manifest_naming_the_stage_and_the_error() {
+    let wh = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let config = dir.path().join("evalwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ingest]\nsource = \"{}\"\n[score]\nrubric = \"{}\"\n[judge]\nkind = \"openai\"\n\
+             model = \"m\"\nurl = \"http://127.0.0.1:{port}/v1\"\nmax-attempts = 1\n\
+             circuit-breaker = 5\n",
+            sample_capture().display(),
+            repo_root().join("rubrics/quality.toml").display()
+        ),
+    )
+    .unwrap();
+    let out = run(evalwatch()
+        .arg("--config")
+        .arg(&config)
+        .arg("--warehouse")
+        .arg(wh.path())
+        .args(["run", "--since", "2026-10-03", "--until", "2026-10-03"]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // The ingest summary was logged as ingest finished, before score failed.
+    let err = stderr(&out);
+    let (ingest_at, error_at) = (err.find("ingest: ").unwrap(), err.find("error: ").unwrap());
+    assert!(ingest_at < error_at, "{err}");
+    let manifest = &manifests(wh.path())[0];
+    assert_eq!(manifest["status"], "failed", "{manifest}");
+    assert!(
+        manifest["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("score: stopped judging")),
+        "{manifest}"
+    );
+    let stages: Vec<(&str, &str)> = manifest["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["stage"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(stages, [("ingest", "ok"), ("score", "error")]);
+}
+
+#[test]
+fn sigterm_stops_a_run_cleanly_and_the_next_run_continues() {
+    let server = judge_server(StubConfig {
+        latency: std::time::Duration::from_millis(1500),
+        ..StubConfig::default()
+    });
+    let wh = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("evalwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ingest]\nsource = \"{}\"\n[score]\nrubric = \"{}\"\n[judge]\nkind = \"openai\"\n\
+             model = \"judge-7b\"\nurl = \"{}/v1\"\nconcurrency = 8\n\
+             requests-per-minute = 600000\ntokens-per-minute = 1000000000\n",
+            sample_capture().display(),
+            repo_root().join("rubrics/quality.toml").display(),
+            server.url
+        ),
+    )
+    .unwrap();
+    let command = || {
+        let mut cmd = evalwatch();
+        cmd.arg("--config")
+            .arg(&config)
+            .arg("--warehouse")
+            .arg(wh.path())
+            .args([
+                "run",
+                "--only",
+                "ingest,score",
+                "--since",
+                "2026-10-03",
+                "--until",
+                "2026-10-03",
+            ]);
+        cmd
+    };
+    let child = command()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first calls are in flight, then ask it to stop.
+    let started = std::time::Instant::now();
+    while server.stub.stats().requests == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no call made"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("SIGTERM received"), "{err}");
+    assert!(err.contains("interrupted by SIGTERM"), "{err}");
+    assert!(err.contains("hint: run the same command again"), "{err}");
+    let manifest = &manifests(wh.path())[0];
+    assert_eq!(manifest["status"], "interrupted", "{manifest}");
+    // The calls in flight finished within the grace period and were kept; nothing else started.
+    let judged = read_table(wh.path(), "scores").height() as u64 / 3;
+    let answered = server.stub.stats().answered;
+    assert!((1..=8).contains(&judged), "{judged} judged");
+    assert_eq!(judged, answered, "every answer was kept");
+    // The lock was released: the next run goes ahead and pays only for the rest.
+    let next = run(&mut command());
+    assert_eq!(next.status.code(), Some(0), "{}", stderr(&next));
+    let score = stage_summary(&next, "score");
+    assert_eq!(count(&score, "from_cache"), judged, "{score}");
+    assert_eq!(server.stub.stats().answered, count(&score, "captures"));
 }
