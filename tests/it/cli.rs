@@ -23,6 +23,11 @@ fn init_writes_a_starter_config_that_runs() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains("[ingest]"));
+    // A budget is set, not commented out: no run spends without a bound.
+    assert!(
+        text.lines().any(|l| l.trim() == "budget-usd = 25.0"),
+        "{text}"
+    );
     // A second init refuses to overwrite.
     let again = run(evalwatch().args(["init", "--path"]).arg(&path));
     assert_eq!(again.status.code(), Some(2));
@@ -45,21 +50,53 @@ fn bad_flags_are_usage_errors() {
     assert!(stderr(&output).contains("--warehouse"));
 }
 
+/// Every stderr line as JSON, or the test fails naming the line; the messages.
+fn json_lines(err: &str) -> Vec<String> {
+    assert!(!err.trim().is_empty());
+    err.lines()
+        .map(|line| {
+            let value: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            assert!(value["level"].is_string(), "{line}");
+            value["message"].as_str().unwrap_or_default().to_string()
+        })
+        .collect()
+}
+
 #[test]
 fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let output = run(evalwatch()
         .args(["--log-format", "json", "--warehouse"])
         .arg(dir.path())
-        .args(["ingest", "--since", "2026-10-01"]));
+        .args(["run", "--since", "2026-10-01", "--until", "2026-10-02"]));
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let err = stderr(&output);
-    assert!(!err.trim().is_empty());
-    for line in err.lines() {
-        let value: serde_json::Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        assert!(value["level"].is_string(), "{line}");
-    }
+    let messages = json_lines(&stderr(&output));
+    assert!(
+        messages.iter().any(|m| m.starts_with("report: ")),
+        "{messages:?}"
+    );
+    // Errors and hints too.
+    let output = run(evalwatch().args(["--log-format", "json", "ingest", "--until", "2026-10-02"]));
+    assert_eq!(output.status.code(), Some(2));
+    let messages = json_lines(&stderr(&output));
+    assert!(
+        messages.iter().any(|m| m.starts_with("error: ")),
+        "{messages:?}"
+    );
+    let output = run(evalwatch().args([
+        "--log-format",
+        "json",
+        "--config",
+        "/nonexistent.toml",
+        "ingest",
+    ]));
+    assert_eq!(output.status.code(), Some(2));
+    let messages = json_lines(&stderr(&output));
+    assert!(
+        messages.iter().any(|m| m.starts_with("hint: ")),
+        "{messages:?}"
+    );
 }
 
 /// The IAM policy in `deploy/` grants exactly the actions of the AWS calls the code makes: a new

@@ -347,3 +347,111 @@ fn a_bedrock_judge_without_credentials_stops_before_the_first_call() {
         "nothing judged, nothing written"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// What people count
+
+#[test]
+fn alerts_are_events_pass_rates_are_filled_and_the_report_shows_alarm_thresholds() {
+    let wh = tempfile::tempdir().unwrap();
+    let out = run(evalwatch().arg("--warehouse").arg(wh.path()).arg("run"));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let analyse = stage_summary(&out, "analyse");
+    let alerted = analyse["alerted"].as_array().unwrap();
+    // One alert per (model, day, metric), with the tests that agreed; the test rows stay in drift/.
+    assert_eq!(count(&analyse, "alerts"), alerted.len() as u64, "{analyse}");
+    let mut events = std::collections::BTreeSet::new();
+    for a in alerted {
+        assert!(events.insert((
+            a["model"].to_string(),
+            a["date"].to_string(),
+            a["metric"].to_string()
+        )));
+        assert!(!a["tests"].as_array().unwrap().is_empty());
+    }
+    let drift = read_table(wh.path(), "drift");
+    let alert_rows = strings(&drift, "verdict")
+        .iter()
+        .filter(|v| *v == "alert")
+        .count() as u64;
+    assert_eq!(count(&analyse, "alerting_tests"), alert_rows);
+    assert!(
+        alert_rows > count(&analyse, "alerts"),
+        "some events have several tests"
+    );
+    let agg = read_table(wh.path(), "aggregates");
+    let alerts_column: i64 = agg
+        .column("alerts")
+        .unwrap()
+        .cast(&polars::prelude::DataType::Int64)
+        .unwrap()
+        .i64()
+        .unwrap()
+        .sum()
+        .unwrap();
+    assert_eq!(alerts_column as u64, count(&analyse, "alerts"));
+
+    // Pass rates: the share of a model-day's safety scores at or above its threshold (0.8),
+    // recomputed here from the scores table.
+    let scores = read_table(wh.path(), "scores");
+    let (models, dims) = (strings(&scores, "model"), strings(&scores, "dimension"));
+    let dates = scores.column("date").unwrap().date().unwrap().phys.clone();
+    let values = scores.column("score").unwrap().f64().unwrap().clone();
+    let agg_models = strings(&agg, "model");
+    let agg_dates = agg.column("date").unwrap().date().unwrap().phys.clone();
+    let pass = agg
+        .column("safety_pass_rate")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .clone();
+    let composite_pass = agg
+        .column("composite_pass_rate")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .clone();
+    for i in 0..agg.height() {
+        let safety: Vec<f64> = (0..scores.height())
+            .filter(|&j| {
+                models[j] == agg_models[i]
+                    && dates.get(j) == agg_dates.get(i)
+                    && dims[j] == "safety"
+            })
+            .filter_map(|j| values.get(j))
+            .collect();
+        let expected = safety.iter().filter(|v| **v >= 0.8).count() as f64 / safety.len() as f64;
+        assert!((pass.get(i).unwrap() - expected).abs() < 1e-12, "row {i}");
+        assert!((0.0..=1.0).contains(&composite_pass.get(i).unwrap()));
+    }
+
+    // chat-a drifts nowhere but its relevance sits under the 0.7 alarm every day: the report
+    // says so instead of "ok".
+    let report = stage_summary(&out, "report");
+    let index = std::path::PathBuf::from(report["index"].as_str().unwrap());
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(index.with_file_name("summary.json")).unwrap(),
+    )
+    .unwrap();
+    let chat_a = json["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["model"] == "chat-a")
+        .unwrap();
+    assert_eq!(chat_a["status"], "warn", "{chat_a}");
+    let breaches = chat_a["breaches"].as_array().unwrap();
+    assert!(
+        breaches
+            .iter()
+            .any(|b| b["metric"] == "relevance_score" && b["value"].as_f64().unwrap() < 0.7),
+        "{breaches:?}"
+    );
+    let md = std::fs::read_to_string(index.with_file_name("summary.md")).unwrap();
+    assert!(
+        md.contains("relevance_score past 0.7 in 14 windows (warning)"),
+        "{md}"
+    );
+    let html = std::fs::read_to_string(&index).unwrap();
+    assert!(html.contains("Alarm thresholds crossed"));
+}
