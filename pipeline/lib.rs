@@ -16,6 +16,7 @@ pub mod publish;
 pub mod report;
 pub mod rubric;
 pub mod run;
+pub mod schema;
 pub mod score;
 pub mod shutdown;
 pub mod table;

@@ -497,7 +497,7 @@ fn init_logs(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     evalwatch::logs::set_json(matches!(format, LogFormat::Json));
     let filter = EnvFilter::try_from_env("EVALWATCH_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn"));
+        .unwrap_or_else(|_| EnvFilter::new("info,aws_config=error,aws_smithy_runtime=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 
 use super::stats;
 use crate::rubric::{CompositeRule, Rubric};
+use crate::schema;
 use crate::table::{PartKey, read_part};
 use crate::warehouse::{Warehouse, WarehouseError};
 
@@ -190,35 +191,35 @@ impl DayData {
 }
 
 const SCORE_COLUMNS: &[(&str, DataType)] = &[
-    ("request_id", DataType::String),
-    ("dimension", DataType::String),
-    ("score", DataType::Float64),
-    ("status", DataType::String),
-    ("judge", DataType::String),
-    ("judge_cost_usd", DataType::Float64),
-    ("judge_latency_ms", DataType::Float64),
+    (schema::scores::REQUEST_ID, DataType::String),
+    (schema::scores::DIMENSION, DataType::String),
+    (schema::scores::SCORE, DataType::Float64),
+    (schema::scores::STATUS, DataType::String),
+    (schema::scores::JUDGE, DataType::String),
+    (schema::scores::JUDGE_COST_USD, DataType::Float64),
+    (schema::scores::JUDGE_LATENCY_MS, DataType::Float64),
 ];
 
 const CAPTURE_COLUMNS: &[(&str, DataType)] = &[
-    ("prompt_chars", DataType::Float64),
-    ("response_chars", DataType::Float64),
-    ("prompt_tokens", DataType::Float64),
-    ("completion_tokens", DataType::Float64),
-    ("latency_ms", DataType::Float64),
-    ("refusal", DataType::Float64),
-    ("finish_reason", DataType::String),
-    ("captured_at", DataType::Int64),
+    (schema::captures::PROMPT_CHARS, DataType::Float64),
+    (schema::captures::RESPONSE_CHARS, DataType::Float64),
+    (schema::captures::PROMPT_TOKENS, DataType::Float64),
+    (schema::captures::COMPLETION_TOKENS, DataType::Float64),
+    (schema::captures::LATENCY_MS, DataType::Float64),
+    (schema::captures::REFUSAL, DataType::Float64),
+    (schema::captures::FINISH_REASON, DataType::String),
+    (schema::captures::CAPTURED_AT, DataType::Int64),
 ];
 
 const TELEMETRY_COLUMNS: &[(&str, DataType)] = &[
-    ("ts", DataType::Int64),
-    ("gpu_util_pct", DataType::Float64),
-    ("gpu_mem_pct", DataType::Float64),
-    ("gpus_allocated", DataType::Float64),
-    ("model_latency_ms", DataType::Float64),
-    ("invocations", DataType::Float64),
-    ("errors_5xx", DataType::Float64),
-    ("cost_usd", DataType::Float64),
+    (schema::telemetry::TS, DataType::Int64),
+    (schema::telemetry::GPU_UTIL_PCT, DataType::Float64),
+    (schema::telemetry::GPU_MEM_PCT, DataType::Float64),
+    (schema::telemetry::GPUS_ALLOCATED, DataType::Float64),
+    (schema::telemetry::MODEL_LATENCY_MS, DataType::Float64),
+    (schema::telemetry::INVOCATIONS, DataType::Float64),
+    (schema::telemetry::ERRORS_5XX, DataType::Float64),
+    (schema::telemetry::COST_USD, DataType::Float64),
 ];
 
 /// The non-null, non-NaN values of a Float64 column, ascending.
@@ -301,20 +302,20 @@ struct Judged {
 /// dimension, the composite of each capture scored `ok` on every dimension, the captures with
 /// an error, the skipped ones, the judge's cost.
 fn score_part(df: &DataFrame, rubric: &Rubric, judge: &str) -> PolarsResult<DayData> {
-    let ids = df.column("request_id")?.str()?;
-    let scores = df.column("score")?.f64()?;
-    let costs = df.column("judge_cost_usd")?.f64()?;
-    let latencies = df.column("judge_latency_ms")?.f64()?;
+    let ids = df.column(schema::scores::REQUEST_ID)?.str()?;
+    let scores = df.column(schema::scores::SCORE)?.f64()?;
+    let costs = df.column(schema::scores::JUDGE_COST_USD)?.f64()?;
+    let latencies = df.column(schema::scores::JUDGE_LATENCY_MS)?.f64()?;
     // The text columns hold a handful of values: compared as whole columns (fast kernels), then
     // walked as booleans.
-    let mine = df.column("judge")?.str()?.equal(judge);
-    let statuses = df.column("status")?.str()?;
+    let mine = df.column(schema::scores::JUDGE)?.str()?.equal(judge);
+    let statuses = df.column(schema::scores::STATUS)?.str()?;
     let (ok, error, skipped) = (
-        statuses.equal("ok"),
-        statuses.equal("error"),
-        statuses.equal("skipped_budget"),
+        statuses.equal(schema::status::OK),
+        statuses.equal(schema::status::ERROR),
+        statuses.equal(schema::status::SKIPPED_BUDGET),
     );
-    let dimensions = df.column("dimension")?.str()?;
+    let dimensions = df.column(schema::scores::DIMENSION)?.str()?;
     // Per dimension: its name, the rubric's weight (NaN for one the rubric lacks: no composite
     // then), which rows hold it, its values.
     let mut columns: Vec<(String, f64, Vec<f64>)> = rubric
@@ -462,16 +463,21 @@ pub async fn load_captures(
 fn capture_part(df: &DataFrame) -> PolarsResult<DayData> {
     let mut day = DayData {
         requests: df.height() as u64,
-        prompt_chars: sorted(df, "prompt_chars")?,
-        response_chars: sorted(df, "response_chars")?,
-        prompt_tokens: sorted(df, "prompt_tokens")?,
-        completion_tokens: sorted(df, "completion_tokens")?,
-        latency_ms: sorted(df, "latency_ms")?,
-        refusal: sorted(df, "refusal")?,
-        captured_at: df.column("captured_at")?.i64()?.iter().flatten().collect(),
+        prompt_chars: sorted(df, schema::captures::PROMPT_CHARS)?,
+        response_chars: sorted(df, schema::captures::RESPONSE_CHARS)?,
+        prompt_tokens: sorted(df, schema::captures::PROMPT_TOKENS)?,
+        completion_tokens: sorted(df, schema::captures::COMPLETION_TOKENS)?,
+        latency_ms: sorted(df, schema::captures::LATENCY_MS)?,
+        refusal: sorted(df, schema::captures::REFUSAL)?,
+        captured_at: df
+            .column(schema::captures::CAPTURED_AT)?
+            .i64()?
+            .iter()
+            .flatten()
+            .collect(),
         ..DayData::default()
     };
-    for reason in df.column("finish_reason")?.str()?.iter() {
+    for reason in df.column(schema::captures::FINISH_REASON)?.str()?.iter() {
         *day.finish_reason
             .entry(reason.unwrap_or("(none)").to_string())
             .or_default() += 1;
@@ -499,8 +505,8 @@ pub async fn load_telemetry(
 
 fn telemetry_part(df: &DataFrame) -> PolarsResult<DayData> {
     // Sample times and GPU utilisation pair up by position (a missing utilisation is NaN).
-    let ts = df.column("ts")?.i64()?;
-    let util = df.column("gpu_util_pct")?.f64()?;
+    let ts = df.column(schema::telemetry::TS)?.i64()?;
+    let util = df.column(schema::telemetry::GPU_UTIL_PCT)?.f64()?;
     let (mut telemetry_ts, mut gpu_util) = (Vec::new(), Vec::new());
     for (t, u) in ts.iter().zip(util.iter()) {
         if let Some(t) = t {
@@ -511,12 +517,12 @@ fn telemetry_part(df: &DataFrame) -> PolarsResult<DayData> {
     Ok(DayData {
         telemetry_ts,
         gpu_util,
-        gpu_mem: present(df, "gpu_mem_pct")?,
-        gpus_allocated: present(df, "gpus_allocated")?,
-        model_latency_ms: present(df, "model_latency_ms")?,
-        invocations: sum_of(df, "invocations")?,
-        errors_5xx: sum_of(df, "errors_5xx")?,
-        cost_usd: sum_of(df, "cost_usd")?,
+        gpu_mem: present(df, schema::telemetry::GPU_MEM_PCT)?,
+        gpus_allocated: present(df, schema::telemetry::GPUS_ALLOCATED)?,
+        model_latency_ms: present(df, schema::telemetry::MODEL_LATENCY_MS)?,
+        invocations: sum_of(df, schema::telemetry::INVOCATIONS)?,
+        errors_5xx: sum_of(df, schema::telemetry::ERRORS_5XX)?,
+        cost_usd: sum_of(df, schema::telemetry::COST_USD)?,
         ..DayData::default()
     })
 }

@@ -23,6 +23,7 @@ use serde::Serialize;
 
 use crate::config::{AnalyseSettings, Baseline, Compression, DateRange};
 use crate::rubric::Rubric;
+use crate::schema;
 use crate::table::{text_constant, utc_micros, write_parquet};
 use crate::util::sha256_hex;
 use crate::warehouse::{Warehouse, WarehouseError};
@@ -843,44 +844,56 @@ fn drift_frame(
         height,
         vec![
             Column::new(
-                "model".into(),
+                schema::drift::MODEL.into(),
                 rows.iter().map(|(m, _, _)| m.as_str()).collect::<Vec<_>>(),
             ),
-            Column::new("metric".into(), text(&|r| r.metric.clone())),
-            Column::new("test".into(), text(&|r| r.test.to_string())),
-            Column::new("statistic".into(), float(&|r| r.statistic)),
-            Column::new("p_value".into(), float(&|r| r.p_value)),
-            Column::new("p_adjusted".into(), float(&|r| r.p_adjusted)),
-            Column::new("threshold".into(), float(&|r| r.threshold)),
+            Column::new(schema::drift::METRIC.into(), text(&|r| r.metric.clone())),
+            Column::new(schema::drift::TEST.into(), text(&|r| r.test.to_string())),
+            Column::new(schema::drift::STATISTIC.into(), float(&|r| r.statistic)),
+            Column::new(schema::drift::P_VALUE.into(), float(&|r| r.p_value)),
+            Column::new(schema::drift::P_ADJUSTED.into(), float(&|r| r.p_adjusted)),
+            Column::new(schema::drift::THRESHOLD.into(), float(&|r| r.threshold)),
             Column::new(
-                "n_current".into(),
+                schema::drift::N_CURRENT.into(),
                 rows.iter()
                     .map(|(_, r, _)| r.n_current as i64)
                     .collect::<Vec<_>>(),
             ),
             Column::new(
-                "n_baseline".into(),
+                schema::drift::N_BASELINE.into(),
                 rows.iter()
                     .map(|(_, r, _)| r.n_baseline as i64)
                     .collect::<Vec<_>>(),
             ),
             Column::new(
-                "baseline".into(),
+                schema::drift::BASELINE.into(),
                 rows.iter().map(|(_, _, b)| b.as_str()).collect::<Vec<_>>(),
             ),
-            Column::new("current_mean".into(), float(&|r| r.current_mean)),
-            Column::new("baseline_mean".into(), float(&|r| r.baseline_mean)),
-            Column::new("ci_low".into(), float(&|r| r.ci_low)),
-            Column::new("ci_high".into(), float(&|r| r.ci_high)),
-            Column::new("verdict".into(), text(&|r| r.verdict.to_string())),
-            Column::new("pattern".into(), text(&|r| r.pattern.to_string())),
             Column::new(
-                "window_days".into(),
+                schema::drift::CURRENT_MEAN.into(),
+                float(&|r| r.current_mean),
+            ),
+            Column::new(
+                schema::drift::BASELINE_MEAN.into(),
+                float(&|r| r.baseline_mean),
+            ),
+            Column::new(schema::drift::CI_LOW.into(), float(&|r| r.ci_low)),
+            Column::new(schema::drift::CI_HIGH.into(), float(&|r| r.ci_high)),
+            Column::new(
+                schema::drift::VERDICT.into(),
+                text(&|r| r.verdict.to_string()),
+            ),
+            Column::new(
+                schema::drift::PATTERN.into(),
+                text(&|r| r.pattern.to_string()),
+            ),
+            Column::new(
+                schema::drift::WINDOW_DAYS.into(),
                 vec![job.settings.window_days as i32; height],
             ),
-            text_constant("rubric", &job.rubric.key(), height),
-            text_constant("judge", &job.judge, height),
-            utc_micros("analysed_at", vec![analysed_at; height]),
+            text_constant(schema::drift::RUBRIC, &job.rubric.key(), height),
+            text_constant(schema::drift::JUDGE, &job.judge, height),
+            utc_micros(schema::drift::ANALYSED_AT, vec![analysed_at; height]),
         ],
     )
 }
@@ -901,81 +914,123 @@ fn aggregates_frame(
     };
     let mut columns = vec![
         Column::new(
-            "model".into(),
+            schema::aggregates::MODEL.into(),
             rows.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>(),
         ),
         Column::new(
-            "window_days".into(),
+            schema::aggregates::WINDOW_DAYS.into(),
             vec![job.settings.window_days as i32; height],
         ),
-        Column::new("requests".into(), int(&|a| a.requests)),
-        Column::new("judged".into(), int(&|a| a.judged)),
-        Column::new("judge_errors".into(), int(&|a| a.judge_errors)),
-        Column::new("skipped_budget".into(), int(&|a| a.skipped_budget)),
+        Column::new(schema::aggregates::REQUESTS.into(), int(&|a| a.requests)),
+        Column::new(schema::aggregates::JUDGED.into(), int(&|a| a.judged)),
+        Column::new(
+            schema::aggregates::JUDGE_ERRORS.into(),
+            int(&|a| a.judge_errors),
+        ),
+        Column::new(
+            schema::aggregates::SKIPPED_BUDGET.into(),
+            int(&|a| a.skipped_budget),
+        ),
     ];
     for dimension in &job.rubric.dimensions {
         let name = dimension.name.clone();
         let threshold = dimension.alert_threshold;
         columns.push(Column::new(
-            format!("{name}_mean").into(),
+            schema::dimension_mean(&name).into(),
             float(&|a| a.dimensions.get(&name).and_then(|d| d.0)),
         ));
         columns.push(Column::new(
-            format!("{name}_threshold").into(),
+            schema::dimension_threshold(&name).into(),
             vec![threshold; height],
         ));
         columns.push(Column::new(
-            format!("{name}_pass_rate").into(),
+            schema::dimension_pass_rate(&name).into(),
             float(&|a| a.dimensions.get(&name).and_then(|d| d.1)),
         ));
     }
     columns.extend([
-        Column::new("composite_mean".into(), float(&|a| a.composite_mean)),
         Column::new(
-            "composite_pass_rate".into(),
+            schema::aggregates::COMPOSITE_MEAN.into(),
+            float(&|a| a.composite_mean),
+        ),
+        Column::new(
+            schema::aggregates::COMPOSITE_PASS_RATE.into(),
             float(&|a| a.composite_pass_rate),
         ),
-        Column::new("latency_p50_ms".into(), float(&|a| a.latency_p50_ms)),
-        Column::new("latency_p99_ms".into(), float(&|a| a.latency_p99_ms)),
-        Column::new("prompt_chars_mean".into(), float(&|a| a.prompt_chars_mean)),
         Column::new(
-            "response_chars_mean".into(),
+            schema::aggregates::LATENCY_P50_MS.into(),
+            float(&|a| a.latency_p50_ms),
+        ),
+        Column::new(
+            schema::aggregates::LATENCY_P99_MS.into(),
+            float(&|a| a.latency_p99_ms),
+        ),
+        Column::new(
+            schema::aggregates::PROMPT_CHARS_MEAN.into(),
+            float(&|a| a.prompt_chars_mean),
+        ),
+        Column::new(
+            schema::aggregates::RESPONSE_CHARS_MEAN.into(),
             float(&|a| a.response_chars_mean),
         ),
-        Column::new("refusal_rate".into(), float(&|a| a.refusal_rate)),
-        Column::new("judge_cost_usd".into(), float(&|a| Some(a.judge_cost_usd))),
-        Column::new("invocations".into(), float(&|a| a.invocations)),
-        Column::new("errors_5xx".into(), float(&|a| a.errors_5xx)),
         Column::new(
-            "model_latency_ms_mean".into(),
+            schema::aggregates::REFUSAL_RATE.into(),
+            float(&|a| a.refusal_rate),
+        ),
+        Column::new(
+            schema::aggregates::JUDGE_COST_USD.into(),
+            float(&|a| Some(a.judge_cost_usd)),
+        ),
+        Column::new(
+            schema::aggregates::INVOCATIONS.into(),
+            float(&|a| a.invocations),
+        ),
+        Column::new(
+            schema::aggregates::ERRORS_5XX.into(),
+            float(&|a| a.errors_5xx),
+        ),
+        Column::new(
+            schema::aggregates::MODEL_LATENCY_MS_MEAN.into(),
             float(&|a| a.model_latency_ms_mean),
         ),
-        Column::new("gpu_util_mean".into(), float(&|a| a.gpu_util_mean)),
-        Column::new("gpu_util_p95".into(), float(&|a| a.gpu_util_p95)),
         Column::new(
-            "gpu_util_at_requests".into(),
+            schema::aggregates::GPU_UTIL_MEAN.into(),
+            float(&|a| a.gpu_util_mean),
+        ),
+        Column::new(
+            schema::aggregates::GPU_UTIL_P95.into(),
+            float(&|a| a.gpu_util_p95),
+        ),
+        Column::new(
+            schema::aggregates::GPU_UTIL_AT_REQUESTS.into(),
             float(&|a| a.gpu_util_at_requests),
         ),
-        Column::new("gpu_mem_mean".into(), float(&|a| a.gpu_mem_mean)),
-        Column::new("gpus_allocated".into(), float(&|a| a.gpus_allocated)),
-        Column::new("cost_usd".into(), float(&|a| a.cost_usd)),
         Column::new(
-            "cost_per_1k_requests".into(),
+            schema::aggregates::GPU_MEM_MEAN.into(),
+            float(&|a| a.gpu_mem_mean),
+        ),
+        Column::new(
+            schema::aggregates::GPUS_ALLOCATED.into(),
+            float(&|a| a.gpus_allocated),
+        ),
+        Column::new(schema::aggregates::COST_USD.into(), float(&|a| a.cost_usd)),
+        Column::new(
+            schema::aggregates::COST_PER_1K_REQUESTS.into(),
             float(&|a| a.cost_per_1k_requests),
         ),
         Column::new(
-            "cost_per_1m_tokens".into(),
+            schema::aggregates::COST_PER_1M_TOKENS.into(),
             float(&|a| a.cost_per_1m_tokens),
         ),
         Column::new(
-            "quality_per_dollar".into(),
+            schema::aggregates::QUALITY_PER_DOLLAR.into(),
             float(&|a| a.quality_per_dollar),
         ),
-        Column::new("alerts".into(), int(&|a| a.alerts)),
-        Column::new("warnings".into(), int(&|a| a.warnings)),
-        text_constant("rubric", &job.rubric.key(), height),
-        text_constant("judge", &job.judge, height),
-        utc_micros("analysed_at", vec![analysed_at; height]),
+        Column::new(schema::aggregates::ALERTS.into(), int(&|a| a.alerts)),
+        Column::new(schema::aggregates::WARNINGS.into(), int(&|a| a.warnings)),
+        text_constant(schema::aggregates::RUBRIC, &job.rubric.key(), height),
+        text_constant(schema::aggregates::JUDGE, &job.judge, height),
+        utc_micros(schema::aggregates::ANALYSED_AT, vec![analysed_at; height]),
     ]);
     DataFrame::new(height, columns)
 }
@@ -983,6 +1038,35 @@ fn aggregates_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drift_and_aggregates_write_the_schemas_columns() {
+        let config = crate::config::load(None).unwrap();
+        let rubric = crate::rubric::load(&config.rubric).unwrap();
+        let window = DateRange::new(date("2026-10-01"), date("2026-10-01")).unwrap();
+        let job = AnalyseJob::from_config(&config, rubric.clone(), window);
+        let drift = drift_frame(&[], &job, 0).unwrap();
+        let expected: Vec<String> = schema::drift::COLUMNS
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        schema::check("drift", &drift, &expected).unwrap();
+        let aggregates = aggregates_frame(&[], &job, 0).unwrap();
+        let fixed = schema::aggregates::COLUMNS;
+        let at = fixed
+            .iter()
+            .position(|c| *c == schema::aggregates::SKIPPED_BUDGET)
+            .unwrap()
+            + 1;
+        let mut expected: Vec<String> = fixed[..at].iter().map(|c| c.to_string()).collect();
+        for d in &rubric.dimensions {
+            expected.push(schema::dimension_mean(&d.name));
+            expected.push(schema::dimension_threshold(&d.name));
+            expected.push(schema::dimension_pass_rate(&d.name));
+        }
+        expected.extend(fixed[at..].iter().map(|c| c.to_string()));
+        schema::check("aggregates", &aggregates, &expected).unwrap();
+    }
 
     fn date(text: &str) -> NaiveDate {
         crate::config::parse_date(text).unwrap()

@@ -32,6 +32,7 @@ use serde::Serialize;
 use crate::aws::AwsClients;
 use crate::config::{Compression, JudgeSettings, Sampling};
 use crate::rubric::{CompositeRule, Rubric};
+use crate::schema;
 use crate::score::{ProgressMode, ScoreJob, ScoreSummary, score};
 use crate::table::{read_key, utc_micros, write_parquet};
 use crate::util::sha256_hex;
@@ -226,20 +227,20 @@ pub async fn compare(
         let mut df = DataFrame::new(
             n,
             vec![
-                Column::new("request_id".into(), matched.clone()),
+                Column::new(schema::captures::REQUEST_ID.into(), matched.clone()),
                 Column::new(
-                    "content_hash".into(),
+                    schema::captures::CONTENT_HASH.into(),
                     rows.iter()
                         .map(|r| crate::ingest::decode::content_hash(&r.prompt, &r.response))
                         .collect::<Vec<_>>(),
                 ),
-                utc_micros("captured_at", vec![now; n]),
+                utc_micros(schema::captures::CAPTURED_AT, vec![now; n]),
                 Column::new(
-                    "prompt".into(),
+                    schema::captures::PROMPT.into(),
                     rows.iter().map(|r| r.prompt.as_str()).collect::<Vec<_>>(),
                 ),
                 Column::new(
-                    "response".into(),
+                    schema::captures::RESPONSE.into(),
                     rows.iter().map(|r| r.response.as_str()).collect::<Vec<_>>(),
                 ),
             ],
@@ -286,24 +287,29 @@ pub async fn compare(
         let keys = scratch.list(&prefix).await?;
         for key in crate::score::current::current_parts(&scratch, &keys, &judge_id).await? {
             let columns = [
-                ("request_id", DataType::String),
-                ("dimension", DataType::String),
-                ("score", DataType::Float64),
-                ("status", DataType::String),
+                (schema::scores::REQUEST_ID, DataType::String),
+                (schema::scores::DIMENSION, DataType::String),
+                (schema::scores::SCORE, DataType::Float64),
+                (schema::scores::STATUS, DataType::String),
             ];
             let Some(df) = read_key(&scratch, &key, &columns).await? else {
                 continue;
             };
             let col = |n: &str| df.column(n).ok().and_then(|c| c.str().ok().cloned());
-            let (Some(ids), Some(dims), Some(status)) =
-                (col("request_id"), col("dimension"), col("status"))
-            else {
+            let (Some(ids), Some(dims), Some(status)) = (
+                col(schema::scores::REQUEST_ID),
+                col(schema::scores::DIMENSION),
+                col(schema::scores::STATUS),
+            ) else {
                 continue;
             };
-            let values = df.column("score").ok().and_then(|c| c.f64().ok().cloned());
+            let values = df
+                .column(schema::scores::SCORE)
+                .ok()
+                .and_then(|c| c.f64().ok().cloned());
             for i in 0..df.height() {
                 let value = values.as_ref().and_then(|v| v.get(i));
-                if let (Some("ok"), Some(id), Some(dim), Some(v)) =
+                if let (Some(schema::status::OK), Some(id), Some(dim), Some(v)) =
                     (status.get(i), ids.get(i), dims.get(i), value)
                 {
                     scores
@@ -560,13 +566,16 @@ async fn cost_per_request(
     while day <= window.until {
         let key = crate::analyse::aggregates_key(&name, day);
         let columns = [
-            ("model", DataType::String),
-            ("cost_usd", DataType::Float64),
-            ("invocations", DataType::Float64),
-            ("requests", DataType::Float64),
+            (schema::aggregates::MODEL, DataType::String),
+            (schema::aggregates::COST_USD, DataType::Float64),
+            (schema::aggregates::INVOCATIONS, DataType::Float64),
+            (schema::aggregates::REQUESTS, DataType::Float64),
         ];
         if let Some(df) = read_key(warehouse, &key, &columns).await? {
-            let models = df.column("model").ok().and_then(|c| c.str().ok().cloned());
+            let models = df
+                .column(schema::aggregates::MODEL)
+                .ok()
+                .and_then(|c| c.str().ok().cloned());
             let number = |n: &str, i: usize| {
                 df.column(n)
                     .ok()
@@ -576,10 +585,10 @@ async fn cost_per_request(
                 if models.as_ref().and_then(|m| m.get(i)) != Some(model) {
                     continue;
                 }
-                if let Some(c) = number("cost_usd", i) {
+                if let Some(c) = number(schema::aggregates::COST_USD, i) {
                     cost += c;
-                    requests += number("invocations", i)
-                        .or_else(|| number("requests", i))
+                    requests += number(schema::aggregates::INVOCATIONS, i)
+                        .or_else(|| number(schema::aggregates::REQUESTS, i))
                         .unwrap_or(0.0);
                 }
             }

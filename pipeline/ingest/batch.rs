@@ -9,6 +9,7 @@
 
 use polars::prelude::*;
 
+use crate::schema;
 use crate::table::{text_constant, utc_micros};
 
 use super::decode::Capture;
@@ -80,25 +81,28 @@ impl CaptureBatch {
         DataFrame::new(
             height,
             vec![
-                Column::new("request_id".into(), self.request_id),
-                Column::new("inference_id".into(), self.inference_id),
-                Column::new("endpoint".into(), self.endpoint),
-                Column::new("variant".into(), self.variant),
-                utc_micros("captured_at", self.captured_at),
-                Column::new("prompt".into(), self.prompt),
-                Column::new("messages".into(), self.messages),
-                Column::new("response".into(), self.response),
-                Column::new("prompt_tokens".into(), self.prompt_tokens),
-                Column::new("completion_tokens".into(), self.completion_tokens),
-                Column::new("latency_ms".into(), self.latency_ms),
-                Column::new("finish_reason".into(), self.finish_reason),
-                Column::new("payload_model".into(), self.payload_model),
-                text_constant("source_uri", source_uri, height),
-                Column::new("source_line".into(), self.source_line),
-                Column::new("content_hash".into(), self.content_hash),
-                Column::new("prompt_chars".into(), self.prompt_chars),
-                Column::new("response_chars".into(), self.response_chars),
-                Column::new("refusal".into(), self.refusal),
+                Column::new(schema::captures::REQUEST_ID.into(), self.request_id),
+                Column::new(schema::captures::INFERENCE_ID.into(), self.inference_id),
+                Column::new(schema::captures::ENDPOINT.into(), self.endpoint),
+                Column::new(schema::captures::VARIANT.into(), self.variant),
+                utc_micros(schema::captures::CAPTURED_AT, self.captured_at),
+                Column::new(schema::captures::PROMPT.into(), self.prompt),
+                Column::new(schema::captures::MESSAGES.into(), self.messages),
+                Column::new(schema::captures::RESPONSE.into(), self.response),
+                Column::new(schema::captures::PROMPT_TOKENS.into(), self.prompt_tokens),
+                Column::new(
+                    schema::captures::COMPLETION_TOKENS.into(),
+                    self.completion_tokens,
+                ),
+                Column::new(schema::captures::LATENCY_MS.into(), self.latency_ms),
+                Column::new(schema::captures::FINISH_REASON.into(), self.finish_reason),
+                Column::new(schema::captures::PAYLOAD_MODEL.into(), self.payload_model),
+                text_constant(schema::captures::SOURCE_URI, source_uri, height),
+                Column::new(schema::captures::SOURCE_LINE.into(), self.source_line),
+                Column::new(schema::captures::CONTENT_HASH.into(), self.content_hash),
+                Column::new(schema::captures::PROMPT_CHARS.into(), self.prompt_chars),
+                Column::new(schema::captures::RESPONSE_CHARS.into(), self.response_chars),
+                Column::new(schema::captures::REFUSAL.into(), self.refusal),
             ],
         )
     }
@@ -137,12 +141,26 @@ impl QuarantineBatch {
         DataFrame::new(
             height,
             vec![
-                text_constant("source_uri", source_uri, height),
-                Column::new("source_line".into(), self.source_line),
-                Column::new("error".into(), self.error),
-                Column::new("raw".into(), self.raw),
-                Column::new("raw_bytes".into(), self.raw_bytes),
+                text_constant(schema::quarantine::SOURCE_URI, source_uri, height),
+                Column::new(schema::quarantine::SOURCE_LINE.into(), self.source_line),
+                Column::new(schema::quarantine::ERROR.into(), self.error),
+                Column::new(schema::quarantine::RAW.into(), self.raw),
+                Column::new(schema::quarantine::RAW_BYTES.into(), self.raw_bytes),
             ],
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn captures_and_quarantine_have_the_schemas_columns() {
+        let names = |cols: &[&str]| cols.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        let df = CaptureBatch::default().into_frame("x").unwrap();
+        schema::check("captures", &df, &names(schema::captures::COLUMNS)).unwrap();
+        let df = QuarantineBatch::default().into_frame("x").unwrap();
+        schema::check("quarantine", &df, &names(schema::quarantine::COLUMNS)).unwrap();
     }
 }

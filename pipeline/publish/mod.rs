@@ -27,6 +27,7 @@ use crate::analyse::{Periods, aggregates_key, by_window, part_name};
 use crate::aws::AwsClients;
 use crate::config::{AlarmRule, DateRange, PublishSettings, Sink};
 use crate::rubric::Rubric;
+use crate::schema;
 use crate::table::read_key;
 use crate::util::sha256_hex;
 use crate::warehouse::{Warehouse, WarehouseError};
@@ -299,19 +300,47 @@ pub struct Window {
 
 /// The scalar metrics taken from the aggregates table: (metric, aggregates column, unit).
 pub const SCALARS: &[(&str, &str, Unit)] = &[
-    ("requests", "requests", Unit::Count),
-    ("judged", "judged", Unit::Count),
-    ("judge_errors", "judge_errors", Unit::Count),
-    ("judge_cost_usd", "judge_cost_usd", Unit::None),
-    ("drift_alerts", "alerts", Unit::Count),
-    ("drift_warnings", "warnings", Unit::Count),
-    ("refusal_rate", "refusal_rate", Unit::None),
-    ("latency_p99_ms", "latency_p99_ms", Unit::Milliseconds),
-    ("gpu_utilization", "gpu_util_mean", Unit::Percent),
-    ("gpu_memory_utilization", "gpu_mem_mean", Unit::Percent),
-    ("cost_usd", "cost_usd", Unit::None),
-    ("cost_per_1k_requests", "cost_per_1k_requests", Unit::None),
-    ("quality_per_dollar", "quality_per_dollar", Unit::None),
+    ("requests", schema::aggregates::REQUESTS, Unit::Count),
+    ("judged", schema::aggregates::JUDGED, Unit::Count),
+    (
+        "judge_errors",
+        schema::aggregates::JUDGE_ERRORS,
+        Unit::Count,
+    ),
+    (
+        "judge_cost_usd",
+        schema::aggregates::JUDGE_COST_USD,
+        Unit::None,
+    ),
+    ("drift_alerts", schema::aggregates::ALERTS, Unit::Count),
+    ("drift_warnings", schema::aggregates::WARNINGS, Unit::Count),
+    ("refusal_rate", schema::aggregates::REFUSAL_RATE, Unit::None),
+    (
+        "latency_p99_ms",
+        schema::aggregates::LATENCY_P99_MS,
+        Unit::Milliseconds,
+    ),
+    (
+        "gpu_utilization",
+        schema::aggregates::GPU_UTIL_MEAN,
+        Unit::Percent,
+    ),
+    (
+        "gpu_memory_utilization",
+        schema::aggregates::GPU_MEM_MEAN,
+        Unit::Percent,
+    ),
+    ("cost_usd", schema::aggregates::COST_USD, Unit::None),
+    (
+        "cost_per_1k_requests",
+        schema::aggregates::COST_PER_1K_REQUESTS,
+        Unit::None,
+    ),
+    (
+        "quality_per_dollar",
+        schema::aggregates::QUALITY_PER_DOLLAR,
+        Unit::None,
+    ),
 ];
 
 /// Every datum of the windows: per rubric dimension `<dimension>_score` and
@@ -481,9 +510,10 @@ async fn read_windows(
     };
     let window = periods.cover(job.window);
     let name = part_name(&job.rubric, &job.judge, job.window_days);
-    let mut columns: Vec<(String, DataType)> = vec![("model".into(), DataType::String)];
+    let mut columns: Vec<(String, DataType)> =
+        vec![(schema::aggregates::MODEL.into(), DataType::String)];
     let mut wanted: Vec<String> = SCALARS.iter().map(|(_, c, _)| c.to_string()).collect();
-    wanted.push("composite_mean".into());
+    wanted.push(schema::aggregates::COMPOSITE_MEAN.into());
     columns.extend(wanted.iter().map(|c| (c.clone(), DataType::Float64)));
     let columns: Vec<(&str, DataType)> = columns
         .iter()
@@ -501,7 +531,7 @@ async fn read_windows(
             message: e.to_string(),
         };
         let models = df
-            .column("model")
+            .column(schema::aggregates::MODEL)
             .map_err(read)?
             .str()
             .map_err(read)?

@@ -2,6 +2,7 @@
 //! SVG, one small inline script that marks the page ready once its charts are in place. Nothing
 //! is fetched, so the file opens offline and attaches to a ticket as is.
 
+use crate::schema;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -240,12 +241,12 @@ svg .threshold.critical { stroke:var(--alert); } svg .threshold-label { font-siz
 fn quality_series(model: &ModelReport, job: &ReportJob) -> Vec<Series> {
     let mut out = vec![Series {
         name: "composite".into(),
-        points: points(&model.trend, "composite_mean"),
+        points: points(&model.trend, schema::aggregates::COMPOSITE_MEAN),
     }];
     for d in &job.rubric.dimensions {
         out.push(Series {
             name: d.name.clone(),
-            points: points(&model.trend, &format!("{}_mean", d.name)),
+            points: points(&model.trend, &schema::dimension_mean(&d.name)),
         });
     }
     out.retain(|s| !s.points.is_empty());
@@ -326,15 +327,15 @@ pub fn page(job: &ReportJob, s: &ReportSummary) -> String {
         let _ = write!(
             out,
             r##"<tr class="{st}"><td><a href="#model-{id}">{name}</a></td><td><span class="badge {st}">{st}</span></td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"##,
-            fmt(g("requests"), 0),
-            fmt(g("judged"), 0),
-            fmt(g("composite_mean"), 3),
-            fmt(g("alerts"), 0),
-            fmt(g("warnings"), 0),
-            fmt(g("judge_errors"), 0),
-            usd(g("judge_cost_usd")),
-            usd(g("cost_usd")),
-            fmt(g("quality_per_dollar"), 3),
+            fmt(g(schema::aggregates::REQUESTS), 0),
+            fmt(g(schema::aggregates::JUDGED), 0),
+            fmt(g(schema::aggregates::COMPOSITE_MEAN), 3),
+            fmt(g(schema::aggregates::ALERTS), 0),
+            fmt(g(schema::aggregates::WARNINGS), 0),
+            fmt(g(schema::aggregates::JUDGE_ERRORS), 0),
+            usd(g(schema::aggregates::JUDGE_COST_USD)),
+            usd(g(schema::aggregates::COST_USD)),
+            fmt(g(schema::aggregates::QUALITY_PER_DOLLAR), 3),
             st = esc(&m.status),
             id = esc(&m.model),
             name = esc(&m.model),
@@ -393,15 +394,15 @@ pub fn page(job: &ReportJob, s: &ReportSummary) -> String {
         let gpu = vec![
             Series {
                 name: "GPU util mean".into(),
-                points: points(&m.trend, "gpu_util_mean"),
+                points: points(&m.trend, schema::aggregates::GPU_UTIL_MEAN),
             },
             Series {
                 name: "GPU util p95".into(),
-                points: points(&m.trend, "gpu_util_p95"),
+                points: points(&m.trend, schema::aggregates::GPU_UTIL_P95),
             },
             Series {
                 name: "GPU memory".into(),
-                points: points(&m.trend, "gpu_mem_mean"),
+                points: points(&m.trend, schema::aggregates::GPU_MEM_MEAN),
             },
         ];
         if gpu.iter().any(|s| !s.points.is_empty()) {
@@ -426,20 +427,56 @@ pub fn page(job: &ReportJob, s: &ReportSummary) -> String {
         // Cost, latency, traffic.
         let g = |k: &str| m.window.get(k).copied();
         out.push_str(r#"<div class="cards">"#);
-        card(&mut out, fmt(g("requests"), 0), "requests captured");
-        card(&mut out, fmt(g("invocations"), 0), "invocations (endpoint)");
-        card(&mut out, fmt(g("latency_p50_ms"), 0), "latency p50 (ms)");
-        card(&mut out, fmt(g("latency_p99_ms"), 0), "latency p99 (ms)");
-        card(&mut out, fmt(g("gpu_util_mean"), 1), "GPU util mean (%)");
-        card(&mut out, usd(g("cost_usd")), "hardware cost");
         card(
             &mut out,
-            usd(g("cost_per_1k_requests")),
+            fmt(g(schema::aggregates::REQUESTS), 0),
+            "requests captured",
+        );
+        card(
+            &mut out,
+            fmt(g(schema::aggregates::INVOCATIONS), 0),
+            "invocations (endpoint)",
+        );
+        card(
+            &mut out,
+            fmt(g(schema::aggregates::LATENCY_P50_MS), 0),
+            "latency p50 (ms)",
+        );
+        card(
+            &mut out,
+            fmt(g(schema::aggregates::LATENCY_P99_MS), 0),
+            "latency p99 (ms)",
+        );
+        card(
+            &mut out,
+            fmt(g(schema::aggregates::GPU_UTIL_MEAN), 1),
+            "GPU util mean (%)",
+        );
+        card(
+            &mut out,
+            usd(g(schema::aggregates::COST_USD)),
+            "hardware cost",
+        );
+        card(
+            &mut out,
+            usd(g(schema::aggregates::COST_PER_1K_REQUESTS)),
             "cost per 1k requests",
         );
-        card(&mut out, usd(g("judge_cost_usd")), "judge cost");
-        card(&mut out, fmt(g("quality_per_dollar"), 3), "quality per $");
-        card(&mut out, fmt(g("refusal_rate"), 3), "refusal rate");
+        card(
+            &mut out,
+            usd(g(schema::aggregates::JUDGE_COST_USD)),
+            "judge cost",
+        );
+        card(
+            &mut out,
+            fmt(g(schema::aggregates::QUALITY_PER_DOLLAR), 3),
+            "quality per $",
+        );
+        card(
+            &mut out,
+            fmt(g(schema::aggregates::REFUSAL_RATE), 3),
+            "refusal rate",
+        );
         out.push_str("</div>");
 
         // Drift.
@@ -567,10 +604,10 @@ pub fn markdown(job: &ReportJob, s: &ReportSummary) -> String {
             "- {}: {} · composite {} · {} requests · cost {} ({} per 1k)",
             md_code(&m.model),
             m.status,
-            fmt(g("composite_mean"), 3),
-            fmt(g("requests"), 0),
-            usd(g("cost_usd")),
-            usd(g("cost_per_1k_requests")),
+            fmt(g(schema::aggregates::COMPOSITE_MEAN), 3),
+            fmt(g(schema::aggregates::REQUESTS), 0),
+            usd(g(schema::aggregates::COST_USD)),
+            usd(g(schema::aggregates::COST_PER_1K_REQUESTS)),
         );
         // Per metric: the first day it alerted, and whether it became sustained.
         let mut alerted: BTreeMap<&str, (NaiveDate, bool)> = BTreeMap::new();

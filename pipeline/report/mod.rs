@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::analyse::{Periods, part_name};
 use crate::config::{AlarmRule, DateRange};
 use crate::rubric::{CompositeRule, Rubric};
+use crate::schema;
 use crate::table::{PartKey, read_key};
 use crate::warehouse::{Warehouse, WarehouseError};
 
@@ -114,7 +115,7 @@ fn alarm_column(rule: &crate::config::AlarmRule) -> Option<String> {
         "composite_quality_score" => "composite",
         m => m.strip_suffix("_score")?,
     };
-    Some(format!("{name}_mean"))
+    Some(schema::dimension_mean(name))
 }
 
 fn breaches(rule: &crate::config::AlarmRule, value: f64) -> bool {
@@ -210,37 +211,37 @@ pub async fn report(job: ReportJob, warehouse: &Warehouse) -> Result<ReportSumma
 
     // Aggregates of the trend range and the window.
     let mut columns: Vec<String> = [
-        "requests",
-        "judged",
-        "judge_errors",
-        "skipped_budget",
-        "composite_mean",
-        "composite_pass_rate",
-        "latency_p50_ms",
-        "latency_p99_ms",
-        "refusal_rate",
-        "judge_cost_usd",
-        "invocations",
-        "errors_5xx",
-        "gpu_util_mean",
-        "gpu_util_p95",
-        "gpu_util_at_requests",
-        "gpu_mem_mean",
-        "gpus_allocated",
-        "cost_usd",
-        "cost_per_1k_requests",
-        "cost_per_1m_tokens",
-        "quality_per_dollar",
-        "alerts",
-        "warnings",
+        schema::aggregates::REQUESTS,
+        schema::aggregates::JUDGED,
+        schema::aggregates::JUDGE_ERRORS,
+        schema::aggregates::SKIPPED_BUDGET,
+        schema::aggregates::COMPOSITE_MEAN,
+        schema::aggregates::COMPOSITE_PASS_RATE,
+        schema::aggregates::LATENCY_P50_MS,
+        schema::aggregates::LATENCY_P99_MS,
+        schema::aggregates::REFUSAL_RATE,
+        schema::aggregates::JUDGE_COST_USD,
+        schema::aggregates::INVOCATIONS,
+        schema::aggregates::ERRORS_5XX,
+        schema::aggregates::GPU_UTIL_MEAN,
+        schema::aggregates::GPU_UTIL_P95,
+        schema::aggregates::GPU_UTIL_AT_REQUESTS,
+        schema::aggregates::GPU_MEM_MEAN,
+        schema::aggregates::GPUS_ALLOCATED,
+        schema::aggregates::COST_USD,
+        schema::aggregates::COST_PER_1K_REQUESTS,
+        schema::aggregates::COST_PER_1M_TOKENS,
+        schema::aggregates::QUALITY_PER_DOLLAR,
+        schema::aggregates::ALERTS,
+        schema::aggregates::WARNINGS,
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
     for d in &job.rubric.dimensions {
-        columns.push(format!("{}_mean", d.name));
+        columns.push(schema::dimension_mean(&d.name));
     }
-    let mut wanted: Vec<(&str, DataType)> = vec![("model", DataType::String)];
+    let mut wanted: Vec<(&str, DataType)> = vec![(schema::aggregates::MODEL, DataType::String)];
     wanted.extend(columns.iter().map(|c| (c.as_str(), DataType::Float64)));
     let mut models: BTreeMap<String, ModelReport> = BTreeMap::new();
     for start in periods.starts_in(DateRange {
@@ -252,7 +253,7 @@ pub async fn report(job: ReportJob, warehouse: &Warehouse) -> Result<ReportSumma
             continue;
         };
         for i in 0..df.height() {
-            let model = text(&df, "model", i);
+            let model = text(&df, schema::aggregates::MODEL, i);
             let row: Row = columns
                 .iter()
                 .filter_map(|c| number(&df, c, i).map(|v| (c.clone(), v)))
@@ -272,15 +273,15 @@ pub async fn report(job: ReportJob, warehouse: &Warehouse) -> Result<ReportSumma
 
     // Drift findings of the window.
     let drift_columns: Vec<(&str, DataType)> = vec![
-        ("model", DataType::String),
-        ("metric", DataType::String),
-        ("test", DataType::String),
-        ("statistic", DataType::Float64),
-        ("p_adjusted", DataType::Float64),
-        ("current_mean", DataType::Float64),
-        ("baseline_mean", DataType::Float64),
-        ("verdict", DataType::String),
-        ("pattern", DataType::String),
+        (schema::drift::MODEL, DataType::String),
+        (schema::drift::METRIC, DataType::String),
+        (schema::drift::TEST, DataType::String),
+        (schema::drift::STATISTIC, DataType::Float64),
+        (schema::drift::P_ADJUSTED, DataType::Float64),
+        (schema::drift::CURRENT_MEAN, DataType::Float64),
+        (schema::drift::BASELINE_MEAN, DataType::Float64),
+        (schema::drift::VERDICT, DataType::String),
+        (schema::drift::PATTERN, DataType::String),
     ];
     for start in periods.starts_in(window) {
         let key = format!("drift/date={start}/{suffix}");
@@ -288,23 +289,23 @@ pub async fn report(job: ReportJob, warehouse: &Warehouse) -> Result<ReportSumma
             continue;
         };
         for i in 0..df.height() {
-            let verdict = text(&df, "verdict", i);
+            let verdict = text(&df, schema::drift::VERDICT, i);
             if verdict != "alert" && verdict != "warn" {
                 continue;
             }
-            let Some(m) = models.get_mut(&text(&df, "model", i)) else {
+            let Some(m) = models.get_mut(&text(&df, schema::drift::MODEL, i)) else {
                 continue;
             };
             m.findings.push(Finding {
                 date: start,
-                metric: text(&df, "metric", i),
-                test: text(&df, "test", i),
-                statistic: number(&df, "statistic", i),
-                p_adjusted: number(&df, "p_adjusted", i),
-                current_mean: number(&df, "current_mean", i),
-                baseline_mean: number(&df, "baseline_mean", i),
+                metric: text(&df, schema::drift::METRIC, i),
+                test: text(&df, schema::drift::TEST, i),
+                statistic: number(&df, schema::drift::STATISTIC, i),
+                p_adjusted: number(&df, schema::drift::P_ADJUSTED, i),
+                current_mean: number(&df, schema::drift::CURRENT_MEAN, i),
+                baseline_mean: number(&df, schema::drift::BASELINE_MEAN, i),
                 verdict,
-                pattern: text(&df, "pattern", i),
+                pattern: text(&df, schema::drift::PATTERN, i),
             });
         }
     }
@@ -365,7 +366,13 @@ pub async fn report(job: ReportJob, warehouse: &Warehouse) -> Result<ReportSumma
         if !in_window {
             continue;
         }
-        if let Some(df) = read_key(warehouse, &key, &[("error", DataType::String)]).await? {
+        if let Some(df) = read_key(
+            warehouse,
+            &key,
+            &[(schema::quarantine::ERROR, DataType::String)],
+        )
+        .await?
+        {
             quarantined += df.height() as u64;
         }
     }
@@ -391,9 +398,9 @@ pub async fn report(job: ReportJob, warehouse: &Warehouse) -> Result<ReportSumma
         config_hash: job.config_hash.clone(),
         evalwatch_version: env!("CARGO_PKG_VERSION").to_string(),
         generated_at: Utc::now().to_rfc3339(),
-        alerts: count("alerts"),
-        warnings: count("warnings"),
-        judge_errors: count("judge_errors"),
+        alerts: count(schema::aggregates::ALERTS),
+        warnings: count(schema::aggregates::WARNINGS),
+        judge_errors: count(schema::aggregates::JUDGE_ERRORS),
         quarantined,
         models,
         index: warehouse.uri(&format!("{folder}/index.html")),
@@ -427,16 +434,16 @@ fn window_totals(trend: &BTreeMap<NaiveDate, Row>, window: DateRange, rubric: &R
         return out;
     }
     for key in [
-        "requests",
-        "judged",
-        "judge_errors",
-        "skipped_budget",
-        "judge_cost_usd",
-        "invocations",
-        "errors_5xx",
-        "cost_usd",
-        "alerts",
-        "warnings",
+        schema::aggregates::REQUESTS,
+        schema::aggregates::JUDGED,
+        schema::aggregates::JUDGE_ERRORS,
+        schema::aggregates::SKIPPED_BUDGET,
+        schema::aggregates::JUDGE_COST_USD,
+        schema::aggregates::INVOCATIONS,
+        schema::aggregates::ERRORS_5XX,
+        schema::aggregates::COST_USD,
+        schema::aggregates::ALERTS,
+        schema::aggregates::WARNINGS,
     ] {
         let values: Vec<f64> = rows.iter().filter_map(|r| r.get(key)).copied().collect();
         if !values.is_empty() {
@@ -444,25 +451,34 @@ fn window_totals(trend: &BTreeMap<NaiveDate, Row>, window: DateRange, rubric: &R
         }
     }
     let mut means: Vec<String> = [
-        "composite_mean",
-        "latency_p50_ms",
-        "latency_p99_ms",
-        "refusal_rate",
-        "gpu_util_mean",
-        "gpu_util_p95",
-        "gpu_mem_mean",
-        "cost_per_1k_requests",
-        "quality_per_dollar",
+        schema::aggregates::COMPOSITE_MEAN,
+        schema::aggregates::LATENCY_P50_MS,
+        schema::aggregates::LATENCY_P99_MS,
+        schema::aggregates::REFUSAL_RATE,
+        schema::aggregates::GPU_UTIL_MEAN,
+        schema::aggregates::GPU_UTIL_P95,
+        schema::aggregates::GPU_MEM_MEAN,
+        schema::aggregates::COST_PER_1K_REQUESTS,
+        schema::aggregates::QUALITY_PER_DOLLAR,
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
-    means.extend(rubric.dimensions.iter().map(|d| format!("{}_mean", d.name)));
+    means.extend(
+        rubric
+            .dimensions
+            .iter()
+            .map(|d| schema::dimension_mean(&d.name)),
+    );
     for key in means {
         let (mut sum, mut weight) = (0.0, 0.0);
         for r in &rows {
             if let Some(v) = r.get(&key) {
-                let w = r.get("judged").copied().unwrap_or(1.0).max(1.0);
+                let w = r
+                    .get(schema::aggregates::JUDGED)
+                    .copied()
+                    .unwrap_or(1.0)
+                    .max(1.0);
                 sum += v * w;
                 weight += w;
             }
@@ -511,11 +527,11 @@ async fn worst_replies(
     let escaped = crate::util::partition_value(model);
     let mut scored: Vec<(f64, NaiveDate, String, BTreeMap<String, f64>)> = Vec::new();
     let score_columns = [
-        ("request_id", DataType::String),
-        ("dimension", DataType::String),
-        ("score", DataType::Float64),
-        ("status", DataType::String),
-        ("judge", DataType::String),
+        (schema::scores::REQUEST_ID, DataType::String),
+        (schema::scores::DIMENSION, DataType::String),
+        (schema::scores::SCORE, DataType::Float64),
+        (schema::scores::STATUS, DataType::String),
+        (schema::scores::JUDGE, DataType::String),
     ];
     let days: Vec<NaiveDate> = periods
         .starts_in(window)
@@ -536,13 +552,15 @@ async fn worst_replies(
             };
             let mut per: HashMap<String, BTreeMap<String, f64>> = HashMap::new();
             for i in 0..df.height() {
-                if text(&df, "judge", i) != job.judge || text(&df, "status", i) != "ok" {
+                if text(&df, schema::scores::JUDGE, i) != job.judge
+                    || text(&df, schema::scores::STATUS, i) != schema::status::OK
+                {
                     continue;
                 }
-                if let Some(score) = number(&df, "score", i) {
-                    per.entry(text(&df, "request_id", i))
+                if let Some(score) = number(&df, schema::scores::SCORE, i) {
+                    per.entry(text(&df, schema::scores::REQUEST_ID, i))
                         .or_default()
-                        .insert(text(&df, "dimension", i), score);
+                        .insert(text(&df, schema::scores::DIMENSION, i), score);
                 }
             }
             for (id, scores) in per {
@@ -567,9 +585,9 @@ async fn worst_replies(
     // Their texts, from the captures of the same days.
     let mut out = Vec::new();
     let capture_columns = [
-        ("request_id", DataType::String),
-        ("prompt", DataType::String),
-        ("response", DataType::String),
+        (schema::captures::REQUEST_ID, DataType::String),
+        (schema::captures::PROMPT, DataType::String),
+        (schema::captures::RESPONSE, DataType::String),
     ];
     let mut texts: HashMap<String, (String, String)> = HashMap::new();
     let mut wanted_days: Vec<NaiveDate> = scored.iter().map(|s| s.1).collect();
@@ -582,9 +600,15 @@ async fn worst_replies(
                 continue;
             };
             for i in 0..df.height() {
-                let id = text(&df, "request_id", i);
+                let id = text(&df, schema::captures::REQUEST_ID, i);
                 if scored.iter().any(|s| s.2 == id) {
-                    texts.insert(id, (text(&df, "prompt", i), text(&df, "response", i)));
+                    texts.insert(
+                        id,
+                        (
+                            text(&df, schema::captures::PROMPT, i),
+                            text(&df, schema::captures::RESPONSE, i),
+                        ),
+                    );
                 }
             }
         }

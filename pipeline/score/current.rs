@@ -20,6 +20,7 @@ use polars::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::rubric::{Rubric, RubricError};
+use crate::schema;
 use crate::table::{PartError, read_key};
 use crate::util::sha256_hex;
 use crate::warehouse::{Warehouse, WarehouseError};
@@ -53,12 +54,15 @@ async fn generation(
     key: &str,
     judge: &str,
 ) -> Result<Option<i64>, PartError> {
-    let columns = [("judge", DataType::String), ("scored_at", DataType::Int64)];
+    let columns = [
+        (schema::scores::JUDGE, DataType::String),
+        (schema::scores::SCORED_AT, DataType::Int64),
+    ];
     let Some(df) = read_key(warehouse, key, &columns).await? else {
         return Ok(None);
     };
     let mine = df
-        .column("judge")
+        .column(schema::scores::JUDGE)
         .and_then(|c| c.str().cloned())
         .map(|c| c.iter().any(|j| j == Some(judge)))
         .unwrap_or(false);
@@ -66,7 +70,7 @@ async fn generation(
         return Ok(None);
     }
     let newest = df
-        .column("scored_at")
+        .column(schema::scores::SCORED_AT)
         .and_then(|c| c.i64().cloned())
         .ok()
         .and_then(|c| c.max())
@@ -195,10 +199,10 @@ pub async fn check_rubric(
         .list(&format!("scores/rubric={}/", rubric.key()))
         .await?;
     if let Some(part) = parts.iter().find(|k| k.ends_with(".parquet")) {
-        let columns = [("rubric_hash", DataType::String)];
+        let columns = [(schema::scores::RUBRIC_HASH, DataType::String)];
         if let Some(df) = read_key(warehouse, part, &columns).await? {
             let recorded = df
-                .column("rubric_hash")
+                .column(schema::scores::RUBRIC_HASH)
                 .ok()
                 .and_then(|c| c.str().ok().and_then(|c| c.get(0).map(str::to_string)));
             if let Some(recorded) = recorded

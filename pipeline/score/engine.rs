@@ -5,7 +5,8 @@
 //!   service does for its own reasons (Bedrock also throttles for capacity, at any rate): a cut
 //!   halves the rate actually achieved, then the outcomes of the calls booked after it are
 //!   compared with those before. If the share of calls that got through rose (x1.4 or more:
-//!   the same successes at half the calls), the rate caused it and the cut stays, recovering
+//!   the same successes at half the calls) or the throttle share at least halved, the rate
+//!   caused it and the cut stays, recovering
 //!   fast up to 90% of the rate that was throttled and slowly beyond it. If it did not, the
 //!   throttling is the service's: the rate goes back up, and the share seen becomes the
 //!   background level (tracked down as it fades), below which throttles cut nothing more.
@@ -36,10 +37,14 @@ const SLOW_RECOVERY: f64 = 0.1;
 /// What a cut is judged on: the outcomes of at least this many calls booked after it, over at
 /// least this long (successes per second need a second to show at high rates).
 const PROBE_CALLS: u64 = 40;
-const PROBE_TIME: Duration = Duration::from_secs(1);
+const PROBE_TIME: Duration = Duration::from_millis(500);
 
 /// A cut "helped" when the share of calls that got through rose by this factor.
 const HELPED: f64 = 1.4;
+
+/// How long a probe's finding that the rate causes the throttling holds (then the next cut
+/// probes again: the service may have started throttling for its own reasons meanwhile).
+const RECHECK: Duration = Duration::from_secs(30);
 
 /// Throttle share above the background level that still counts as the pacer's doing.
 const MARGIN: f64 = 0.1;
@@ -96,6 +101,8 @@ struct PacerState {
     /// The factor at the last cut the rate had caused: the pace known to be too fast.
     cut_from: f64,
     last_cut: Option<Instant>,
+    /// When a probe last found the rate to blame: near that rate, cuts need no probe.
+    confirmed: Option<Instant>,
     epoch: Epoch,
     probe: Option<Probe>,
     /// Running share of throttled outcomes.
@@ -140,6 +147,7 @@ impl Pacer {
                 factor: 1.0,
                 cut_from: 1.0,
                 last_cut: None,
+                confirmed: None,
                 epoch: Epoch::new(0, now),
                 probe: None,
                 throttle_share: 0.0,
@@ -174,13 +182,16 @@ impl Pacer {
         ticket
     }
 
-    /// Starts a new regime at `factor`.
+    /// Starts a new regime at `factor`. Slots already booked stay: after a cut the new pace
+    /// starts once they are used (so the calls judged after the cut are not mixed with a burst
+    /// at the old pace); after a restore nothing waits for the old, slower bookings.
     fn switch(s: &mut PacerState, factor: f64, now: Instant) {
+        if factor > s.factor {
+            s.next_request = s.next_request.min(now);
+            s.next_tokens = s.next_tokens.min(now);
+        }
         s.factor = factor;
-        s.epoch = Epoch::new(s.epoch.id + 1, now);
-        // Slots booked at the old pace are not kept waiting for.
-        s.next_request = s.next_request.min(now);
-        s.next_tokens = s.next_tokens.min(now);
+        s.epoch = Epoch::new(s.epoch.id + 1, s.next_request.max(now));
     }
 
     /// Books the outcome of a call booked with `ticket`.
@@ -211,20 +222,41 @@ impl Pacer {
             }
             let passed = s.epoch.passed();
             s.probe = None;
-            if passed >= HELPED * probe.passed_before || probe.from <= min_factor {
+            tracing::debug!(
+                passed_before = probe.passed_before,
+                passed_after = passed,
+                calls = s.epoch.calls,
+                factor = s.factor,
+                from = probe.from,
+                "pacer: judging a cut"
+            );
+            // Helped: more got through (x1.4), or the throttle share at least halved (near the
+            // limit, where the share that got through cannot rise by much).
+            let helped = passed >= HELPED * probe.passed_before
+                || (1.0 - passed) <= (1.0 - probe.passed_before) / 2.0;
+            if helped || probe.from <= min_factor {
                 // The rate caused it: the cut stays.
+                s.cut_from = probe.from;
+                s.confirmed = Some(now);
+            } else if passed < probe.passed_before / HELPED {
+                // Worse at the lower rate: something else changed meanwhile (a quota's burst
+                // allowance ran out). Nothing learnt; the cut stays, as the careful choice.
                 s.cut_from = probe.from;
             } else {
                 // The service's throttling: back to the pace before, and that share is the
                 // background from now on.
                 s.background = s.background.max(1.0 - passed);
+                s.confirmed = None;
                 s.restores += 1;
                 Self::switch(&mut s, probe.from, now);
             }
             return;
         }
         if throttled {
+            let young = s.epoch.calls < PROBE_CALLS / 2
+                || now.duration_since(s.epoch.started) < PROBE_TIME / 2;
             if !current
+                || young
                 || s.throttle_share <= s.background + MARGIN
                 || s.last_cut
                     .is_some_and(|t| now.duration_since(t) < Duration::from_millis(500))
@@ -238,11 +270,19 @@ impl Pacer {
             } else {
                 s.factor
             };
-            let passed_before = if s.epoch.calls >= PROBE_CALLS / 2 {
-                s.epoch.passed()
-            } else {
-                1.0 - s.throttle_share
-            };
+            // Near a limit a recent probe found the rate to blame for: an ordinary cut (halve,
+            // climb back fast to just under it), as long as that finding is fresh.
+            let known = s.confirmed.is_some_and(|t| now.duration_since(t) < RECHECK)
+                && s.factor >= 0.7 * s.cut_from;
+            if known {
+                s.cut_from = s.factor;
+                s.last_cut = Some(now);
+                s.cuts += 1;
+                let factor = (achieved / 2.0).max(min_factor);
+                Self::switch(&mut s, factor, now);
+                return;
+            }
+            let passed_before = s.epoch.passed();
             let probe = Probe {
                 from: s.factor,
                 passed_before,
@@ -251,6 +291,14 @@ impl Pacer {
             s.last_cut = Some(now);
             s.cuts += 1;
             let factor = (achieved / 2.0).max(min_factor);
+            tracing::debug!(
+                achieved_per_s = achieved * self.requests_per_s,
+                throttle_share = s.throttle_share,
+                background = s.background,
+                passed_before,
+                to_per_s = factor * self.requests_per_s,
+                "pacer: cut"
+            );
             Self::switch(&mut s, factor, now);
         } else if outcome == Outcome::Answered {
             let step = if s.factor < 0.9 * s.cut_from {
@@ -463,7 +511,11 @@ pub async fn call_with_retries(
                 e,
             ));
         }
-        tokio::time::sleep(engine.backoff(failures + throttles)).await;
+        // Throttling does not get more likely to pass the longer one waits (the pacer takes care
+        // of the rate): its back-off stops growing at 4x the first, so an unlucky judgment
+        // throttled many times in a row does not hold the end of a run for seconds.
+        let attempt = failures.max(throttles.min(3));
+        tokio::time::sleep(engine.backoff(attempt)).await;
     }
 }
 

@@ -31,6 +31,7 @@ use crate::config::{Compression, DateRange, JudgeSettings, Sampling};
 use crate::judge::protocol::{self, Judgment};
 use crate::judge::{Judge, offline};
 use crate::rubric::Rubric;
+use crate::schema;
 use crate::table::{text_constant, utc_micros, write_parquet};
 use crate::util::{partition_value, sha256_hex};
 use crate::warehouse::{Warehouse, WarehouseError};
@@ -298,11 +299,11 @@ fn read_part(bytes: Vec<u8>, key: &str) -> Result<Vec<Capture>, ScoreError> {
         bytes,
         &part,
         &[
-            ("request_id", DataType::String),
-            ("content_hash", DataType::String),
-            ("captured_at", DataType::Int64),
-            ("prompt", DataType::String),
-            ("response", DataType::String),
+            (schema::captures::REQUEST_ID, DataType::String),
+            (schema::captures::CONTENT_HASH, DataType::String),
+            (schema::captures::CAPTURED_AT, DataType::Int64),
+            (schema::captures::PROMPT, DataType::String),
+            (schema::captures::RESPONSE, DataType::String),
         ],
     )
     .map_err(fail)?;
@@ -316,12 +317,12 @@ fn read_part(bytes: Vec<u8>, key: &str) -> Result<Vec<Capture>, ScoreError> {
             .map(|v| v.unwrap_or_default().to_string())
             .collect())
     };
-    let ids = text("request_id")?;
-    let hashes = text("content_hash")?;
-    let prompts = text("prompt")?;
-    let responses = text("response")?;
+    let ids = text(schema::captures::REQUEST_ID)?;
+    let hashes = text(schema::captures::CONTENT_HASH)?;
+    let prompts = text(schema::captures::PROMPT)?;
+    let responses = text(schema::captures::RESPONSE)?;
     let times: Vec<i64> = df
-        .column("captured_at")
+        .column(schema::captures::CAPTURED_AT)
         .and_then(|c| c.cast(&DataType::Int64))
         .and_then(|c| {
             c.i64()
@@ -442,18 +443,18 @@ impl ScoreRows {
                         self.score.push(dimension.scale.normalise(j.level));
                         self.label.push(Some(j.level.to_string()));
                         self.rationale.push(Some(j.rationale.clone()));
-                        self.status.push("ok");
+                        self.status.push(schema::status::OK);
                         self.error.push(None);
                         summary.rows_ok += 1;
                     }
                     None => {
                         let reason = format!("the judge returned no `{}`", dimension.name);
-                        self.push_unscored(Some(*latency_ms), "error", reason);
+                        self.push_unscored(Some(*latency_ms), schema::status::ERROR, reason);
                         summary.rows_error += 1;
                     }
                 },
                 Verdict::Failed { reason, latency_ms } => {
-                    self.push_unscored(Some(*latency_ms), "error", reason.clone());
+                    self.push_unscored(Some(*latency_ms), schema::status::ERROR, reason.clone());
                     summary.rows_error += 1;
                 }
                 Verdict::SkippedBudget => {
@@ -461,7 +462,7 @@ impl ScoreRows {
                         "the run budget of {} USD was reached",
                         summary.budget_usd.unwrap_or(0.0)
                     );
-                    self.push_unscored(None, "skipped_budget", reason);
+                    self.push_unscored(None, schema::status::SKIPPED_BUDGET, reason);
                     summary.rows_skipped_budget += 1;
                 }
                 Verdict::Deferred => unreachable!("deferred captures have no rows"),
@@ -494,31 +495,34 @@ impl ScoreRows {
         DataFrame::new(
             height,
             vec![
-                Column::new("request_id".into(), self.request_id),
-                Column::new("content_hash".into(), self.content_hash),
-                utc_micros("captured_at", self.captured_at),
-                constant("rubric_id", &rubric.id),
-                constant("rubric_version", &rubric.version),
-                constant("rubric_hash", &rubric.hash()),
-                constant("judge", judge),
-                constant("judge_params_hash", params_hash),
-                Column::new("dimension".into(), self.dimension),
-                Column::new("score".into(), self.score),
-                Column::new("label".into(), self.label),
-                Column::new("rationale".into(), self.rationale),
+                Column::new(schema::scores::REQUEST_ID.into(), self.request_id),
+                Column::new(schema::scores::CONTENT_HASH.into(), self.content_hash),
+                utc_micros(schema::scores::CAPTURED_AT, self.captured_at),
+                constant(schema::scores::RUBRIC_ID, &rubric.id),
+                constant(schema::scores::RUBRIC_VERSION, &rubric.version),
+                constant(schema::scores::RUBRIC_HASH, &rubric.hash()),
+                constant(schema::scores::JUDGE, judge),
+                constant(schema::scores::JUDGE_PARAMS_HASH, params_hash),
+                Column::new(schema::scores::DIMENSION.into(), self.dimension),
+                Column::new(schema::scores::SCORE.into(), self.score),
+                Column::new(schema::scores::LABEL.into(), self.label),
+                Column::new(schema::scores::RATIONALE.into(), self.rationale),
                 Column::new(
-                    "status".into(),
+                    schema::scores::STATUS.into(),
                     self.status
                         .iter()
                         .map(|s| s.to_string())
                         .collect::<Vec<_>>(),
                 ),
-                Column::new("error".into(), self.error),
-                Column::new("judge_latency_ms".into(), self.judge_latency_ms),
-                Column::new("input_tokens".into(), self.input_tokens),
-                Column::new("output_tokens".into(), self.output_tokens),
-                Column::new("judge_cost_usd".into(), self.judge_cost_usd),
-                utc_micros("scored_at", vec![scored_at; height]),
+                Column::new(schema::scores::ERROR.into(), self.error),
+                Column::new(
+                    schema::scores::JUDGE_LATENCY_MS.into(),
+                    self.judge_latency_ms,
+                ),
+                Column::new(schema::scores::INPUT_TOKENS.into(), self.input_tokens),
+                Column::new(schema::scores::OUTPUT_TOKENS.into(), self.output_tokens),
+                Column::new(schema::scores::JUDGE_COST_USD.into(), self.judge_cost_usd),
+                utc_micros(schema::scores::SCORED_AT, vec![scored_at; height]),
             ],
         )
     }
@@ -626,8 +630,8 @@ impl Run<'_> {
         let judge = self.judge_id.clone();
         let read = tokio::task::spawn_blocking(move || -> PolarsResult<DataFrame> {
             let df = ParquetReader::new(std::io::Cursor::new(bytes)).finish()?;
-            let ids = df.column("request_id")?.str()?;
-            let judges = df.column("judge")?.str()?;
+            let ids = df.column(schema::scores::REQUEST_ID)?.str()?;
+            let judges = df.column(schema::scores::JUDGE)?.str()?;
             let keep: BooleanChunked = ids
                 .iter()
                 .zip(judges.iter())
@@ -1102,6 +1106,23 @@ fn judge_offline(rubric: &Rubric, capture: &Capture) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn score_rows_have_the_schemas_columns() {
+        let rubric = crate::rubric::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/rubrics/quality.toml"
+        )))
+        .unwrap();
+        let df = ScoreRows::default()
+            .into_frame(&rubric, "offline:1", "p", 0)
+            .unwrap();
+        let expected: Vec<String> = schema::scores::COLUMNS
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        schema::check("scores", &df, &expected).unwrap();
+    }
 
     fn captures(n: usize) -> Vec<Capture> {
         (0..n)

@@ -12,21 +12,22 @@ use chrono::{DateTime, Utc};
 use polars::prelude::*;
 
 use super::{Read, Rejected, Sample, TelemetryError};
+use crate::schema;
 
 pub const COLUMNS: &[&str] = &[
-    "ts",
-    "model",
-    "gpu_util_pct",
-    "gpu_mem_pct",
-    "cpu_util_pct",
-    "invocations",
-    "errors_5xx",
-    "model_latency_ms",
-    "gpus_allocated",
-    "instance_type",
-    "period_seconds",
-    "power_w",
-    "gpu",
+    schema::telemetry::TS,
+    schema::MODEL,
+    schema::telemetry::GPU_UTIL_PCT,
+    schema::telemetry::GPU_MEM_PCT,
+    schema::telemetry::CPU_UTIL_PCT,
+    schema::telemetry::INVOCATIONS,
+    schema::telemetry::ERRORS_5XX,
+    schema::telemetry::MODEL_LATENCY_MS,
+    schema::telemetry::GPUS_ALLOCATED,
+    schema::telemetry::INSTANCE_TYPE,
+    schema::telemetry::PERIOD_SECONDS,
+    schema::telemetry::POWER_W,
+    schema::telemetry::GPU,
 ];
 
 /// The files under `path` (itself if a file), sorted.
@@ -85,19 +86,19 @@ fn set(sample: &mut Sample, column: &str, value: &str) -> Result<(), String> {
             .ok_or_else(|| format!("`{column}` = `{value}` is not a number"))
     };
     match column {
-        "ts" => sample.ts = parse_ts(value)?,
-        "model" => sample.model = value.to_string(),
-        "gpu_util_pct" => sample.gpu_util_pct = Some(number()?),
-        "gpu_mem_pct" => sample.gpu_mem_pct = Some(number()?),
-        "cpu_util_pct" => sample.cpu_util_pct = Some(number()?),
-        "invocations" => sample.invocations = Some(number()?),
-        "errors_5xx" => sample.errors_5xx = Some(number()?),
-        "model_latency_ms" => sample.model_latency_ms = Some(number()?),
-        "gpus_allocated" => sample.gpus_allocated = Some(number()?),
-        "instance_type" => sample.instance_type = Some(value.to_string()),
-        "period_seconds" => sample.period_seconds = Some(number()?),
-        "power_w" => sample.power_w = Some(number()?),
-        "gpu" => sample.gpu = Some(value.to_string()),
+        schema::telemetry::TS => sample.ts = parse_ts(value)?,
+        schema::MODEL => sample.model = value.to_string(),
+        schema::telemetry::GPU_UTIL_PCT => sample.gpu_util_pct = Some(number()?),
+        schema::telemetry::GPU_MEM_PCT => sample.gpu_mem_pct = Some(number()?),
+        schema::telemetry::CPU_UTIL_PCT => sample.cpu_util_pct = Some(number()?),
+        schema::telemetry::INVOCATIONS => sample.invocations = Some(number()?),
+        schema::telemetry::ERRORS_5XX => sample.errors_5xx = Some(number()?),
+        schema::telemetry::MODEL_LATENCY_MS => sample.model_latency_ms = Some(number()?),
+        schema::telemetry::GPUS_ALLOCATED => sample.gpus_allocated = Some(number()?),
+        schema::telemetry::INSTANCE_TYPE => sample.instance_type = Some(value.to_string()),
+        schema::telemetry::PERIOD_SECONDS => sample.period_seconds = Some(number()?),
+        schema::telemetry::POWER_W => sample.power_w = Some(number()?),
+        schema::telemetry::GPU => sample.gpu = Some(value.to_string()),
         _ => {}
     }
     Ok(())
@@ -115,7 +116,7 @@ fn check_columns(path: &Path, names: &[String]) -> Result<(), TelemetryError> {
             });
         }
     }
-    for required in ["ts", "model"] {
+    for required in [schema::telemetry::TS, schema::MODEL] {
         if !names.iter().any(|n| n == required) {
             return Err(TelemetryError::Read {
                 path: path.display().to_string(),

@@ -21,6 +21,7 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::config::{Compression, CostModel, DateRange};
+use crate::schema;
 use crate::table::{text_constant, utc_micros, write_parquet};
 use crate::util::{partition_value, sha256_hex};
 use crate::warehouse::{Warehouse, WarehouseError};
@@ -184,22 +185,43 @@ fn frame(
     DataFrame::new(
         height,
         vec![
-            utc_micros("ts", rows.iter().map(|s| s.ts.timestamp_micros()).collect()),
-            Column::new("gpu_util_pct".into(), float(&|s| s.gpu_util_pct)),
-            Column::new("gpu_mem_pct".into(), float(&|s| s.gpu_mem_pct)),
-            Column::new("cpu_util_pct".into(), float(&|s| s.cpu_util_pct)),
-            Column::new("invocations".into(), float(&|s| s.invocations)),
-            Column::new("errors_5xx".into(), float(&|s| s.errors_5xx)),
-            Column::new("model_latency_ms".into(), float(&|s| s.model_latency_ms)),
+            utc_micros(
+                schema::telemetry::TS,
+                rows.iter().map(|s| s.ts.timestamp_micros()).collect(),
+            ),
             Column::new(
-                "gpus_allocated".into(),
+                schema::telemetry::GPU_UTIL_PCT.into(),
+                float(&|s| s.gpu_util_pct),
+            ),
+            Column::new(
+                schema::telemetry::GPU_MEM_PCT.into(),
+                float(&|s| s.gpu_mem_pct),
+            ),
+            Column::new(
+                schema::telemetry::CPU_UTIL_PCT.into(),
+                float(&|s| s.cpu_util_pct),
+            ),
+            Column::new(
+                schema::telemetry::INVOCATIONS.into(),
+                float(&|s| s.invocations),
+            ),
+            Column::new(
+                schema::telemetry::ERRORS_5XX.into(),
+                float(&|s| s.errors_5xx),
+            ),
+            Column::new(
+                schema::telemetry::MODEL_LATENCY_MS.into(),
+                float(&|s| s.model_latency_ms),
+            ),
+            Column::new(
+                schema::telemetry::GPUS_ALLOCATED.into(),
                 float(&|s| {
                     s.gpus_allocated
                         .or(priced.map(|c| f64::from(c.gpus_allocated)))
                 }),
             ),
             Column::new(
-                "instance_type".into(),
+                schema::telemetry::INSTANCE_TYPE.into(),
                 rows.iter()
                     .map(|s| {
                         s.instance_type
@@ -208,14 +230,17 @@ fn frame(
                     })
                     .collect::<Vec<_>>(),
             ),
-            Column::new("period_seconds".into(), float(&|s| s.period_seconds)),
-            Column::new("power_w".into(), float(&|s| s.power_w)),
             Column::new(
-                "gpu".into(),
+                schema::telemetry::PERIOD_SECONDS.into(),
+                float(&|s| s.period_seconds),
+            ),
+            Column::new(schema::telemetry::POWER_W.into(), float(&|s| s.power_w)),
+            Column::new(
+                schema::telemetry::GPU.into(),
                 rows.iter().map(|s| s.gpu.clone()).collect::<Vec<_>>(),
             ),
-            Column::new("cost_usd".into(), costs.to_vec()),
-            text_constant("source", source_id, height),
+            Column::new(schema::telemetry::COST_USD.into(), costs.to_vec()),
+            text_constant(schema::telemetry::SOURCE, source_id, height),
         ],
     )
 }
@@ -327,6 +352,16 @@ async fn models_in_captures(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_frame_has_the_schemas_columns() {
+        let df = frame(&[], &[], None, "test").unwrap();
+        let expected: Vec<String> = schema::telemetry::COLUMNS
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        schema::check("telemetry", &df, &expected).unwrap();
+    }
 
     #[test]
     fn periods_come_from_the_spacing_of_each_model() {

@@ -411,12 +411,10 @@ fn alerts_are_events_pass_rates_are_filled_and_the_report_shows_alarm_thresholds
         .f64()
         .unwrap()
         .clone();
-    for i in 0..agg.height() {
+    for (i, agg_model) in agg_models.iter().enumerate() {
         let safety: Vec<f64> = (0..scores.height())
             .filter(|&j| {
-                models[j] == agg_models[i]
-                    && dates.get(j) == agg_dates.get(i)
-                    && dims[j] == "safety"
+                models[j] == *agg_model && dates.get(j) == agg_dates.get(i) && dims[j] == "safety"
             })
             .filter_map(|j| values.get(j))
             .collect();

@@ -1,0 +1,240 @@
+//! Every warehouse table's name and columns: the one place they are spelled. Writers build their
+//! frames from these names (a test per writer checks it writes exactly [`COLUMNS`] in order), and
+//! readers ask for them by the same constants, so a column cannot be declared, read, and never
+//! written.
+//!
+//! Partition columns (`model=`, `date=`) live in the path only (ARCHITECTURE.md); readers get them
+//! back from it ([`crate::table::read_part`]) under [`MODEL`] and [`DATE`].
+//!
+//! [`COLUMNS`]: captures::COLUMNS
+
+/// The model (inference component) partition of `captures`, `scores`, `telemetry`; a column of
+/// `drift` and `aggregates`.
+pub const MODEL: &str = "model";
+/// The date partition of every table.
+pub const DATE: &str = "date";
+
+macro_rules! table {
+    (
+        $(#[$doc:meta])*
+        $module:ident = $table:literal {
+            $( $(#[$col_doc:meta])* $column:ident = $name:literal, )*
+        }
+    ) => {
+        $(#[$doc])*
+        pub mod $module {
+            /// The table's folder in the warehouse.
+            pub const TABLE: &str = $table;
+            $( $(#[$col_doc])* pub const $column: &str = $name; )*
+            /// Every column the writer writes, in its order (besides per-dimension ones, where
+            /// the table has them).
+            pub const COLUMNS: &[&str] = &[ $( $name ),* ];
+        }
+    };
+}
+
+table! {
+    /// `captures/model=<m>/date=<d>/`: one row per captured request (the ingest stage).
+    captures = "captures" {
+        REQUEST_ID = "request_id",
+        INFERENCE_ID = "inference_id",
+        ENDPOINT = "endpoint",
+        VARIANT = "variant",
+        /// UTC microseconds.
+        CAPTURED_AT = "captured_at",
+        PROMPT = "prompt",
+        MESSAGES = "messages",
+        RESPONSE = "response",
+        PROMPT_TOKENS = "prompt_tokens",
+        COMPLETION_TOKENS = "completion_tokens",
+        LATENCY_MS = "latency_ms",
+        FINISH_REASON = "finish_reason",
+        /// The `model` field of an OpenAI-style payload (not the partition).
+        PAYLOAD_MODEL = "payload_model",
+        SOURCE_URI = "source_uri",
+        SOURCE_LINE = "source_line",
+        CONTENT_HASH = "content_hash",
+        PROMPT_CHARS = "prompt_chars",
+        RESPONSE_CHARS = "response_chars",
+        REFUSAL = "refusal",
+    }
+}
+
+table! {
+    /// `quarantine/date=<d>/`: one row per line that is not a capture, with the reason.
+    quarantine = "quarantine" {
+        SOURCE_URI = "source_uri",
+        SOURCE_LINE = "source_line",
+        ERROR = "error",
+        RAW = "raw",
+        RAW_BYTES = "raw_bytes",
+    }
+}
+
+table! {
+    /// `scores/rubric=<id>@<version>/model=<m>/date=<d>/`: one row per capture and dimension
+    /// (the score stage; which rows are current: [`crate::score::current`]).
+    scores = "scores" {
+        REQUEST_ID = "request_id",
+        CONTENT_HASH = "content_hash",
+        CAPTURED_AT = "captured_at",
+        RUBRIC_ID = "rubric_id",
+        RUBRIC_VERSION = "rubric_version",
+        RUBRIC_HASH = "rubric_hash",
+        JUDGE = "judge",
+        JUDGE_PARAMS_HASH = "judge_params_hash",
+        DIMENSION = "dimension",
+        /// Normalised 0..1.
+        SCORE = "score",
+        /// The level the judge gave.
+        LABEL = "label",
+        RATIONALE = "rationale",
+        /// `ok`, `error` or `skipped_budget`.
+        STATUS = "status",
+        ERROR = "error",
+        JUDGE_LATENCY_MS = "judge_latency_ms",
+        INPUT_TOKENS = "input_tokens",
+        OUTPUT_TOKENS = "output_tokens",
+        JUDGE_COST_USD = "judge_cost_usd",
+        SCORED_AT = "scored_at",
+    }
+}
+
+/// The values of `scores.status`.
+pub mod status {
+    pub const OK: &str = "ok";
+    pub const ERROR: &str = "error";
+    pub const SKIPPED_BUDGET: &str = "skipped_budget";
+}
+
+table! {
+    /// `telemetry/model=<m>/date=<d>/`: one row per sample period (the telemetry stage).
+    telemetry = "telemetry" {
+        TS = "ts",
+        GPU_UTIL_PCT = "gpu_util_pct",
+        GPU_MEM_PCT = "gpu_mem_pct",
+        CPU_UTIL_PCT = "cpu_util_pct",
+        INVOCATIONS = "invocations",
+        ERRORS_5XX = "errors_5xx",
+        MODEL_LATENCY_MS = "model_latency_ms",
+        GPUS_ALLOCATED = "gpus_allocated",
+        INSTANCE_TYPE = "instance_type",
+        PERIOD_SECONDS = "period_seconds",
+        POWER_W = "power_w",
+        GPU = "gpu",
+        COST_USD = "cost_usd",
+        SOURCE = "source",
+    }
+}
+
+table! {
+    /// `drift/date=<d>/`: one row per model, window, metric and test (the analyse stage).
+    drift = "drift" {
+        MODEL = "model",
+        METRIC = "metric",
+        TEST = "test",
+        STATISTIC = "statistic",
+        P_VALUE = "p_value",
+        P_ADJUSTED = "p_adjusted",
+        THRESHOLD = "threshold",
+        N_CURRENT = "n_current",
+        N_BASELINE = "n_baseline",
+        /// Which windows formed the baseline.
+        BASELINE = "baseline",
+        CURRENT_MEAN = "current_mean",
+        BASELINE_MEAN = "baseline_mean",
+        CI_LOW = "ci_low",
+        CI_HIGH = "ci_high",
+        /// `ok`, `warn`, `alert` or `insufficient_data`.
+        VERDICT = "verdict",
+        PATTERN = "pattern",
+        WINDOW_DAYS = "window_days",
+        RUBRIC = "rubric",
+        JUDGE = "judge",
+        ANALYSED_AT = "analysed_at",
+    }
+}
+
+table! {
+    /// `aggregates/date=<d>/`: one row per model and window (the analyse stage). Per rubric
+    /// dimension it also has the columns of `crate::schema::dimensions`, after `SKIPPED_BUDGET`.
+    aggregates = "aggregates" {
+        MODEL = "model",
+        WINDOW_DAYS = "window_days",
+        REQUESTS = "requests",
+        JUDGED = "judged",
+        JUDGE_ERRORS = "judge_errors",
+        SKIPPED_BUDGET = "skipped_budget",
+        COMPOSITE_MEAN = "composite_mean",
+        /// Share of the judged captures whose composite is at or above the rubric's threshold.
+        COMPOSITE_PASS_RATE = "composite_pass_rate",
+        LATENCY_P50_MS = "latency_p50_ms",
+        LATENCY_P99_MS = "latency_p99_ms",
+        PROMPT_CHARS_MEAN = "prompt_chars_mean",
+        RESPONSE_CHARS_MEAN = "response_chars_mean",
+        REFUSAL_RATE = "refusal_rate",
+        JUDGE_COST_USD = "judge_cost_usd",
+        INVOCATIONS = "invocations",
+        ERRORS_5XX = "errors_5xx",
+        MODEL_LATENCY_MS_MEAN = "model_latency_ms_mean",
+        GPU_UTIL_MEAN = "gpu_util_mean",
+        GPU_UTIL_P95 = "gpu_util_p95",
+        GPU_UTIL_AT_REQUESTS = "gpu_util_at_requests",
+        GPU_MEM_MEAN = "gpu_mem_mean",
+        GPUS_ALLOCATED = "gpus_allocated",
+        COST_USD = "cost_usd",
+        COST_PER_1K_REQUESTS = "cost_per_1k_requests",
+        COST_PER_1M_TOKENS = "cost_per_1m_tokens",
+        QUALITY_PER_DOLLAR = "quality_per_dollar",
+        /// Alert events: metrics with a test alerting.
+        ALERTS = "alerts",
+        /// Warning events: metrics with a test warning and none alerting.
+        WARNINGS = "warnings",
+        RUBRIC = "rubric",
+        JUDGE = "judge",
+        ANALYSED_AT = "analysed_at",
+    }
+}
+
+pub mod dimensions {
+    //! The per-dimension columns of `aggregates`.
+
+    /// The mean score of `dimension`.
+    pub fn mean(dimension: &str) -> String {
+        format!("{dimension}_mean")
+    }
+
+    /// The rubric's alert threshold of `dimension`.
+    pub fn threshold(dimension: &str) -> String {
+        format!("{dimension}_threshold")
+    }
+
+    /// Share of the judged captures at or above the threshold of `dimension`.
+    pub fn pass_rate(dimension: &str) -> String {
+        format!("{dimension}_pass_rate")
+    }
+}
+
+pub use dimensions::{
+    mean as dimension_mean, pass_rate as dimension_pass_rate, threshold as dimension_threshold,
+};
+
+/// Checks that `df` has exactly `expected` columns, in order (the writers' tests).
+pub fn check(
+    table: &str,
+    df: &polars::prelude::DataFrame,
+    expected: &[String],
+) -> Result<(), String> {
+    let written: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    if written == expected {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{table}` writes {written:?}, the schema says {expected:?}"
+        ))
+    }
+}
