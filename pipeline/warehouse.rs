@@ -190,7 +190,7 @@ impl Warehouse {
     /// Refuses a write to `key` while the writer lease is lost or unconfirmed.
     fn fenced(&self, key: &str) -> Result<(), WarehouseError> {
         match self {
-            Warehouse::S3 { fence, .. } => match fence.refusal(&self.s3_key(key)) {
+            Warehouse::S3 { fence, .. } => match fence.refusal(key) {
                 None => Ok(()),
                 Some(reason) => Err(WarehouseError::Fenced {
                     uri: self.uri(key),

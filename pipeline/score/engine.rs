@@ -684,17 +684,21 @@ mod tests {
 
     #[test]
     fn throttling_caused_by_the_rate_brings_the_pace_down_to_the_quota() {
-        // The service admits 10 calls/s; the pacer is allowed 100/s.
-        let pacer = Pacer::new(6000.0, 1e12);
-        let mut admitted_until = 0.0f64;
-        let (seconds, passed) = simulate(&pacer, 6000, |t, _| {
-            if t >= admitted_until {
-                admitted_until = admitted_until.max(t - 1.0) + 0.1;
-                false
-            } else {
-                true
+        // The service admits 10 calls/s (a second of burst); the pacer is allowed 100/s.
+        let quota = || {
+            let mut admitted_until = 0.0f64;
+            move |t: f64| {
+                if t >= admitted_until {
+                    admitted_until = admitted_until.max(t - 1.0) + 0.1;
+                    false
+                } else {
+                    true
+                }
             }
-        });
+        };
+        let pacer = Pacer::new(6000.0, 1e12);
+        let mut throttled = quota();
+        let (seconds, passed) = simulate(&pacer, 6000, |t, _| throttled(t));
         let goodput = passed as f64 / seconds;
         assert!(goodput >= 9.0, "{goodput:.2}/s of 10/s");
         let calls_per_s = 6000.0 / seconds;
@@ -704,18 +708,8 @@ mod tests {
         );
         // Then the same service adds 30% throttling for capacity: still near the quota.
         let pacer = Pacer::new(6000.0, 1e12);
-        let mut admitted_until = 0.0f64;
-        let (seconds, passed) = simulate(&pacer, 6000, |t, draw| {
-            if draw < 0.3 {
-                return true;
-            }
-            if t >= admitted_until {
-                admitted_until = admitted_until.max(t - 1.0) + 0.1;
-                false
-            } else {
-                true
-            }
-        });
+        let mut throttled = quota();
+        let (seconds, passed) = simulate(&pacer, 6000, |t, draw| draw < 0.3 || throttled(t));
         let goodput = passed as f64 / seconds;
         assert!(goodput >= 0.7 * 9.0, "{goodput:.2}/s");
     }

@@ -9,16 +9,6 @@ use polars::prelude::ChunkAgg;
 
 use crate::support::*;
 
-fn ingested(day: &str) -> tempfile::TempDir {
-    let wh = tempfile::tempdir().unwrap();
-    let out = run(evalwatch()
-        .arg("--warehouse")
-        .arg(wh.path())
-        .args(["ingest", "--since", day, "--until", day]));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    wh
-}
-
 /// Every `part-*.parquet` under `scores/`, as paths relative to the warehouse.
 fn score_parts(wh: &Path) -> Vec<std::path::PathBuf> {
     files_under(&wh.join("scores"))
@@ -29,7 +19,7 @@ fn score_parts(wh: &Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn a_rubric_edited_without_a_version_bump_is_refused() {
-    let wh = ingested("2026-10-03");
+    let wh = ingested("2026-10-03", "2026-10-03");
     let dir = tempfile::tempdir().unwrap();
     let rubric = dir.path().join("quality.toml");
     let text = std::fs::read_to_string(repo_root().join("rubrics/quality.toml")).unwrap();
@@ -104,7 +94,7 @@ fn a_rubric_edited_without_a_version_bump_is_refused() {
     )
     .unwrap();
     std::fs::write(&rubric, &edited).unwrap();
-    let fresh = ingested("2026-10-04");
+    let fresh = ingested("2026-10-04", "2026-10-04");
     let locked = run(evalwatch()
         .arg("--warehouse")
         .arg(fresh.path())
@@ -179,7 +169,7 @@ fn an_older_generation_of_a_judges_scores_is_never_counted_twice() {
 #[test]
 fn new_judge_parameters_supersede_the_older_generation_capture_by_capture() {
     let server = judge_server(StubConfig::default());
-    let wh = ingested("2026-10-03");
+    let wh = ingested("2026-10-03", "2026-10-03");
     let dir = tempfile::tempdir().unwrap();
     let config = |tokens: u32| {
         let path = dir.path().join(format!("judge-{tokens}.toml"));
@@ -265,7 +255,7 @@ fn write_config(dir: &Path, judge: &str) -> std::path::PathBuf {
 
 #[test]
 fn a_dead_judge_trips_the_breaker_and_the_run_fails_naming_the_cause() {
-    let wh = ingested("2026-10-03");
+    let wh = ingested("2026-10-03", "2026-10-03");
     let dir = tempfile::tempdir().unwrap();
     let url = format!("http://127.0.0.1:{}/v1", closed_port());
     let config = write_config(
@@ -310,7 +300,7 @@ fn a_dead_judge_trips_the_breaker_and_the_run_fails_naming_the_cause() {
 
 #[test]
 fn a_bedrock_judge_without_credentials_stops_before_the_first_call() {
-    let wh = ingested("2026-10-03");
+    let wh = ingested("2026-10-03", "2026-10-03");
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),

@@ -12,17 +12,6 @@ use crate::support::*;
 
 const MODEL_ID: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
 
-/// A warehouse holding the sample's captures of the given days.
-fn ingested(since: &str, until: &str) -> tempfile::TempDir {
-    let wh = tempfile::tempdir().unwrap();
-    let out = run(evalwatch()
-        .arg("--warehouse")
-        .arg(wh.path())
-        .args(["ingest", "--since", since, "--until", until]));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    wh
-}
-
 /// A config with a judge section and an endpoint; `extra` adds keys to `[judge]`.
 fn judge_config(dir: &Path, kind: &str, endpoint: &str, extra: &str) -> PathBuf {
     let path = dir.join("judge.toml");

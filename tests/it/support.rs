@@ -42,6 +42,17 @@ pub fn evalwatch() -> Command {
     cmd
 }
 
+/// A warehouse holding the sample's captures of the given days.
+pub fn ingested(since: &str, until: &str) -> tempfile::TempDir {
+    let wh = tempfile::tempdir().unwrap();
+    let out = run(evalwatch()
+        .arg("--warehouse")
+        .arg(wh.path())
+        .args(["ingest", "--since", since, "--until", until]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    wh
+}
+
 /// Runs a command to completion, returning its output; panics only if it cannot start.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("the evalwatch binary runs")
