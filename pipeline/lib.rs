@@ -3,6 +3,7 @@
 //! The stages (ingest, score, telemetry, analyse) each live in their own module and talk to each other only
 //! through the warehouse. [`run::run`] holds their order. See ARCHITECTURE.md for the map.
 
+pub mod agreement;
 pub mod analyse;
 pub mod aws;
 pub mod compare;
