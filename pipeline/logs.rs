@@ -2,6 +2,7 @@
 //! finishes, from `run` and from the single-stage commands alike. Never prints to stdout.
 
 use crate::analyse::AnalyseSummary;
+use crate::calibrate::CalibrateSummary;
 use crate::compare::CompareSummary;
 use crate::ingest::IngestSummary;
 use crate::publish::PublishSummary;
@@ -272,4 +273,41 @@ pub fn ingest(summary: &IngestSummary) {
             "ingest: every line was quarantined; hint: look at quarantine/ for the reasons"
         );
     }
+}
+
+pub fn calibrate(s: &CalibrateSummary) {
+    tracing::info!(
+        "calibrate: {} labels of {} items ({} raters, {} rows left out) against {} by {}; {} judge \
+         calls, {} items whose judgment failed",
+        s.labels,
+        s.items,
+        s.raters,
+        s.rejected,
+        s.rubric,
+        s.judge,
+        s.judge_calls,
+        s.judge_failed
+    );
+    for r in s.rejected_examples.iter().take(5) {
+        tracing::warn!("calibrate: left out {r}");
+    }
+    let show = |e: &crate::calibrate::Estimate| match (e.value, e.low, e.high) {
+        (Some(v), Some(l), Some(h)) => format!("{v:.3} [{l:.3}, {h:.3}]"),
+        (Some(v), _, _) => format!("{v:.3}"),
+        _ => "n/a".to_string(),
+    };
+    for (name, d) in &s.dimensions {
+        tracing::info!(
+            "calibrate: {name}: n={}, quadratic kappa {}, alpha {}, Spearman {}, accuracy {} \
+             (majority baseline {})",
+            d.n,
+            show(&d.kappa_quadratic),
+            show(&d.alpha_ordinal),
+            show(&d.spearman),
+            show(&d.accuracy),
+            d.majority_baseline
+                .map_or("n/a".to_string(), |v| format!("{v:.3}"))
+        );
+    }
+    line(Level::Info, &format!("calibrate: {}", s.summary_md));
 }

@@ -87,6 +87,9 @@ enum Command {
     /// Compare a candidate's replies with a baseline's on the same prompts: paired statistics per
     /// rubric dimension and release gates; exits 3 when a gate fails.
     Compare(CompareArgs),
+    /// How well the judge agrees with people's labels, per rubric dimension: kappas, Krippendorff's
+    /// alpha, Spearman, accuracy, with bootstrap 95% intervals, into the `calibration` table.
+    Calibrate(CalibrateArgs),
     /// Check, show, hash or lock rubric files (rubrics/*.toml).
     #[command(subcommand)]
     Rubric(RubricCommand),
@@ -340,6 +343,20 @@ struct CompareArgs {
     /// (`--pairwise` alone: `pairwise.toml` beside the rubric).
     #[arg(long, num_args = 0..=1)]
     pairwise: Option<Option<PathBuf>>,
+}
+
+#[derive(Args)]
+struct CalibrateArgs {
+    /// People's labels: JSON lines, CSV or Parquet with `dimension`, `label`, and `request_id` (a
+    /// capture of the warehouse) or `prompt` + `response`; optionally `rater`.
+    #[arg(long)]
+    labels: PathBuf,
+    /// Rubric file; overrides `score.rubric`.
+    #[arg(long)]
+    rubric: Option<PathBuf>,
+    /// `offline`, `bedrock:<model-id>` or `openai:<model>@<url>`; overrides `[judge]`.
+    #[arg(long)]
+    judge: Option<String>,
 }
 
 #[derive(Args)]
@@ -756,6 +773,30 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             evalwatch::logs::compare(&summary);
             println!("{}", serde_json::json!({ "compare": summary }));
             Ok(if summary.passed { 0 } else { 3 })
+        }
+        Command::Calibrate(args) => {
+            let path = rubric_and_judge(&mut config, &args.rubric, &args.judge)?;
+            let ctx = Ctx::new(config, today)
+                .await
+                .with_wait_lock(wait_lock)
+                .with_progress(progress_mode(cli.log_format));
+            let job = evalwatch::calibrate::CalibrateJob {
+                labels: args.labels.clone(),
+                rubric: rubric::load(&path)?,
+                judge: ctx.config.judge.clone(),
+                budget_usd: ctx.config.budget_usd,
+                compression: ctx.config.compression,
+                progress: ctx.progress,
+            };
+            let work = async {
+                evalwatch::calibrate::calibrate(job, &ctx.warehouse, &ctx.aws)
+                    .await
+                    .context("calibrate failed")
+            };
+            let summary = with_writer_lock(&ctx, "calibrate", work).await?;
+            evalwatch::logs::calibrate(&summary);
+            println!("{}", serde_json::json!({ "calibrate": summary }));
+            Ok(0)
         }
         Command::Report(args) => {
             let window = match args.date {

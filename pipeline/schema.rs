@@ -196,6 +196,31 @@ table! {
     }
 }
 
+table! {
+    /// `calibration/rubric=<id>@<version>/part-<judge>.parquet`: how well a judge agrees with
+    /// people's labels, one row per dimension (`evalwatch calibrate`).
+    calibration = "calibration" {
+        RUBRIC = "rubric",
+        RUBRIC_HASH = "rubric_hash",
+        JUDGE = "judge",
+        DIMENSION = "dimension",
+        N = "n",
+        KAPPA_UNWEIGHTED = "kappa_unweighted",
+        KAPPA_LINEAR = "kappa_linear",
+        KAPPA_QUADRATIC = "kappa_quadratic",
+        KAPPA_QUADRATIC_LOW = "kappa_quadratic_low",
+        KAPPA_QUADRATIC_HIGH = "kappa_quadratic_high",
+        ALPHA_ORDINAL = "alpha_ordinal",
+        SPEARMAN = "spearman",
+        ACCURACY = "accuracy",
+        MAJORITY_BASELINE = "majority_baseline",
+        ROC_AUC = "roc_auc",
+        RATERS_ALPHA = "raters_alpha",
+        LABELS_FILE = "labels_file",
+        CALIBRATED_AT = "calibrated_at",
+    }
+}
+
 pub mod dimensions {
     //! The per-dimension columns of `aggregates`.
 

@@ -2,6 +2,7 @@
 //! (ministack for S3) on loopback. One module per stage.
 
 mod analyse;
+mod calibrate;
 mod cli;
 mod compare;
 mod ingest_local;

@@ -1,0 +1,157 @@
+//! `evalwatch calibrate`: people's labels against the pinned judge. The labels here are the
+//! offline scorer's own levels (so its kappa must be 1) and, for another dimension, those levels
+//! with seeded noise (so the kappa must equal `agreement::cohen_kappa` on the same pairs, itself
+//! checked against scikit-learn); captures by request id and items given as text; bad rows named.
+
+use std::collections::BTreeMap;
+
+use crate::support::*;
+
+/// (request_id, dimension) -> the offline scorer's level.
+type Levels = BTreeMap<(String, String), i64>;
+/// request_id -> (prompt, response).
+type Texts = BTreeMap<String, (String, String)>;
+
+/// The offline scorer's levels of the warehouse's captures, and their texts.
+fn offline_levels(wh: &std::path::Path) -> (Levels, Texts) {
+    let copy = tempfile::tempdir().unwrap();
+    copy_tree(&wh.join("captures"), &copy.path().join("captures"));
+    let out = run(evalwatch().arg("--warehouse").arg(copy.path()).arg("score"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let scores = read_table(copy.path(), "scores");
+    let (ids, dims, labels) = (
+        strings(&scores, "request_id"),
+        strings(&scores, "dimension"),
+        strings(&scores, "label"),
+    );
+    let levels = ids
+        .iter()
+        .zip(&dims)
+        .zip(&labels)
+        .map(|((i, d), l)| ((i.clone(), d.clone()), l.parse().unwrap()))
+        .collect();
+    let captures = read_table(wh, "captures");
+    let texts = strings(&captures, "request_id")
+        .into_iter()
+        .zip(
+            strings(&captures, "prompt")
+                .into_iter()
+                .zip(strings(&captures, "response")),
+        )
+        .collect();
+    (levels, texts)
+}
+
+#[test]
+fn calibrate_reports_agreement_per_dimension_and_names_bad_rows() {
+    let wh = ingested("2026-10-03", "2026-10-03");
+    let (levels, texts) = offline_levels(wh.path());
+    let ids: Vec<&String> = texts.keys().take(60).collect();
+    let mut lines = Vec::new();
+    let mut noisy_pairs: Vec<(i64, i64)> = Vec::new();
+    let mut state = 12345u64;
+    for (n, id) in ids.iter().enumerate() {
+        let safety = levels[&((*id).clone(), "safety".to_string())];
+        let relevance = levels[&((*id).clone(), "relevance".to_string())];
+        // Seeded noise: a third of the relevance labels one level off (within 1..5).
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let noisy = if (state >> 33).is_multiple_of(3) {
+            if relevance == 5 { 4 } else { relevance + 1 }
+        } else {
+            relevance
+        };
+        noisy_pairs.push((noisy, relevance));
+        // Half by request id, half as text (the same items either way).
+        let item = if n % 2 == 0 {
+            serde_json::json!({ "request_id": id })
+        } else {
+            let (p, r) = &texts[*id];
+            serde_json::json!({ "prompt": p, "response": r })
+        };
+        for (dimension, label, rater) in [
+            ("safety", safety, "a"),
+            ("safety", safety, "b"),
+            ("relevance", noisy, "a"),
+        ] {
+            let mut row = item.clone();
+            row["dimension"] = dimension.into();
+            row["label"] = label.into();
+            row["rater"] = rater.into();
+            lines.push(row.to_string());
+        }
+    }
+    // Three bad rows, named in the summary with their lines.
+    lines.push(r#"{"request_id":"nope","dimension":"safety","label":3}"#.into());
+    lines.push(
+        serde_json::json!({"request_id": ids[0], "dimension": "kindness", "label": 3}).to_string(),
+    );
+    lines.push(
+        serde_json::json!({"request_id": ids[0], "dimension": "safety", "label": 9}).to_string(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("labels.jsonl");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+
+    let out = run(evalwatch()
+        .arg("--warehouse")
+        .arg(wh.path())
+        .args(["calibrate", "--labels"])
+        .arg(&file));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = stage_summary(&out, "calibrate");
+    assert_eq!(count(&s, "items"), 60, "{s}");
+    assert_eq!(count(&s, "raters"), 2);
+    assert_eq!(count(&s, "rejected"), 3, "{s}");
+    let rejected = s["rejected_examples"].to_string();
+    let total = lines.len();
+    assert!(
+        rejected.contains(&format!("labels.jsonl:{}: request_id `nope`", total - 2)),
+        "{rejected}"
+    );
+    assert!(
+        rejected.contains(&format!("labels.jsonl:{}: dimension `kindness`", total - 1)),
+        "{rejected}"
+    );
+    assert!(
+        rejected.contains(&format!("labels.jsonl:{total}: label 9 is not a level")),
+        "{rejected}"
+    );
+
+    // The judge's own levels as labels: perfect agreement; two raters in full agreement.
+    let safety = &s["dimensions"]["safety"];
+    assert_eq!(safety["n"], 60);
+    assert_eq!(safety["kappa_quadratic"]["value"], 1.0, "{safety}");
+    assert_eq!(safety["accuracy"]["value"], 1.0);
+    assert_eq!(safety["raters_alpha"], 1.0);
+    // Noisy labels: the same kappa as the library-checked function on the same pairs.
+    let relevance = &s["dimensions"]["relevance"];
+    let (reference, judged): (Vec<i64>, Vec<i64>) = noisy_pairs.into_iter().unzip();
+    let expected = evalwatch::agreement::cohen_kappa(
+        &reference,
+        &judged,
+        Some(&[1, 2, 3, 4, 5]),
+        evalwatch::agreement::Weights::Quadratic,
+    )
+    .unwrap();
+    let got = relevance["kappa_quadratic"]["value"].as_f64().unwrap();
+    assert!((got - expected).abs() < 1e-12, "{got} vs {expected}");
+    assert!(got < 1.0);
+    let (low, high) = (
+        relevance["kappa_quadratic"]["low"].as_f64().unwrap(),
+        relevance["kappa_quadratic"]["high"].as_f64().unwrap(),
+    );
+    assert!(low <= got && got <= high, "{low} {got} {high}");
+    assert!(
+        s["dimensions"].get("tone").is_none(),
+        "no labels, no figures"
+    );
+
+    // The calibration table: one row per dimension, keyed by rubric and judge.
+    let table = read_table(wh.path(), "calibration");
+    assert_eq!(table.height(), 2);
+    assert!(strings(&table, "judge").iter().all(|j| j == "offline:1"));
+    let md = std::fs::read_to_string(s["summary_md"].as_str().unwrap()).unwrap();
+    assert!(md.contains("| safety | 60 | 1.000"), "{md}");
+}
