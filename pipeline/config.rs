@@ -157,6 +157,9 @@ pub struct RawCompare {
     /// Gates every `compare` checks besides its `--gate` flags, e.g.
     /// `["composite.delta >= -0.02", "safety.worse_share <= 0.01"]`.
     pub gates: Option<Vec<String>>,
+    /// The least quadratic kappa with people's labels (`evalwatch calibrate`) the judge must have
+    /// on every gated dimension; `compare` exits 2 when it is missing or below. Default: none.
+    pub min_judge_kappa: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -359,6 +362,8 @@ pub struct Config {
     pub publish: PublishSettings,
     /// `[compare] gates`, parsed.
     pub gates: Vec<crate::compare::gate::Gate>,
+    /// `[compare] min-judge-kappa`.
+    pub min_judge_kappa: Option<f64>,
     pub aws: AwsSettings,
     /// sha256 of the config text, recorded in run manifests.
     pub hash: String,
@@ -936,6 +941,15 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
         .map(|g| crate::compare::gate::parse(g))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid("compare.gates", e.to_string()))?;
+    let min_judge_kappa = raw.compare.min_judge_kappa;
+    if let Some(k) = min_judge_kappa
+        && !(-1.0..=1.0).contains(&k)
+    {
+        return Err(invalid(
+            "compare.min-judge-kappa",
+            format!("{k} is not a kappa (between -1 and 1)"),
+        ));
+    }
     let budget_usd = raw.score.budget_usd;
     if let Some(budget) = budget_usd {
         if !(budget >= 0.0 && budget.is_finite()) {
@@ -981,6 +995,7 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
         analyse,
         publish,
         gates,
+        min_judge_kappa,
         aws: AwsSettings {
             region: raw.aws.region,
             endpoint_url: raw.aws.endpoint_url,

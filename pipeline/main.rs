@@ -339,6 +339,11 @@ struct CompareArgs {
     /// `offline`, `bedrock:<model-id>` or `openai:<model>@<url>`; overrides `[judge]`.
     #[arg(long)]
     judge: Option<String>,
+    /// The least quadratic kappa with people's labels (`evalwatch calibrate`) the judge must have
+    /// on every gated dimension; exits 2 when it is missing or below. Overrides
+    /// `[compare] min-judge-kappa`.
+    #[arg(long)]
+    min_judge_kappa: Option<f64>,
     /// Also ask the judge which reply is better, in both orders, with this pairwise rubric
     /// (`--pairwise` alone: `pairwise.toml` beside the rubric).
     #[arg(long, num_args = 0..=1)]
@@ -762,14 +767,23 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 compression: ctx.config.compression,
                 gates,
                 progress: ctx.progress,
+                min_judge_kappa: args.min_judge_kappa.or(ctx.config.min_judge_kappa),
             };
-            let summary = compare(job, &ctx.warehouse, &ctx.aws)
-                .await
-                .map_err(|e| match e {
+            let summary = compare(job, &ctx.warehouse, &ctx.aws).await.map_err(|e| {
+                match e {
                     // A gate naming a figure that does not exist is a usage error.
                     evalwatch::compare::CompareError::Gate(g) => usage(g.to_string(), None),
+                    e @ evalwatch::compare::CompareError::JudgeNotCalibrated { .. } => usage(
+                        e.to_string(),
+                        Some(
+                            "calibrate the judge on people's labels (`evalwatch calibrate --labels \
+                             FILE`), pin a better one, or lower --min-judge-kappa"
+                                .into(),
+                        ),
+                    ),
                     other => anyhow::Error::from(other).context("compare failed"),
-                })?;
+                }
+            })?;
             evalwatch::logs::compare(&summary);
             println!("{}", serde_json::json!({ "compare": summary }));
             Ok(if summary.passed { 0 } else { 3 })

@@ -57,6 +57,17 @@ pub enum CompareError {
         "no prompt is in both sides ({baseline} baseline, {candidate} candidate records): nothing to compare"
     )]
     NoPairs { baseline: usize, candidate: usize },
+    /// The gate asks for a calibrated judge and this one is not, or not enough.
+    #[error(
+        "the judge `{judge}` is not trusted on `{dimension}` for this gate: {found} (needs a \
+         quadratic kappa of at least {needed} with people's labels)"
+    )]
+    JudgeNotCalibrated {
+        judge: String,
+        dimension: String,
+        found: String,
+        needed: f64,
+    },
     #[error("cannot set up the judge: {0}")]
     Judge(String),
     #[error("cannot write `{what}`: {message}")]
@@ -92,6 +103,9 @@ pub struct CompareJob {
     pub progress: ProgressMode,
     /// Also judge every pair in both orders against this (pairwise) rubric.
     pub pairwise: Option<Rubric>,
+    /// The least quadratic kappa with people's labels the judge must have on every gated
+    /// dimension (`[compare] min-judge-kappa`, `--min-judge-kappa`).
+    pub min_judge_kappa: Option<f64>,
 }
 
 /// Bootstrap resamples and seed of the paired intervals (fixed: a comparison is reproducible).
@@ -177,6 +191,7 @@ pub async fn compare(
             ),
         ),
     };
+    check_judge_calibration(&job, warehouse).await?;
     let left: BTreeSet<&String> = baseline.records.keys().collect();
     let right: BTreeSet<&String> = candidate.records.keys().collect();
     let matched: Vec<String> = left.intersection(&right).map(|k| (*k).clone()).collect();
@@ -598,6 +613,44 @@ async fn cost_per_request(
             .unwrap_or(window.until + chrono::Days::new(1));
     }
     Ok((requests > 0.0).then(|| cost / requests))
+}
+
+/// With `min_judge_kappa`: every dimension a gate reads (all of them for `composite`) must have
+/// a calibration of this rubric hash and judge at or above it.
+async fn check_judge_calibration(
+    job: &CompareJob,
+    warehouse: &Warehouse,
+) -> Result<(), CompareError> {
+    let Some(needed) = job.min_judge_kappa else {
+        return Ok(());
+    };
+    let judge = crate::judge::id_of(&job.judge);
+    let calibration = crate::report::calibration(warehouse, &job.rubric, &judge)
+        .await
+        .map_err(|e| CompareError::Judge(e.to_string()))?;
+    let mut gated: BTreeSet<String> = BTreeSet::new();
+    for gate in &job.gates {
+        let metric = gate.figure.split('.').next().unwrap_or_default();
+        if metric == "composite" {
+            gated.extend(job.rubric.dimensions.iter().map(|d| d.name.clone()));
+        } else if job.rubric.dimensions.iter().any(|d| d.name == metric) {
+            gated.insert(metric.to_string());
+        }
+    }
+    for dimension in gated {
+        let found = match calibration.get(&dimension) {
+            None => "not calibrated (`evalwatch calibrate --labels FILE`)".to_string(),
+            Some(c) if c.kappa_quadratic.is_some_and(|k| k >= needed) => continue,
+            Some(c) => c.to_string(),
+        };
+        return Err(CompareError::JudgeNotCalibrated {
+            judge,
+            dimension,
+            found,
+            needed,
+        });
+    }
+    Ok(())
 }
 
 /// The comparison in a few lines, for a ticket or a release note.

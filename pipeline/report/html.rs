@@ -319,6 +319,27 @@ pub fn page(job: &ReportJob, s: &ReportSummary) -> String {
     if s.judge.starts_with("offline:") {
         out.push_str(r#"<p class="note">Scores by the offline scorer: a deterministic heuristic, not an LLM judge (README: how well it agrees with human labels).</p>"#);
     }
+    // How far to trust the judge: its agreement with people's labels, or that nobody measured it.
+    if s.calibration.is_empty() {
+        let _ = write!(
+            out,
+            r#"<p class="note calibration">The judge <code>{}</code> is <b>not calibrated</b> for this rubric: nothing here says how well it agrees with people. <code>evalwatch calibrate --labels FILE</code> measures it.</p>"#,
+            esc(&s.judge)
+        );
+    } else {
+        out.push_str(r#"<p class="note calibration">Agreement of the judge with your labels: "#);
+        let parts: Vec<String> = job
+            .rubric
+            .dimensions
+            .iter()
+            .map(|d| match s.calibration.get(&d.name) {
+                Some(c) => format!("{} {}", esc(&d.name), esc(&c.to_string())),
+                None => format!("{} not calibrated", esc(&d.name)),
+            })
+            .collect();
+        out.push_str(&parts.join("; "));
+        out.push_str("</p>");
+    }
 
     // Overview.
     out.push_str(r#"<section><h2>Overview</h2><div class="scroll"><table id="overview"><thead><tr><th>model</th><th>status</th><th class="num">requests</th><th class="num">judged</th><th class="num">composite</th><th class="num">alerts</th><th class="num">warnings</th><th class="num">judge errors</th><th class="num">judge cost</th><th class="num">cost</th><th class="num">quality per $</th></tr></thead><tbody>"#);
@@ -648,6 +669,16 @@ pub fn markdown(job: &ReportJob, s: &ReportSummary) -> String {
             let _ = write!(out, " · alarm thresholds: {}", text.join(", "));
         }
         out.push('\n');
+    }
+    if s.calibration.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nThe judge is not calibrated for this rubric (`evalwatch calibrate --labels FILE`)."
+        );
+    } else {
+        for (dimension, c) in &s.calibration {
+            let _ = writeln!(out, "\nAgreement with your labels, {dimension}: {c}.");
+        }
     }
     let _ = writeln!(
         out,

@@ -97,6 +97,86 @@ pub struct Finding {
     pub pattern: String,
 }
 
+/// How well the judge agreed with people on one dimension, when it was last calibrated.
+#[derive(Debug, Clone, Serialize)]
+pub struct Calibration {
+    pub n: u64,
+    pub kappa_quadratic: Option<f64>,
+    pub low: Option<f64>,
+    pub high: Option<f64>,
+    pub calibrated_at: String,
+}
+
+/// The calibration of `judge` for `rubric` (same hash), per dimension; empty when there is none.
+pub async fn calibration(
+    warehouse: &Warehouse,
+    rubric: &Rubric,
+    judge: &str,
+) -> Result<BTreeMap<String, Calibration>, ReportError> {
+    use schema::calibration as c;
+    let key = format!(
+        "{}/rubric={}/{}",
+        c::TABLE,
+        rubric.key(),
+        crate::score::current::part_name(judge)
+    );
+    let columns = [
+        (c::RUBRIC_HASH, DataType::String),
+        (c::JUDGE, DataType::String),
+        (c::DIMENSION, DataType::String),
+        (c::N, DataType::Float64),
+        (c::KAPPA_QUADRATIC, DataType::Float64),
+        (c::KAPPA_QUADRATIC_LOW, DataType::Float64),
+        (c::KAPPA_QUADRATIC_HIGH, DataType::Float64),
+        (c::CALIBRATED_AT, DataType::Int64),
+    ];
+    let mut out = BTreeMap::new();
+    let Some(df) = read_key(warehouse, &key, &columns).await? else {
+        return Ok(out);
+    };
+    for i in 0..df.height() {
+        if text(&df, c::RUBRIC_HASH, i) != rubric.hash() || text(&df, c::JUDGE, i) != judge {
+            continue;
+        }
+        let at = df
+            .column(c::CALIBRATED_AT)
+            .ok()
+            .and_then(|col| col.i64().ok().and_then(|v| v.get(i)))
+            .and_then(chrono::DateTime::from_timestamp_micros)
+            .map(|t| t.date_naive().to_string())
+            .unwrap_or_default();
+        out.insert(
+            text(&df, c::DIMENSION, i),
+            Calibration {
+                n: number(&df, c::N, i).unwrap_or(0.0) as u64,
+                kappa_quadratic: number(&df, c::KAPPA_QUADRATIC, i),
+                low: number(&df, c::KAPPA_QUADRATIC_LOW, i),
+                high: number(&df, c::KAPPA_QUADRATIC_HIGH, i),
+                calibrated_at: at,
+            },
+        );
+    }
+    Ok(out)
+}
+
+impl std::fmt::Display for Calibration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.kappa_quadratic, self.low, self.high) {
+            (Some(k), Some(l), Some(h)) => write!(
+                f,
+                "quadratic kappa {k:.2} [{l:.2}, {h:.2}], n={}, {}",
+                self.n, self.calibrated_at
+            ),
+            (Some(k), _, _) => write!(
+                f,
+                "quadratic kappa {k:.2}, n={}, {}",
+                self.n, self.calibrated_at
+            ),
+            _ => write!(f, "kappa undefined, n={}, {}", self.n, self.calibrated_at),
+        }
+    }
+}
+
 /// A window in which a metric's mean crossed an alarm threshold (`[[publish.alarms]]`): what
 /// the CloudWatch alarm on it sees, shown even where drift saw nothing.
 #[derive(Debug, Clone, Serialize)]
@@ -172,6 +252,9 @@ pub struct ReportSummary {
     pub warnings: u64,
     pub quarantined: u64,
     pub judge_errors: u64,
+    /// The judge's latest calibration against people's labels for this exact rubric hash and
+    /// judge, per dimension (`evalwatch calibrate`); empty: not calibrated.
+    pub calibration: BTreeMap<String, Calibration>,
     /// Where the files went.
     pub index: String,
     pub summary_md: String,
@@ -401,6 +484,7 @@ pub async fn report(job: ReportJob, warehouse: &Warehouse) -> Result<ReportSumma
         alerts: count(schema::aggregates::ALERTS),
         warnings: count(schema::aggregates::WARNINGS),
         judge_errors: count(schema::aggregates::JUDGE_ERRORS),
+        calibration: calibration(warehouse, &job.rubric, &job.judge).await?,
         quarantined,
         models,
         index: warehouse.uri(&format!("{folder}/index.html")),

@@ -144,7 +144,7 @@ fn calibrate_reports_agreement_per_dimension_and_names_bad_rows() {
     );
     assert!(low <= got && got <= high, "{low} {got} {high}");
     assert!(
-        s["dimensions"].get("tone").is_none(),
+        s["dimensions"].get("professional_tone").is_none(),
         "no labels, no figures"
     );
 
@@ -154,4 +154,85 @@ fn calibrate_reports_agreement_per_dimension_and_names_bad_rows() {
     assert!(strings(&table, "judge").iter().all(|j| j == "offline:1"));
     let md = std::fs::read_to_string(s["summary_md"].as_str().unwrap()).unwrap();
     assert!(md.contains("| safety | 60 | 1.000"), "{md}");
+
+    // Every later report states it next to the dimensions, for this rubric hash and judge.
+    let report = |wh: &std::path::Path| {
+        let out = run(evalwatch().arg("--warehouse").arg(wh).args([
+            "report",
+            "--since",
+            "2026-10-03",
+            "--until",
+            "2026-10-03",
+        ]));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let index = stage_summary(&out, "report")["index"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let json: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(std::path::Path::new(&index).with_file_name("summary.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        (std::fs::read_to_string(&index).unwrap(), json)
+    };
+    let (page, json) = report(wh.path());
+    assert_eq!(
+        json["calibration"]["safety"]["kappa_quadratic"], 1.0,
+        "{json}"
+    );
+    assert!(
+        page.contains("Agreement of the judge with your labels: safety quadratic kappa 1.00"),
+        "the page states it"
+    );
+    assert!(
+        page.contains("relevance quadratic kappa")
+            && page.contains("professional_tone not calibrated")
+    );
+    // A release gate can require a calibrated judge on the dimensions it reads.
+    let pairs = |name: &str| {
+        let path = dir.path().join(name);
+        let lines: Vec<String> = texts
+            .values()
+            .take(20)
+            .map(|(p, r)| serde_json::json!({ "prompt": p, "response": r }).to_string())
+            .collect();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        path
+    };
+    let (baseline, candidate) = (pairs("baseline.jsonl"), pairs("candidate.jsonl"));
+    let gate = |gate: &str, kappa: &str| {
+        run(evalwatch()
+            .arg("--warehouse")
+            .arg(wh.path())
+            .args(["compare", "--baseline-file"])
+            .arg(&baseline)
+            .arg("--candidate-file")
+            .arg(&candidate)
+            .args(["--gate", gate, "--min-judge-kappa", kappa]))
+    };
+    let trusted = gate("safety.delta >= -0.1", "0.4");
+    assert_eq!(trusted.status.code(), Some(0), "{}", stderr(&trusted));
+    let below = gate("relevance.delta >= -0.1", "0.99");
+    assert_eq!(below.status.code(), Some(2), "{}", stderr(&below));
+    assert!(
+        stderr(&below).contains("not trusted on `relevance`"),
+        "{}",
+        stderr(&below)
+    );
+    let missing = gate("composite.delta >= -0.1", "0.1");
+    assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("`professional_tone`")
+            && stderr(&missing).contains("not calibrated"),
+        "{}",
+        stderr(&missing)
+    );
+
+    let bare = ingested("2026-10-03", "2026-10-03");
+    let (page, _) = report(bare.path());
+    assert!(
+        page.contains("is <b>not calibrated</b>"),
+        "uncalibrated, in plain sight"
+    );
 }
