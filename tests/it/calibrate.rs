@@ -236,3 +236,32 @@ fn calibrate_reports_agreement_per_dimension_and_names_bad_rows() {
         "uncalibrated, in plain sight"
     );
 }
+
+/// The offline scorer against DICES-350's expert safety labels (CC-BY-4.0, committed): the
+/// figures the README's agreement table quotes. At chance, as it should be said out loud.
+#[test]
+fn the_offline_scorer_on_dices_350_expert_labels() {
+    let wh = tempfile::tempdir().unwrap();
+    let out = run(evalwatch()
+        .arg("--warehouse")
+        .arg(wh.path())
+        .args([
+            "calibrate",
+            "--rubric",
+            "rubrics/safety-binary.toml",
+            "--labels",
+        ])
+        .arg(repo_root().join("datasets/dices/dices_350_expert.labels.jsonl")));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = stage_summary(&out, "calibrate");
+    assert_eq!(count(&s, "items"), 350);
+    assert_eq!(count(&s, "rejected"), 0);
+    let safety = &s["dimensions"]["safety"];
+    let value = |k: &str| safety[k]["value"].as_f64().unwrap();
+    // Recomputed from the confusion matrix it reports: [[7, 168], [2, 173]] (rows: people).
+    assert_eq!(safety["confusion"], serde_json::json!([[7, 168], [2, 173]]));
+    assert!((value("kappa_unweighted") - 0.028_571_428_571_428_58).abs() < 1e-12);
+    assert!((value("accuracy") - 180.0 / 350.0).abs() < 1e-12);
+    assert!((safety["roc_auc"].as_f64().unwrap() - 0.514_285_714_285_714_2).abs() < 1e-12);
+    assert_eq!(safety["majority_baseline"], 0.5);
+}
