@@ -129,6 +129,9 @@ struct StubArgs {
     /// Seed of the fault draws.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Share of pointwise levels moved one level at random, per answer (a noisy judge).
+    #[arg(long, default_value_t = 0.0)]
+    noise: f64,
     /// Stop after this many seconds (default: run until interrupted).
     #[arg(long)]
     exit_after: Option<f64>,
@@ -362,6 +365,10 @@ struct CalibrateArgs {
     /// `offline`, `bedrock:<model-id>` or `openai:<model>@<url>`; overrides `[judge]`.
     #[arg(long)]
     judge: Option<String>,
+    /// Ask the judge N times per item (each pass with its own cache, so the cache does not
+    /// answer) and report its test-retest kappa: the judge's own noise.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    repeat: u32,
 }
 
 #[derive(Args)]
@@ -801,6 +808,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 budget_usd: ctx.config.budget_usd,
                 compression: ctx.config.compression,
                 progress: ctx.progress,
+                repeat: args.repeat,
             };
             let work = async {
                 evalwatch::calibrate::calibrate(job, &ctx.warehouse, &ctx.aws)
@@ -1073,6 +1081,7 @@ async fn judge_stub(args: &StubArgs) -> anyhow::Result<u8> {
         seed: args.seed,
         prefer_first: args.prefer_first,
         verdicts: None,
+        noise: args.noise,
     });
     let (addr, _task) = stub
         .start(&args.listen)

@@ -69,6 +69,8 @@ pub struct CalibrateJob {
     pub budget_usd: Option<f64>,
     pub compression: Compression,
     pub progress: ProgressMode,
+    /// Passes of the judge over the items (1: no test-retest figure).
+    pub repeat: u32,
 }
 
 /// A figure with its bootstrap 95% interval.
@@ -97,6 +99,9 @@ pub struct DimensionFigures {
     pub roc_auc: Option<f64>,
     /// The raters' own agreement (Krippendorff's alpha, ordinal) where items have several.
     pub raters_alpha: Option<f64>,
+    /// With `--repeat`: the quadratic kappa of the judge's first pass against each later one
+    /// (pairs pooled): its own noise.
+    pub test_retest_kappa: Option<Estimate>,
     /// The scale's levels, and the confusion matrix over them (rows: reference, columns: judge).
     pub levels: Vec<i64>,
     pub confusion: Vec<Vec<u64>>,
@@ -270,6 +275,7 @@ fn figures(pairs: &[(i64, i64)], levels: &[i64], binary: bool) -> DimensionFigur
             })
             .flatten(),
         raters_alpha: None,
+        test_retest_kappa: None,
         levels: levels.to_vec(),
         confusion: agreement::confusion(&reference, &judged, levels),
     }
@@ -343,7 +349,7 @@ pub async fn calibrate(
     let today = Utc::now().date_naive();
     let n = items.len();
     let keys: Vec<String> = items.keys().cloned().collect();
-    let mut df = DataFrame::new(
+    let df = DataFrame::new(
         n,
         vec![
             Column::new(schema::captures::REQUEST_ID.into(), keys.clone()),
@@ -367,70 +373,34 @@ pub async fn calibrate(
         what: "the labelled items".into(),
         message: e.to_string(),
     })?;
-    scratch
-        .put(
-            &format!("captures/model=labelled/date={today}/part-{id}.parquet"),
-            std::mem::take(&mut df),
-        )
-        .await?;
-    let scored = score(
-        ScoreJob {
-            rubric: job.rubric.clone(),
-            window: None,
-            model: None,
-            compression: job.compression,
-            judge: job.judge.clone(),
-            sampling: Sampling::all(),
-            budget_usd: job.budget_usd,
-            limit: None,
-            dry_run: false,
-            progress: job.progress,
-            shutdown: crate::shutdown::Shutdown::new(),
-        },
+    let (scored, judged, failed) = judge_items(
+        &job,
         &scratch,
+        &df,
+        &format!("{today}/part-{id}"),
+        &judge_id,
         aws,
     )
     .await?;
-
-    // The judge's levels: (item, dimension) -> level, for `ok` rows.
-    let mut judged: BTreeMap<(String, String), i64> = BTreeMap::new();
-    let mut failed: BTreeSet<String> = BTreeSet::new();
-    let keys_scored = scratch.list(&format!("{}/", schema::scores::TABLE)).await?;
-    let columns = [
-        (schema::scores::REQUEST_ID, DataType::String),
-        (schema::scores::DIMENSION, DataType::String),
-        (schema::scores::LABEL, DataType::String),
-        (schema::scores::STATUS, DataType::String),
-    ];
-    for key in crate::score::current::current_parts(&scratch, &keys_scored, &judge_id).await? {
-        let Some(df) = read_key(&scratch, &key, &columns).await? else {
-            continue;
-        };
-        let col = |n: &str| df.column(n).ok().and_then(|c| c.str().ok().cloned());
-        let (Some(ids), Some(dims), Some(levels), Some(status)) = (
-            col(schema::scores::REQUEST_ID),
-            col(schema::scores::DIMENSION),
-            col(schema::scores::LABEL),
-            col(schema::scores::STATUS),
-        ) else {
-            continue;
-        };
-        for i in 0..df.height() {
-            let (Some(id), Some(dim)) = (ids.get(i), dims.get(i)) else {
-                continue;
-            };
-            match (
-                status.get(i),
-                levels.get(i).and_then(|l| l.parse::<i64>().ok()),
-            ) {
-                (Some(schema::status::OK), Some(level)) => {
-                    judged.insert((id.to_string(), dim.to_string()), level);
-                }
-                _ => {
-                    failed.insert(id.to_string());
-                }
-            }
+    let mut calls = scored.calls;
+    // Further passes, each in its own scratch warehouse (its own cache: the judge is asked again).
+    let mut retests: Vec<BTreeMap<(String, String), i64>> = Vec::new();
+    for pass in 1..job.repeat {
+        let again = scratch.sub(&format!("repeat-{pass}"));
+        for key in again.list(&format!("{}/", schema::scores::TABLE)).await? {
+            again.delete(&key).await?;
         }
+        let (scored, levels, _) = judge_items(
+            &job,
+            &again,
+            &df,
+            &format!("{today}/part-{id}"),
+            &judge_id,
+            aws,
+        )
+        .await?;
+        calls += scored.calls;
+        retests.push(levels);
     }
 
     // The figures, per dimension.
@@ -469,6 +439,23 @@ pub async fn calibrate(
         f.raters_alpha = (!by_rater.is_empty())
             .then(|| agreement::krippendorff_alpha_ordinal(&by_rater))
             .flatten();
+        if !retests.is_empty() {
+            let retest: Vec<(i64, i64)> = retests
+                .iter()
+                .flat_map(|pass| {
+                    judged
+                        .iter()
+                        .filter(|((_, dim), _)| *dim == d.name)
+                        .filter_map(|(key, first)| pass.get(key).map(|again| (*first, *again)))
+                })
+                .collect();
+            let all: Vec<usize> = (0..retest.len()).collect();
+            let kappa = |idx: &[usize]| {
+                let (a, b): (Vec<i64>, Vec<i64>) = idx.iter().map(|&i| retest[i]).unzip();
+                agreement::cohen_kappa(&a, &b, Some(&levels), Weights::Quadratic)
+            };
+            f.test_retest_kappa = Some(estimate(retest.len(), kappa, &all));
+        }
         dimensions.insert(d.name.clone(), f);
     }
 
@@ -490,7 +477,7 @@ pub async fn calibrate(
         rejected: rejected.len(),
         rejected_examples: rejected.iter().take(20).cloned().collect(),
         judge_failed: failed.len(),
-        judge_calls: scored.calls,
+        judge_calls: calls,
         judge_cost_usd: scored.cost_usd,
         dimensions,
         table_part: warehouse.uri(&table_key),
@@ -510,6 +497,91 @@ pub async fn calibrate(
     summary.rejected_examples.truncate(20);
     Ok(summary)
 }
+
+/// The judge's levels of one pass: the items (`captures`, Parquet bytes) written into `scratch`,
+/// judged through the score stage, and the `ok` levels read back per (item, dimension); also the
+/// items whose judgment failed.
+async fn judge_items(
+    job: &CalibrateJob,
+    scratch: &Warehouse,
+    captures: &[u8],
+    part: &str,
+    judge_id: &str,
+    aws: &AwsClients,
+) -> Result<JudgedPass, CalibrateError> {
+    let (date, name) = part.split_once('/').unwrap_or(("1970-01-01", "part"));
+    scratch
+        .put(
+            &format!("captures/model=labelled/date={date}/{name}.parquet"),
+            captures.to_vec(),
+        )
+        .await?;
+    let scored = score(
+        ScoreJob {
+            rubric: job.rubric.clone(),
+            window: None,
+            model: None,
+            compression: job.compression,
+            judge: job.judge.clone(),
+            sampling: Sampling::all(),
+            budget_usd: job.budget_usd,
+            limit: None,
+            dry_run: false,
+            progress: job.progress,
+            shutdown: crate::shutdown::Shutdown::new(),
+        },
+        scratch,
+        aws,
+    )
+    .await?;
+    let mut judged: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut failed: BTreeSet<String> = BTreeSet::new();
+    let keys = scratch.list(&format!("{}/", schema::scores::TABLE)).await?;
+    let columns = [
+        (schema::scores::REQUEST_ID, DataType::String),
+        (schema::scores::DIMENSION, DataType::String),
+        (schema::scores::LABEL, DataType::String),
+        (schema::scores::STATUS, DataType::String),
+    ];
+    for key in crate::score::current::current_parts(scratch, &keys, judge_id).await? {
+        let Some(df) = read_key(scratch, &key, &columns).await? else {
+            continue;
+        };
+        let col = |n: &str| df.column(n).ok().and_then(|c| c.str().ok().cloned());
+        let (Some(ids), Some(dims), Some(levels), Some(status)) = (
+            col(schema::scores::REQUEST_ID),
+            col(schema::scores::DIMENSION),
+            col(schema::scores::LABEL),
+            col(schema::scores::STATUS),
+        ) else {
+            continue;
+        };
+        for i in 0..df.height() {
+            let (Some(id), Some(dim)) = (ids.get(i), dims.get(i)) else {
+                continue;
+            };
+            match (
+                status.get(i),
+                levels.get(i).and_then(|l| l.parse::<i64>().ok()),
+            ) {
+                (Some(schema::status::OK), Some(level)) => {
+                    judged.insert((id.to_string(), dim.to_string()), level);
+                }
+                _ => {
+                    failed.insert(id.to_string());
+                }
+            }
+        }
+    }
+    Ok((scored, judged, failed))
+}
+
+/// What one pass of the judge gave: its summary, the `ok` levels, the failed items.
+type JudgedPass = (
+    crate::score::ScoreSummary,
+    BTreeMap<(String, String), i64>,
+    BTreeSet<String>,
+);
 
 /// The `calibration` table's rows of a calibration: one per dimension.
 fn calibration_part(
@@ -616,6 +688,14 @@ pub fn markdown(s: &CalibrateSummary) -> String {
             opt(d.majority_baseline),
             opt(d.raters_alpha),
         ));
+    }
+    for (name, d) in &s.dimensions {
+        if let Some(t) = &d.test_retest_kappa {
+            out.push_str(&format!(
+                "\nTest-retest, {name}: quadratic kappa of the judge against itself {}.\n",
+                fmt(t)
+            ));
+        }
     }
     out.push_str(&format!(
         "\n{} rows left out, {} items whose judgment failed.\n",

@@ -44,6 +44,9 @@ pub struct StubConfig {
     /// Pairwise judgments: scripted levels by [`verdict_key`] of (prompt, reply A, reply B), e.g.
     /// a recorded judge's verdicts; a pair without one is a tie.
     pub verdicts: Option<std::sync::Arc<std::collections::HashMap<String, u32>>>,
+    /// Share of pointwise levels moved one level up or down at random (seeded; drawn per answer,
+    /// so asking again can answer otherwise): a judge with noise of its own.
+    pub noise: f64,
 }
 
 /// The key of a scripted pairwise verdict: the prompt and the two replies in the order shown.
@@ -63,6 +66,7 @@ impl Default for StubConfig {
             seed: 1,
             prefer_first: false,
             verdicts: None,
+            noise: 0.0,
         }
     }
 }
@@ -295,7 +299,12 @@ impl Stub {
             }
             Value::Object(map)
         } else {
-            scores(&schema, &prompt, &response)
+            let mut levels = scores(&schema, &prompt, &response);
+            if self.config.noise > 0.0 {
+                let mut book = self.book();
+                add_noise(&mut levels, &schema, self.config.noise, &mut book.rng);
+            }
+            levels
         };
         let mut text_only = None;
         if response.contains("[stub:malformed]")
@@ -463,6 +472,33 @@ fn scores(schema: &Value, prompt: &str, response: &str) -> Value {
         );
     }
     Value::Object(out)
+}
+
+/// Moves a `share` of the levels in `answer` one level up or down (within the scale).
+fn add_noise(answer: &mut Value, schema: &Value, share: f64, rng: &mut u64) {
+    let Some(map) = answer.as_object_mut() else {
+        return;
+    };
+    for (name, judgment) in map.iter_mut() {
+        let levels: Vec<u64> = schema["properties"][name]["properties"]["score"]["enum"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default();
+        let (Some(&low), Some(&high), Some(level)) =
+            (levels.first(), levels.last(), judgment["score"].as_u64())
+        else {
+            continue;
+        };
+        if next_random(rng) >= share {
+            continue;
+        }
+        let moved = if (next_random(rng) < 0.5 && level > low) || level == high {
+            level - 1
+        } else {
+            level + 1
+        };
+        judgment["score"] = json!(moved);
+    }
 }
 
 /// The text between two markers, with the tag escaping of the protocol undone.

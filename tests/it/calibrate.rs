@@ -265,3 +265,71 @@ fn the_offline_scorer_on_dices_350_expert_labels() {
     assert!((safety["roc_auc"].as_f64().unwrap() - 0.514_285_714_285_714_2).abs() < 1e-12);
     assert_eq!(safety["majority_baseline"], 0.5);
 }
+
+/// `--repeat`: the judge asked again on every item (its own cache per pass); a judge with noise
+/// of its own shows it as a test-retest kappa under 1, a deterministic one at exactly 1.
+#[test]
+fn repeat_measures_the_judges_own_noise() {
+    let wh = ingested("2026-10-03", "2026-10-03");
+    let (levels, texts) = offline_levels(wh.path());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("labels.jsonl");
+    let lines: Vec<String> = texts
+        .keys()
+        .take(80)
+        .map(|id| {
+            serde_json::json!({
+                "request_id": id,
+                "dimension": "safety",
+                "label": levels[&(id.clone(), "safety".to_string())],
+            })
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let calibrate = |server: &JudgeServer| {
+        let config = dir.path().join("judge.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[score]\nrubric = \"{}\"\n[judge]\nkind = \"openai\"\nmodel = \"m\"\nurl = \"{}/v1\"\n\
+                 requests-per-minute = 600000\ntokens-per-minute = 1000000000\n",
+                repo_root().join("rubrics/quality.toml").display(),
+                server.url
+            ),
+        )
+        .unwrap();
+        let out = run(evalwatch()
+            .arg("--config")
+            .arg(&config)
+            .arg("--warehouse")
+            .arg(wh.path())
+            .args(["calibrate", "--repeat", "3", "--labels"])
+            .arg(&file));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stage_summary(&out, "calibrate")
+    };
+    let steady = judge_server(StubConfig::default());
+    let s = calibrate(&steady);
+    assert_eq!(count(&s, "judge_calls"), 3 * 80, "every pass asks: {s}");
+    let retest = &s["dimensions"]["safety"]["test_retest_kappa"];
+    assert_eq!(retest["value"], 1.0, "{s}");
+    assert_eq!(s["dimensions"]["safety"]["kappa_quadratic"]["value"], 1.0);
+    let noisy = judge_server(StubConfig {
+        noise: 0.4,
+        seed: 7,
+        ..StubConfig::default()
+    });
+    let s = calibrate(&noisy);
+    let retest = s["dimensions"]["safety"]["test_retest_kappa"]["value"]
+        .as_f64()
+        .unwrap();
+    assert!(retest < 0.95 && retest > 0.0, "{s}");
+    let kappa = s["dimensions"]["safety"]["kappa_quadratic"]["value"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        kappa < 1.0,
+        "noise costs agreement with people too: {kappa}"
+    );
+}
