@@ -3,18 +3,22 @@
 independently: scipy.stats.wilcoxon (its defaults: zeros dropped, two-sided, no continuity
 correction, exact when n <= 50 without ties or zeros, an exhaustive sign-flip permutation test
 when n <= 13 with them, else the tie-corrected normal approximation), the Wilson score interval
-by its formula, and a paired percentile bootstrap of the mean difference with the documented
-generator (splitmix64, index = ((x >> 11) * n) >> 53, numpy's linear-interpolated quantiles).
+by statsmodels' `proportion_confint(method="wilson")`, and a paired percentile bootstrap of the
+mean difference with the documented generator (splitmix64, index = ((x >> 11) * n) >> 53,
+numpy's linear-interpolated quantiles; no library has this generator, so the bootstrap is the
+one reference written out here).
 
     target/bench-venv/bin/python scripts/paired_reference.py > tests/data/paired_reference.json
 
-(any venv with scipy and numpy: `python3 -m venv V && V/bin/pip install scipy numpy`).
+(any venv with scipy, numpy and statsmodels:
+`python3 -m venv V && V/bin/pip install scipy numpy statsmodels`).
 """
 import json
 import sys
 
 import numpy as np
 from scipy import stats
+from statsmodels.stats.proportion import proportion_confint
 
 MASK = (1 << 64) - 1
 
@@ -41,11 +45,8 @@ def paired_bootstrap(diffs, resamples, seed, level=0.95):
     return float(np.mean(diffs)), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
-def wilson(k, n, z=1.959963984540054):
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return centre - half, centre + half
+def wilson(k, n):
+    return proportion_confint(k, n, alpha=0.05, method="wilson")
 
 
 def rounded(a):

@@ -41,6 +41,8 @@ def proportions(values, edges):
     return counts / counts.sum()
 
 
+# PSI has no implementation in scipy, scikit-learn or statsmodels (it is a credit-scoring
+# convention, sum((c - b) * ln(c / b)) over bins): this is the one statistic written out here.
 def psi(b, c):
     b = np.where(b == 0, EPS, b)
     c = np.where(c == 0, EPS, c)
