@@ -280,6 +280,11 @@ pub struct RawJudge {
     /// Seconds judge calls in flight get to finish after SIGTERM/SIGINT before they are
     /// abandoned (their captures are judged next run). Default: 20.
     pub shutdown_grace_seconds: Option<f64>,
+    /// `kind = "jury"` (or `--judge jury`): the members, each as `--judge` writes one
+    /// (`bedrock:<model-id>`, `openai:<model>@<url>`, `offline`); the pacing settings are shared.
+    pub jury: Option<Vec<String>>,
+    /// How the members' levels become the jury's: `mean` (default), `median` or `majority`.
+    pub jury_aggregate: Option<String>,
     /// USD per million input tokens (your price list; no price lives in code). Required for a budget.
     pub input_usd_per_million_tokens: Option<f64>,
     /// USD per million output tokens.
@@ -545,6 +550,29 @@ pub enum JudgeKind {
     Offline,
     Bedrock,
     OpenAi,
+    /// Several judges (`judge.jury`), their levels combined (`judge.jury-aggregate`).
+    Jury,
+}
+
+/// How a jury's levels become one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JuryAggregate {
+    /// The mean of the members' normalised scores (the level shown: the nearest one).
+    Mean,
+    /// The lower median of the members' levels.
+    Median,
+    /// The most common level, a tie going to the lower one.
+    Majority,
+}
+
+impl JuryAggregate {
+    pub fn name(self) -> &'static str {
+        match self {
+            JuryAggregate::Mean => "mean",
+            JuryAggregate::Median => "median",
+            JuryAggregate::Majority => "majority",
+        }
+    }
 }
 
 /// Token prices of a judge model.
@@ -582,12 +610,19 @@ pub struct JudgeSettings {
     pub max_error_share: f64,
     pub shutdown_grace: std::time::Duration,
     pub prices: Option<Prices>,
+    /// A jury's members (`--judge` syntax) and how their levels combine.
+    pub jury: Vec<String>,
+    pub jury_aggregate: JuryAggregate,
 }
 
 impl JudgeSettings {
     /// Applies `--judge offline|bedrock:<model-id>|openai:<model>@<url>` over the config.
     pub fn override_with(&mut self, flag: &str) -> Result<(), String> {
         let flag = flag.trim();
+        if flag == "jury" {
+            self.kind = JudgeKind::Jury;
+            return check_judge(self).map_err(|(_, m)| m);
+        }
         if flag == "offline" {
             self.kind = JudgeKind::Offline;
             self.model = None;
@@ -612,11 +647,45 @@ impl JudgeSettings {
     }
 }
 
+impl JudgeSettings {
+    /// A jury member's settings: these ones (pacing, prices, timeouts) with the member's judge.
+    pub fn member(&self, flag: &str) -> Result<JudgeSettings, String> {
+        if flag.trim() == "jury" {
+            return Err("a jury cannot be a member of a jury".into());
+        }
+        let mut member = self.clone();
+        member.jury = Vec::new();
+        member.override_with(flag)?;
+        Ok(member)
+    }
+
+    /// The members' settings of a jury.
+    pub fn members(&self) -> Result<Vec<JudgeSettings>, String> {
+        self.jury.iter().map(|m| self.member(m)).collect()
+    }
+}
+
 /// The checks a judge setting must pass, shared by the config file and `--judge`.
 fn check_judge(judge: &JudgeSettings) -> Result<(), (&'static str, String)> {
     let model = judge.model.as_deref().map(str::trim);
     match judge.kind {
         JudgeKind::Offline => Ok(()),
+        JudgeKind::Jury => {
+            if judge.jury.len() < 2 {
+                return Err((
+                    "judge.jury",
+                    "a jury needs two members or more, e.g. [\"bedrock:<model-id>\", \"openai:<model>@<url>\"]".into(),
+                ));
+            }
+            let members = judge.members().map_err(|m| ("judge.jury", m))?;
+            let mut ids: Vec<String> = members.iter().map(crate::judge::id_of).collect();
+            ids.sort();
+            ids.dedup();
+            if ids.len() < members.len() {
+                return Err(("judge.jury", "names one member twice".into()));
+            }
+            Ok(())
+        }
         JudgeKind::Bedrock | JudgeKind::OpenAi => {
             let Some(model) = model.filter(|m| !m.is_empty()) else {
                 return Err(("judge.model", "is required for an LLM judge".into()));
@@ -658,7 +727,7 @@ pub fn is_pinned(kind: JudgeKind, model: &str) -> bool {
         return false;
     }
     match kind {
-        JudgeKind::Offline | JudgeKind::OpenAi => true,
+        JudgeKind::Offline | JudgeKind::OpenAi | JudgeKind::Jury => true,
         JudgeKind::Bedrock => {
             if lower.starts_with("arn:") && !lower.contains(":foundation-model/") {
                 return true;
@@ -1328,10 +1397,11 @@ fn validate_judge(raw: RawJudge) -> Result<JudgeSettings, (&'static str, String)
         None | Some("offline") => JudgeKind::Offline,
         Some("bedrock") => JudgeKind::Bedrock,
         Some("openai") => JudgeKind::OpenAi,
+        Some("jury") => JudgeKind::Jury,
         Some(other) => {
             return Err((
                 "judge.kind",
-                format!("`{other}` is not one of `offline`, `bedrock`, `openai`"),
+                format!("`{other}` is not one of `offline`, `bedrock`, `openai`, `jury`"),
             ));
         }
     };
@@ -1399,6 +1469,18 @@ fn validate_judge(raw: RawJudge) -> Result<JudgeSettings, (&'static str, String)
         max_attempts,
         backoff_initial: std::time::Duration::from_millis(raw.backoff_initial_ms.unwrap_or(500)),
         backoff_max: std::time::Duration::from_millis(raw.backoff_max_ms.unwrap_or(20_000)),
+        jury: raw.jury.unwrap_or_default(),
+        jury_aggregate: match raw.jury_aggregate.as_deref() {
+            None | Some("mean") => JuryAggregate::Mean,
+            Some("median") => JuryAggregate::Median,
+            Some("majority") => JuryAggregate::Majority,
+            Some(other) => {
+                return Err((
+                    "judge.jury-aggregate",
+                    format!("`{other}` is not one of `mean`, `median`, `majority`"),
+                ));
+            }
+        },
         circuit_breaker,
         max_error_share,
         shutdown_grace: match raw.shutdown_grace_seconds {

@@ -108,6 +108,18 @@ pub fn id_of(settings: &JudgeSettings) -> String {
         JudgeKind::Offline => offline::judge_id(),
         JudgeKind::Bedrock => format!("bedrock:{model}"),
         JudgeKind::OpenAi => openai_id(&model, settings.url.as_deref().unwrap_or_default()),
+        JudgeKind::Jury => {
+            // The members' ids and the aggregate: another member or rule is another judge.
+            let mut ids: Vec<String> = settings
+                .members()
+                .unwrap_or_default()
+                .iter()
+                .map(id_of)
+                .collect();
+            ids.sort();
+            ids.push(settings.jury_aggregate.name().to_string());
+            format!("jury:{}", &sha256_hex(ids.join("\n").as_bytes())[..12])
+        }
     }
 }
 
@@ -160,6 +172,9 @@ impl Judge {
             JudgeKind::Offline => Judge::Offline,
             JudgeKind::Bedrock => {
                 Judge::Bedrock(bedrock::BedrockJudge::new(aws.bedrock().await, llm)?)
+            }
+            JudgeKind::Jury => {
+                return Err("a jury is judged member by member by the score stage".into());
             }
             JudgeKind::OpenAi => Judge::OpenAi(openai::OpenAiJudge::new(
                 settings.url.clone().unwrap_or_default(),

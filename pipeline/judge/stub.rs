@@ -474,7 +474,7 @@ fn scores(schema: &Value, prompt: &str, response: &str) -> Value {
     Value::Object(out)
 }
 
-/// Moves a `share` of the levels in `answer` one level up or down (within the scale).
+/// Moves a `share` of the levels in `answer` one level up or down (a move off the scale stays).
 fn add_noise(answer: &mut Value, schema: &Value, share: f64, rng: &mut u64) {
     let Some(map) = answer.as_object_mut() else {
         return;
@@ -492,12 +492,13 @@ fn add_noise(answer: &mut Value, schema: &Value, share: f64, rng: &mut u64) {
         if next_random(rng) >= share {
             continue;
         }
-        let moved = if (next_random(rng) < 0.5 && level > low) || level == high {
-            level - 1
+        // One level down or up with even odds; off the scale it stays (clipped noise).
+        let moved = if next_random(rng) < 0.5 {
+            level.checked_sub(1).filter(|l| *l >= low)
         } else {
-            level + 1
+            Some(level + 1).filter(|l| *l <= high)
         };
-        judgment["score"] = json!(moved);
+        judgment["score"] = json!(moved.unwrap_or(level));
     }
 }
 

@@ -15,6 +15,7 @@
 pub mod cache;
 pub mod current;
 pub mod engine;
+pub mod jury;
 mod progress;
 
 use std::collections::{BTreeMap, HashMap};
@@ -713,6 +714,9 @@ pub async fn score(
     warehouse: &Warehouse,
     aws: &AwsClients,
 ) -> Result<ScoreSummary, ScoreError> {
+    if job.judge.kind == crate::config::JudgeKind::Jury {
+        return jury::score_jury(job, warehouse, aws).await;
+    }
     let started = Instant::now();
     let judge = Judge::build(&job.judge, &job.rubric, aws)
         .await

@@ -333,3 +333,88 @@ fn repeat_measures_the_judges_own_noise() {
         "noise costs agreement with people too: {kappa}"
     );
 }
+
+/// A jury of three judges with independent noise agrees with people better than any of its
+/// members (the PoLL finding, here by construction), and is written as one judge.
+#[test]
+fn a_jury_of_noisy_judges_beats_each_member() {
+    let wh = ingested("2026-10-01", "2026-10-07");
+    let (levels, texts) = offline_levels(wh.path());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("labels.jsonl");
+    let lines: Vec<String> = texts
+        .keys()
+        .flat_map(|id| {
+            ["safety", "relevance"].map(|d| {
+                serde_json::json!({
+                    "request_id": id,
+                    "dimension": d,
+                    "label": levels[&(id.clone(), d.to_string())],
+                })
+                .to_string()
+            })
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let servers: Vec<JudgeServer> = (1..=3)
+        .map(|seed| {
+            judge_server(StubConfig {
+                noise: 0.5,
+                seed,
+                ..StubConfig::default()
+            })
+        })
+        .collect();
+    let members: Vec<String> = servers
+        .iter()
+        .map(|s| format!("openai:m@{}/v1", s.url))
+        .collect();
+    let config = dir.path().join("jury.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[score]\nrubric = \"{}\"\n[judge]\nkind = \"jury\"\njury = {:?}\n\
+             jury-aggregate = \"median\"\nrequests-per-minute = 600000\n\
+             tokens-per-minute = 1000000000\n",
+            repo_root().join("rubrics/quality.toml").display(),
+            members
+        ),
+    )
+    .unwrap();
+    let calibrate = |judge: &str| {
+        let out = run(evalwatch()
+            .arg("--config")
+            .arg(&config)
+            .arg("--warehouse")
+            .arg(wh.path())
+            .args(["calibrate", "--judge", judge, "--labels"])
+            .arg(&file));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stage_summary(&out, "calibrate")
+    };
+    let figure =
+        |s: &serde_json::Value, d: &str, f: &str| s["dimensions"][d][f]["value"].as_f64().unwrap();
+    let jury = calibrate("jury");
+    assert!(
+        jury["judge"].as_str().unwrap().starts_with("jury:"),
+        "{jury}"
+    );
+    assert_eq!(count(&jury, "judge_failed"), 0, "{jury}");
+    for member in &members {
+        let alone = calibrate(member);
+        // Relevance spreads over the scale: the kappa shows it. Safety sits mostly at its top
+        // level, where a kappa rests on a few items; there the share of exact agreement does.
+        for (d, f) in [
+            ("relevance", "kappa_quadratic"),
+            ("relevance", "accuracy"),
+            ("safety", "accuracy"),
+        ] {
+            assert!(
+                figure(&jury, d, f) > figure(&alone, d, f),
+                "{d} {f}: jury {} vs {member} {}",
+                figure(&jury, d, f),
+                figure(&alone, d, f)
+            );
+        }
+    }
+}
