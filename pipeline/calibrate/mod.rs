@@ -126,6 +126,9 @@ pub struct CalibrateSummary {
     pub judge_calls: u64,
     pub judge_cost_usd: Option<f64>,
     pub dimensions: BTreeMap<String, DimensionFigures>,
+    /// A jury's members, each against the same labels: member id -> dimension -> figures.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub members: BTreeMap<String, BTreeMap<String, DimensionFigures>>,
     /// Where the figures were written.
     pub table_part: String,
     pub summary_md: String,
@@ -281,6 +284,23 @@ fn figures(pairs: &[(i64, i64)], levels: &[i64], binary: bool) -> DimensionFigur
     }
 }
 
+/// (reference, judge) levels of one dimension: the raters' majority and the judge's level, for
+/// the items that have both.
+fn reference_pairs(
+    given: &BTreeMap<(String, String), Vec<RaterLabel>>,
+    judged: &BTreeMap<(String, String), i64>,
+    dimension: &str,
+) -> Vec<(i64, i64)> {
+    given
+        .iter()
+        .filter(|((_, d), _)| d == dimension)
+        .filter_map(|(key, labels)| {
+            let values: Vec<i64> = labels.iter().map(|(_, l)| *l).collect();
+            judged.get(key).map(|level| (majority(&values), *level))
+        })
+        .collect()
+}
+
 /// Runs a calibration.
 pub async fn calibrate(
     job: CalibrateJob,
@@ -405,18 +425,37 @@ pub async fn calibrate(
 
     // The figures, per dimension.
     let raters: BTreeSet<&str> = usable.iter().filter_map(|l| l.rater.as_deref()).collect();
+    // A jury: each member against the same labels too, so a user sees whether it beats them.
+    let mut members = BTreeMap::new();
+    if job.judge.kind == crate::config::JudgeKind::Jury {
+        for member in job.judge.members().map_err(|m| CalibrateError::Write {
+            what: "the jury's members".into(),
+            message: m,
+        })? {
+            let member_id = crate::judge::id_of(&member);
+            let (levels, _) = read_levels(&scratch, &member_id).await?;
+            let mut per_dimension = BTreeMap::new();
+            for d in &job.rubric.dimensions {
+                let pairs = reference_pairs(&given, &levels, &d.name);
+                if !pairs.is_empty() {
+                    let scale: Vec<i64> = d.scale.levels().into_iter().map(i64::from).collect();
+                    per_dimension.insert(
+                        d.name.clone(),
+                        figures(&pairs, &scale, d.scale == crate::rubric::Scale::Binary),
+                    );
+                }
+            }
+            members.insert(member_id, per_dimension);
+        }
+    }
     let mut dimensions = BTreeMap::new();
     for d in &job.rubric.dimensions {
         let levels: Vec<i64> = d.scale.levels().into_iter().map(i64::from).collect();
-        let mut pairs = Vec::new();
+        let pairs = reference_pairs(&given, &judged, &d.name);
         let mut by_rater: Vec<Vec<Option<i64>>> = Vec::new();
-        for ((item, dimension), labels) in &given {
+        for ((_, dimension), labels) in &given {
             if *dimension != d.name {
                 continue;
-            }
-            let values: Vec<i64> = labels.iter().map(|(_, l)| *l).collect();
-            if let Some(level) = judged.get(&(item.clone(), dimension.clone())) {
-                pairs.push((majority(&values), *level));
             }
             if labels.len() > 1 {
                 by_rater.push(
@@ -480,6 +519,7 @@ pub async fn calibrate(
         judge_calls: calls,
         judge_cost_usd: scored.cost_usd,
         dimensions,
+        members,
         table_part: warehouse.uri(&table_key),
         summary_md: scratch.uri("summary.md"),
     };
@@ -534,6 +574,13 @@ async fn judge_items(
         aws,
     )
     .await?;
+    let (judged, failed) = read_levels(scratch, judge_id).await?;
+    Ok((scored, judged, failed))
+}
+
+/// The `ok` levels of `judge` in `scratch` per (item, dimension), and the items whose judgment
+/// failed.
+async fn read_levels(scratch: &Warehouse, judge_id: &str) -> Result<Levels, CalibrateError> {
     let mut judged: BTreeMap<(String, String), i64> = BTreeMap::new();
     let mut failed: BTreeSet<String> = BTreeSet::new();
     let keys = scratch.list(&format!("{}/", schema::scores::TABLE)).await?;
@@ -573,8 +620,11 @@ async fn judge_items(
             }
         }
     }
-    Ok((scored, judged, failed))
+    Ok((judged, failed))
 }
+
+/// A pass's levels per (item, dimension), and the failed items.
+type Levels = (BTreeMap<(String, String), i64>, BTreeSet<String>);
 
 /// What one pass of the judge gave: its summary, the `ok` levels, the failed items.
 type JudgedPass = (
@@ -688,6 +738,16 @@ pub fn markdown(s: &CalibrateSummary) -> String {
             opt(d.majority_baseline),
             opt(d.raters_alpha),
         ));
+    }
+    for (member, dimensions) in &s.members {
+        for (name, d) in dimensions {
+            out.push_str(&format!(
+                "\nJury member {}, {name}: quadratic kappa {}, accuracy {}.\n",
+                md_code(member),
+                fmt(&d.kappa_quadratic),
+                fmt(&d.accuracy)
+            ));
+        }
     }
     for (name, d) in &s.dimensions {
         if let Some(t) = &d.test_retest_kappa {

@@ -400,8 +400,11 @@ fn a_jury_of_noisy_judges_beats_each_member() {
         "{jury}"
     );
     assert_eq!(count(&jury, "judge_failed"), 0, "{jury}");
+    // The jury's own members, on the judgments the jury combined: each is worse.
+    let reported = jury["members"].as_object().unwrap();
+    assert_eq!(reported.len(), 3, "{jury}");
     for member in &members {
-        let alone = calibrate(member);
+        let alone = &reported[member];
         // Relevance spreads over the scale: the kappa shows it. Safety sits mostly at its top
         // level, where a kappa rests on a few items; there the share of exact agreement does.
         for (d, f) in [
@@ -409,12 +412,16 @@ fn a_jury_of_noisy_judges_beats_each_member() {
             ("relevance", "accuracy"),
             ("safety", "accuracy"),
         ] {
+            let theirs = alone[d][f]["value"].as_f64().unwrap();
             assert!(
-                figure(&jury, d, f) > figure(&alone, d, f),
-                "{d} {f}: jury {} vs {member} {}",
+                figure(&jury, d, f) > theirs,
+                "{d} {f}: jury {} vs {member} {theirs}",
                 figure(&jury, d, f),
-                figure(&alone, d, f)
             );
         }
     }
+    // Calibrating a member alone gives its own figures, under its own id.
+    let alone = calibrate(&members[0]);
+    assert_eq!(alone["judge"], members[0].as_str());
+    assert!(alone.get("members").is_none());
 }
