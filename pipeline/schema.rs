@@ -97,6 +97,9 @@ table! {
         OUTPUT_TOKENS = "output_tokens",
         JUDGE_COST_USD = "judge_cost_usd",
         SCORED_AT = "scored_at",
+        /// A jury's rows: each member's level, `{"<member judge id>": level, ...}` (JSON); null
+        /// for a single judge.
+        MEMBER_LEVELS = "member_levels",
     }
 }
 
@@ -157,7 +160,8 @@ table! {
 
 table! {
     /// `aggregates/date=<d>/`: one row per model and window (the analyse stage). Per rubric
-    /// dimension it also has the columns of `crate::schema::dimensions`, after `SKIPPED_BUDGET`.
+    /// dimension it also has the columns of `crate::schema::dimensions` (mean, threshold, pass
+    /// rate, jury alpha), after `SKIPPED_BUDGET`.
     aggregates = "aggregates" {
         MODEL = "model",
         WINDOW_DAYS = "window_days",
@@ -190,6 +194,9 @@ table! {
         ALERTS = "alerts",
         /// Warning events: metrics with a test warning and none alerting.
         WARNINGS = "warnings",
+        /// A jury's captures whose members were two levels or more apart on a dimension (null
+        /// for a single judge).
+        JURY_DISAGREEMENTS = "jury_disagreements",
         RUBRIC = "rubric",
         JUDGE = "judge",
         ANALYSED_AT = "analysed_at",
@@ -238,10 +245,16 @@ pub mod dimensions {
     pub fn pass_rate(dimension: &str) -> String {
         format!("{dimension}_pass_rate")
     }
+
+    /// A jury's members' agreement on `dimension` (Krippendorff's alpha, ordinal).
+    pub fn jury_alpha(dimension: &str) -> String {
+        format!("{dimension}_jury_alpha")
+    }
 }
 
 pub use dimensions::{
-    mean as dimension_mean, pass_rate as dimension_pass_rate, threshold as dimension_threshold,
+    jury_alpha as dimension_jury_alpha, mean as dimension_mean, pass_rate as dimension_pass_rate,
+    threshold as dimension_threshold,
 };
 
 /// Checks that `df` has exactly `expected` columns, in order (the writers' tests).

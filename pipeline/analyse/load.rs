@@ -61,6 +61,10 @@ pub struct DayData {
     pub errors_5xx: Option<f64>,
     /// What the model's hardware cost that day; `None` without a cost entry or telemetry.
     pub cost_usd: Option<f64>,
+    /// A jury's scores: dimension -> per capture, each member's level (members in id order).
+    pub jury: BTreeMap<String, Vec<Vec<Option<i64>>>>,
+    /// A jury's captures whose members were two levels or more apart on some dimension.
+    pub jury_disagreements: u64,
 }
 
 /// (model, day) -> what happened.
@@ -187,6 +191,10 @@ impl DayData {
         self.invocations = add(self.invocations, other.invocations);
         self.errors_5xx = add(self.errors_5xx, other.errors_5xx);
         self.cost_usd = add(self.cost_usd, other.cost_usd);
+        for (dimension, units) in other.jury {
+            self.jury.entry(dimension).or_default().extend(units);
+        }
+        self.jury_disagreements += other.jury_disagreements;
     }
 }
 
@@ -198,6 +206,7 @@ const SCORE_COLUMNS: &[(&str, DataType)] = &[
     (schema::scores::JUDGE, DataType::String),
     (schema::scores::JUDGE_COST_USD, DataType::Float64),
     (schema::scores::JUDGE_LATENCY_MS, DataType::Float64),
+    (schema::scores::MEMBER_LEVELS, DataType::String),
 ];
 
 const CAPTURE_COLUMNS: &[(&str, DataType)] = &[
@@ -339,14 +348,21 @@ fn score_part(df: &DataFrame, rubric: &Rubric, judge: &str) -> PolarsResult<DayD
     let mut last: Option<(&str, usize)> = None;
     let mut day = DayData::default();
     let mut skipped_rows = 0u64;
+    // A jury's parts: each member's level per row (null for a single judge).
+    let members = df.column(schema::scores::MEMBER_LEVELS)?.str()?;
+    let jury_rows = members.null_count() < members.len();
+    let mut disagreeing: PlHashMap<&str, ()> = PlHashMap::new();
     let rows = ids
         .iter()
         .zip(dimensions.iter())
         .zip(scores.iter())
         .zip(costs.iter().zip(latencies.iter()))
         .zip(mine.iter())
-        .zip(ok.iter().zip(error.iter()).zip(skipped.iter()));
-    for (((((id, dimension), score), (cost, latency)), mine), ((ok, error), skipped)) in rows {
+        .zip(ok.iter().zip(error.iter()).zip(skipped.iter()))
+        .enumerate();
+    for (row, ((((id, dimension), score), (cost, latency)), mine), ((ok, error), skipped)) in
+        rows.map(|(i, (a, b))| (i, a, b))
+    {
         // Which rubric dimension the row holds (every mask advances on every row).
         let mut at = None;
         for (d, mask) in masks.iter_mut().enumerate() {
@@ -394,6 +410,23 @@ fn score_part(df: &DataFrame, rubric: &Rubric, judge: &str) -> PolarsResult<DayD
         let (Some(dimension), Some(score)) = (dimension, score) else {
             continue;
         };
+        if jury_rows
+            && let Some(levels) = members
+                .get(row)
+                .and_then(|m| serde_json::from_str::<BTreeMap<String, i64>>(m).ok())
+        {
+            let unit: Vec<Option<i64>> = levels.values().map(|l| Some(*l)).collect();
+            let (low, high) = (levels.values().min(), levels.values().max());
+            if let (Some(low), Some(high)) = (low, high)
+                && high - low >= 2
+            {
+                disagreeing.insert(id, ());
+            }
+            day.jury
+                .entry(dimension.to_string())
+                .or_default()
+                .push(unit);
+        }
         let at = match at {
             Some(at) => at,
             None => match columns.iter().position(|(name, _, _)| name == dimension) {
@@ -432,6 +465,7 @@ fn score_part(df: &DataFrame, rubric: &Rubric, judge: &str) -> PolarsResult<DayD
         .map(|c| c.composite)
         .collect();
     day.composite.sort_unstable_by(f64::total_cmp);
+    day.jury_disagreements = disagreeing.len() as u64;
     day.judge_latency_ms.sort_unstable_by(f64::total_cmp);
     // Sorted, as every value vector; per capture judged: 0 for each scored on every dimension,
     // then 1 for each with an error.

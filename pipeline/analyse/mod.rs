@@ -552,6 +552,10 @@ pub struct AggregateRow {
     pub judge_cost_usd: f64,
     pub alerts: u64,
     pub warnings: u64,
+    /// A jury's members' agreement per dimension (Krippendorff's alpha, ordinal), and its
+    /// captures with members two levels apart; empty / `None` for a single judge.
+    pub jury_alpha: BTreeMap<String, Option<f64>>,
+    pub jury_disagreements: Option<u64>,
     pub invocations: Option<f64>,
     pub errors_5xx: Option<f64>,
     pub model_latency_ms_mean: Option<f64>,
@@ -783,6 +787,17 @@ fn aggregate(day: &DayData, rows: &[DriftRow], _settings: &AnalyseSettings) -> A
         response_chars_mean: mean(&day.response_chars),
         refusal_rate: mean(&day.refusal),
         judge_cost_usd: day.judge_cost_usd,
+        jury_alpha: day
+            .jury
+            .iter()
+            .map(|(d, units)| {
+                (
+                    d.clone(),
+                    crate::agreement::krippendorff_alpha_ordinal(units),
+                )
+            })
+            .collect(),
+        jury_disagreements: (!day.jury.is_empty()).then_some(day.jury_disagreements),
         alerts: events(rows, "alert", None),
         warnings: events(rows, "warn", Some("alert")),
     }
@@ -947,6 +962,10 @@ fn aggregates_frame(
             schema::dimension_pass_rate(&name).into(),
             float(&|a| a.dimensions.get(&name).and_then(|d| d.1)),
         ));
+        columns.push(Column::new(
+            schema::dimension_jury_alpha(&name).into(),
+            float(&|a| a.jury_alpha.get(&name).copied().flatten()),
+        ));
     }
     columns.extend([
         Column::new(
@@ -1028,6 +1047,12 @@ fn aggregates_frame(
         ),
         Column::new(schema::aggregates::ALERTS.into(), int(&|a| a.alerts)),
         Column::new(schema::aggregates::WARNINGS.into(), int(&|a| a.warnings)),
+        Column::new(
+            schema::aggregates::JURY_DISAGREEMENTS.into(),
+            rows.iter()
+                .map(|(_, a)| a.jury_disagreements.map(|n| n as i64))
+                .collect::<Vec<_>>(),
+        ),
         text_constant(schema::aggregates::RUBRIC, &job.rubric.key(), height),
         text_constant(schema::aggregates::JUDGE, &job.judge, height),
         utc_micros(schema::aggregates::ANALYSED_AT, vec![analysed_at; height]),
@@ -1063,6 +1088,7 @@ mod tests {
             expected.push(schema::dimension_mean(&d.name));
             expected.push(schema::dimension_threshold(&d.name));
             expected.push(schema::dimension_pass_rate(&d.name));
+            expected.push(schema::dimension_jury_alpha(&d.name));
         }
         expected.extend(fixed[at..].iter().map(|c| c.to_string()));
         schema::check("aggregates", &aggregates, &expected).unwrap();

@@ -301,6 +301,12 @@ pub(super) async fn score_jury(
                     )));
                     rows.status.push(schema::status::OK);
                     rows.error.push(None);
+                    let map: serde_json::Map<String, serde_json::Value> = levels
+                        .iter()
+                        .map(|(id, l)| ((*id).clone(), serde_json::json!(l)))
+                        .collect();
+                    rows.member_levels
+                        .push(Some(serde_json::Value::Object(map).to_string()));
                     summary.rows_ok += 1;
                 }
                 Err((status, reason)) => {
@@ -309,6 +315,7 @@ pub(super) async fn score_jury(
                     rows.rationale.push(None);
                     rows.status.push(status);
                     rows.error.push(Some(reason));
+                    rows.member_levels.push(None);
                     if status == schema::status::ERROR {
                         summary.rows_error += 1;
                     } else {

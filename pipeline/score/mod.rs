@@ -403,6 +403,8 @@ struct ScoreRows {
     input_tokens: Vec<Option<i64>>,
     output_tokens: Vec<Option<i64>>,
     judge_cost_usd: Vec<Option<f64>>,
+    /// A jury's per-member levels (JSON), `None` for a single judge.
+    member_levels: Vec<Option<String>>,
 }
 
 /// Splits a call's token count over its dimension rows so sums stay exact (remainder first).
@@ -424,6 +426,7 @@ impl ScoreRows {
     ) {
         let n = rubric.dimensions.len();
         for (index, dimension) in rubric.dimensions.iter().enumerate() {
+            self.member_levels.push(None);
             self.request_id.push(capture.request_id.clone());
             self.content_hash.push(capture.content_hash.clone());
             self.captured_at.push(capture.captured_at);
@@ -524,6 +527,7 @@ impl ScoreRows {
                 Column::new(schema::scores::OUTPUT_TOKENS.into(), self.output_tokens),
                 Column::new(schema::scores::JUDGE_COST_USD.into(), self.judge_cost_usd),
                 utc_micros(schema::scores::SCORED_AT, vec![scored_at; height]),
+                Column::new(schema::scores::MEMBER_LEVELS.into(), self.member_levels),
             ],
         )
     }

@@ -425,3 +425,99 @@ fn a_jury_of_noisy_judges_beats_each_member() {
     assert_eq!(alone["judge"], members[0].as_str());
     assert!(alone.get("members").is_none());
 }
+
+/// A jury's own agreement, per model-day: the members' levels are on every jury row
+/// (`member_levels`), and analyse puts their Krippendorff's alpha per dimension and the captures
+/// whose members were two levels apart into `aggregates`.
+#[test]
+fn a_jurys_agreement_and_disagreements_are_in_the_aggregates() {
+    let wh = ingested("2026-10-03", "2026-10-03");
+    let servers: Vec<JudgeServer> = (11..=13)
+        .map(|seed| {
+            judge_server(StubConfig {
+                noise: 0.5,
+                seed,
+                ..StubConfig::default()
+            })
+        })
+        .collect();
+    let members: Vec<String> = servers
+        .iter()
+        .map(|s| format!("openai:m@{}/v1", s.url))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("jury.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[score]\nrubric = \"{}\"\n[judge]\nkind = \"jury\"\njury = {:?}\n\
+             requests-per-minute = 600000\ntokens-per-minute = 1000000000\n",
+            repo_root().join("rubrics/quality.toml").display(),
+            members
+        ),
+    )
+    .unwrap();
+    let day = ["--since", "2026-10-03", "--until", "2026-10-03"];
+    for stage in ["score", "analyse"] {
+        let out = run(evalwatch()
+            .arg("--config")
+            .arg(&config)
+            .arg("--warehouse")
+            .arg(wh.path())
+            .arg(stage)
+            .args(day));
+        assert!(
+            matches!(out.status.code(), Some(0 | 3)),
+            "{stage}: {}",
+            stderr(&out)
+        );
+    }
+    // Counted independently from the jury's rows.
+    let scores = read_table(wh.path(), "scores");
+    let judges = strings(&scores, "judge");
+    let jury = judges
+        .iter()
+        .find(|j| j.starts_with("jury:"))
+        .unwrap()
+        .clone();
+    let (ids, models, levels) = (
+        strings(&scores, "request_id"),
+        strings(&scores, "model"),
+        strings(&scores, "member_levels"),
+    );
+    let mut apart: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for i in 0..scores.height() {
+        if judges[i] != jury || levels[i].is_empty() {
+            continue;
+        }
+        let map: BTreeMap<String, i64> = serde_json::from_str(&levels[i]).unwrap();
+        assert_eq!(map.len(), 3);
+        let (low, high) = (map.values().min().unwrap(), map.values().max().unwrap());
+        let entry = apart.entry(models[i].clone()).or_default();
+        if high - low >= 2 {
+            entry.insert(ids[i].clone());
+        }
+    }
+    let agg = read_table(wh.path(), "aggregates");
+    let agg_models = strings(&agg, "model");
+    let counted = agg
+        .column("jury_disagreements")
+        .unwrap()
+        .cast(&polars::prelude::DataType::Int64)
+        .unwrap();
+    let alpha = agg
+        .column("safety_jury_alpha")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .clone();
+    for (i, model) in agg_models.iter().enumerate() {
+        assert_eq!(
+            counted.i64().unwrap().get(i),
+            Some(apart[model].len() as i64),
+            "{model}"
+        );
+        let a = alpha.get(i).unwrap();
+        assert!(a > 0.0 && a < 1.0, "{model}: alpha {a}");
+    }
+}
