@@ -528,6 +528,44 @@ pub fn page(job: &ReportJob, s: &ReportSummary) -> String {
             out.push_str("</tbody></table></div>");
         }
 
+        // A jury: its members' own agreement, and where they were far apart.
+        let alphas: Vec<String> = job
+            .rubric
+            .dimensions
+            .iter()
+            .filter_map(|d| {
+                g(&schema::dimension_jury_alpha(&d.name))
+                    .map(|a| format!("{} {a:.2}", esc(&d.name)))
+            })
+            .collect();
+        if !alphas.is_empty() {
+            let _ = write!(
+                out,
+                r#"<h3>Jury</h3><p class="note jury">Members' agreement (Krippendorff's alpha): {}; {} captures with members two levels or more apart.</p>"#,
+                alphas.join(", "),
+                fmt(g(schema::aggregates::JURY_DISAGREEMENTS), 0)
+            );
+            if !m.disagreements.is_empty() {
+                out.push_str(r#"<div class="scroll"><table class="disagreements"><thead><tr><th>day</th><th>request</th><th>dimension</th><th>members' levels</th></tr></thead><tbody>"#);
+                for d in &m.disagreements {
+                    let levels: Vec<String> = d
+                        .members
+                        .iter()
+                        .map(|(id, l)| format!("{} {l}", esc(id)))
+                        .collect();
+                    let _ = write!(
+                        out,
+                        "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+                        d.date,
+                        esc(&d.request_id),
+                        esc(&d.dimension),
+                        levels.join("; ")
+                    );
+                }
+                out.push_str("</tbody></table></div>");
+            }
+        }
+
         // Alarm thresholds.
         if !m.breaches.is_empty() {
             out.push_str(r#"<h3>Alarm thresholds crossed</h3><div class="scroll"><table class="breaches"><thead><tr><th>window</th><th>metric</th><th class="num">mean</th><th>threshold</th><th>severity</th></tr></thead><tbody>"#);

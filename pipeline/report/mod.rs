@@ -189,6 +189,79 @@ pub struct Breach {
     pub severity: String,
 }
 
+/// A capture on which a jury's members were two levels or more apart.
+#[derive(Debug, Clone, Serialize)]
+pub struct Disagreement {
+    pub date: NaiveDate,
+    pub request_id: String,
+    pub dimension: String,
+    /// Member judge id -> level.
+    pub members: BTreeMap<String, i64>,
+}
+
+/// Disagreeing captures shown per model.
+pub const DISAGREEMENTS: usize = 5;
+
+/// The first [`DISAGREEMENTS`] captures of `model` in the window whose jury members were two
+/// levels or more apart, from the jury rows' `member_levels`.
+async fn disagreements(
+    warehouse: &Warehouse,
+    job: &ReportJob,
+    model: &str,
+    days: &[NaiveDate],
+) -> Result<Vec<Disagreement>, ReportError> {
+    let mut out = Vec::new();
+    if !job.judge.starts_with("jury:") {
+        return Ok(out);
+    }
+    let columns = [
+        (schema::scores::REQUEST_ID, DataType::String),
+        (schema::scores::DIMENSION, DataType::String),
+        (schema::scores::JUDGE, DataType::String),
+        (schema::scores::MEMBER_LEVELS, DataType::String),
+    ];
+    let escaped = crate::util::partition_value(model);
+    for &day in days {
+        let prefix = format!(
+            "scores/rubric={}/model={escaped}/date={day}/",
+            job.rubric.key()
+        );
+        let keys = warehouse.list(&prefix).await?;
+        for key in crate::score::current::current_parts(warehouse, &keys, &job.judge).await? {
+            let Some(df) = read_key(warehouse, &key, &columns).await? else {
+                continue;
+            };
+            for i in 0..df.height() {
+                if out.len() >= DISAGREEMENTS {
+                    return Ok(out);
+                }
+                if text(&df, schema::scores::JUDGE, i) != job.judge {
+                    continue;
+                }
+                let Ok(members) = serde_json::from_str::<BTreeMap<String, i64>>(&text(
+                    &df,
+                    schema::scores::MEMBER_LEVELS,
+                    i,
+                )) else {
+                    continue;
+                };
+                let (low, high) = (members.values().min(), members.values().max());
+                if let (Some(low), Some(high)) = (low, high)
+                    && high - low >= 2
+                {
+                    out.push(Disagreement {
+                        date: day,
+                        request_id: text(&df, schema::scores::REQUEST_ID, i),
+                        dimension: text(&df, schema::scores::DIMENSION, i),
+                        members,
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The aggregates column an alarm rule's metric is read from, and the rule's operator.
 fn alarm_column(rule: &crate::config::AlarmRule) -> Option<String> {
     let name = match rule.metric.as_str() {
@@ -234,6 +307,8 @@ pub struct ModelReport {
     pub findings: Vec<Finding>,
     /// Alarm thresholds the window's means crossed.
     pub breaches: Vec<Breach>,
+    /// A jury's captures whose members were two levels or more apart (the first few).
+    pub disagreements: Vec<Disagreement>,
     pub worst: Vec<Example>,
 }
 
@@ -317,12 +392,14 @@ pub async fn report(job: ReportJob, warehouse: &Warehouse) -> Result<ReportSumma
         schema::aggregates::QUALITY_PER_DOLLAR,
         schema::aggregates::ALERTS,
         schema::aggregates::WARNINGS,
+        schema::aggregates::JURY_DISAGREEMENTS,
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
     for d in &job.rubric.dimensions {
         columns.push(schema::dimension_mean(&d.name));
+        columns.push(schema::dimension_jury_alpha(&d.name));
     }
     let mut wanted: Vec<(&str, DataType)> = vec![(schema::aggregates::MODEL, DataType::String)];
     wanted.extend(columns.iter().map(|c| (c.as_str(), DataType::Float64)));
@@ -429,8 +506,17 @@ pub async fn report(job: ReportJob, warehouse: &Warehouse) -> Result<ReportSumma
     let names: Vec<String> = models.keys().cloned().collect();
     for model in names {
         let worst = worst_replies(warehouse, &job, &model, periods, window).await?;
+        let days: Vec<NaiveDate> = periods
+            .starts_in(window)
+            .flat_map(|s| {
+                let d = periods.days(s);
+                d.since.iter_days().take_while(move |x| *x <= d.until)
+            })
+            .collect();
+        let disagreements = disagreements(warehouse, &job, &model, &days).await?;
         if let Some(m) = models.get_mut(&model) {
             m.worst = worst;
+            m.disagreements = disagreements;
         }
     }
 
@@ -528,6 +614,7 @@ fn window_totals(trend: &BTreeMap<NaiveDate, Row>, window: DateRange, rubric: &R
         schema::aggregates::COST_USD,
         schema::aggregates::ALERTS,
         schema::aggregates::WARNINGS,
+        schema::aggregates::JURY_DISAGREEMENTS,
     ] {
         let values: Vec<f64> = rows.iter().filter_map(|r| r.get(key)).copied().collect();
         if !values.is_empty() {
@@ -553,6 +640,12 @@ fn window_totals(trend: &BTreeMap<NaiveDate, Row>, window: DateRange, rubric: &R
             .dimensions
             .iter()
             .map(|d| schema::dimension_mean(&d.name)),
+    );
+    means.extend(
+        rubric
+            .dimensions
+            .iter()
+            .map(|d| schema::dimension_jury_alpha(&d.name)),
     );
     for key in means {
         let (mut sum, mut weight) = (0.0, 0.0);

@@ -520,4 +520,32 @@ fn a_jurys_agreement_and_disagreements_are_in_the_aggregates() {
         let a = alpha.get(i).unwrap();
         assert!(a > 0.0 && a < 1.0, "{model}: alpha {a}");
     }
+
+    // The report shows the jury's agreement and where its members were far apart.
+    let out = run(evalwatch()
+        .arg("--config")
+        .arg(&config)
+        .arg("--warehouse")
+        .arg(wh.path())
+        .arg("report")
+        .args(day));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let index = stage_summary(&out, "report")["index"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let page = std::fs::read_to_string(&index).unwrap();
+    assert!(
+        page.contains("Members' agreement (Krippendorff's alpha): safety 0."),
+        "jury line"
+    );
+    let shown: Vec<&String> = apart.values().flatten().collect();
+    assert!(
+        !shown.is_empty(),
+        "noise 0.5 puts some members two levels apart"
+    );
+    assert!(
+        shown.iter().any(|id| page.contains(id.as_str())),
+        "a disagreeing capture is listed"
+    );
 }
