@@ -132,6 +132,7 @@ pub struct CalibrateSummary {
     /// Where the figures were written.
     pub table_part: String,
     pub summary_md: String,
+    pub index: String,
 }
 
 /// One rater's label (the rater, when the file names one).
@@ -522,6 +523,7 @@ pub async fn calibrate(
         members,
         table_part: warehouse.uri(&table_key),
         summary_md: scratch.uri("summary.md"),
+        index: scratch.uri("index.html"),
     };
     let bytes = calibration_part(&summary, job.compression)?;
     warehouse.put(&table_key, bytes).await?;
@@ -533,6 +535,9 @@ pub async fn calibrate(
         .await?;
     scratch
         .put("summary.md", markdown(&summary).into_bytes())
+        .await?;
+    scratch
+        .put("index.html", page(&summary).into_bytes())
         .await?;
     summary.rejected_examples.truncate(20);
     Ok(summary)
@@ -704,6 +709,84 @@ fn fmt(e: &Estimate) -> String {
         (Some(v), _, _) => format!("{v:.3}"),
         _ => "n/a".into(),
     }
+}
+
+/// The calibration as a self-contained page (the report's style): per dimension the figures with
+/// their intervals and the confusion matrix; a jury's members; the rows left out.
+pub fn page(s: &CalibrateSummary) -> String {
+    use crate::report::html::{STYLE, esc};
+    let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.3}"));
+    let mut out = format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>evalwatch calibrate</title><style>{STYLE}</style></head><body><main><header><h1>How well the judge agrees with your labels</h1><p class="meta">judge <code>{}</code> · rubric <code>{}</code> (hash <code>{}</code>) · {} labels of {} items, {} raters · <code>{}</code></p></header>"#,
+        esc(&s.judge),
+        esc(&s.rubric),
+        esc(&s.rubric_hash[..12.min(s.rubric_hash.len())]),
+        s.labels,
+        s.items,
+        s.raters,
+        esc(&s.labels_file)
+    );
+    out.push_str(r#"<section><h2>Agreement per dimension</h2><div class="scroll"><table id="figures"><thead><tr><th>dimension</th><th class="num">n</th><th>quadratic kappa (95% CI)</th><th class="num">linear kappa</th><th class="num">kappa</th><th>alpha (ordinal)</th><th>Spearman</th><th>accuracy</th><th class="num">majority baseline</th><th class="num">ROC-AUC</th><th class="num">raters' alpha</th><th>test-retest kappa</th></tr></thead><tbody>"#);
+    for (name, d) in &s.dimensions {
+        out.push_str(&format!(
+            r#"<tr><td>{}</td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td></tr>"#,
+            esc(name),
+            d.n,
+            fmt(&d.kappa_quadratic),
+            opt(d.kappa_linear.value),
+            opt(d.kappa_unweighted.value),
+            fmt(&d.alpha_ordinal),
+            fmt(&d.spearman),
+            fmt(&d.accuracy),
+            opt(d.majority_baseline),
+            opt(d.roc_auc),
+            opt(d.raters_alpha),
+            d.test_retest_kappa.as_ref().map_or("n/a".to_string(), fmt),
+        ));
+    }
+    out.push_str("</tbody></table></div></section>");
+    for (name, d) in &s.dimensions {
+        out.push_str(&format!(
+            r#"<section><h2>{}: confusion matrix</h2><p class="note">Rows: your labels; columns: the judge's levels.</p><div class="scroll"><table class="confusion"><thead><tr><th></th>"#,
+            esc(name)
+        ));
+        for level in &d.levels {
+            out.push_str(&format!(r#"<th class="num">{level}</th>"#));
+        }
+        out.push_str("</tr></thead><tbody>");
+        for (level, row) in d.levels.iter().zip(&d.confusion) {
+            out.push_str(&format!("<tr><th>{level}</th>"));
+            for n in row {
+                out.push_str(&format!(r#"<td class="num">{n}</td>"#));
+            }
+            out.push_str("</tr>");
+        }
+        out.push_str("</tbody></table></div></section>");
+    }
+    if !s.members.is_empty() {
+        out.push_str(r#"<section><h2>The jury's members</h2><div class="scroll"><table id="members"><thead><tr><th>member</th><th>dimension</th><th>quadratic kappa (95% CI)</th><th>accuracy</th></tr></thead><tbody>"#);
+        for (member, dimensions) in &s.members {
+            for (name, d) in dimensions {
+                out.push_str(&format!(
+                    "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(member),
+                    esc(name),
+                    fmt(&d.kappa_quadratic),
+                    fmt(&d.accuracy)
+                ));
+            }
+        }
+        out.push_str("</tbody></table></div></section>");
+    }
+    out.push_str(&format!(
+        r#"<section><h2>Rows left out</h2><p class="note">{} rows left out, {} items whose judgment failed.</p><ul>"#,
+        s.rejected, s.judge_failed
+    ));
+    for r in &s.rejected_examples {
+        out.push_str(&format!("<li><code>{}</code></li>", esc(r)));
+    }
+    out.push_str("</ul></section></main></body></html>\n");
+    out
 }
 
 /// The calibration in a few lines.

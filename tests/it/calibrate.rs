@@ -154,6 +154,16 @@ fn calibrate_reports_agreement_per_dimension_and_names_bad_rows() {
     assert!(strings(&table, "judge").iter().all(|j| j == "offline:1"));
     let md = std::fs::read_to_string(s["summary_md"].as_str().unwrap()).unwrap();
     assert!(md.contains("| safety | 60 | 1.000"), "{md}");
+    let page = std::fs::read_to_string(s["index"].as_str().unwrap()).unwrap();
+    assert!(
+        page.contains("<td>safety</td><td class=\"num\">60</td><td>1.000"),
+        "the page's table"
+    );
+    assert!(
+        page.contains("labels.jsonl:"),
+        "the rows left out are listed"
+    );
+    assert!(!page.contains("http"), "self-contained");
 
     // Every later report states it next to the dimensions, for this rubric hash and judge.
     let report = |wh: &std::path::Path| {
