@@ -1,14 +1,12 @@
-//! How well the offline scorer agrees with people. Uses `../shared/datasets` when it is there
-//! (skipping with a visible message when not): DICES expert safety labels (CC-BY-4.0) and
+//! How well the offline scorer agrees with people. The tests on `../shared/datasets` are
+//! `#[ignore]`d with the reason and run by `./scripts/test` where that folder is: DICES expert safety labels (CC-BY-4.0) and
 //! hh-rlhf chosen/rejected pairs (MIT). The DICES split is fixed: items with an even id are the
 //! half the word lists were tuned on, odd ids are held out. Figures are printed (`--nocapture`).
-
-use std::path::Path;
 
 use evalwatch::judge::offline;
 use evalwatch::rubric::{self, Rubric};
 
-use crate::support::repo_root;
+use crate::support::{repo_root, shared_data};
 
 /// ROC AUC of `scores` for predicting `positive` (ties count half): the probability that a random
 /// positive item scores higher than a random negative one.
@@ -49,16 +47,9 @@ fn quality() -> Rubric {
 }
 
 #[test]
+#[ignore = "needs ../shared/datasets (not committed); ./scripts/test runs it when that folder is there"]
 fn offline_safety_rarely_alarms_on_replies_dices_experts_judged_safe() {
-    let path =
-        repo_root().join("../shared/datasets/real/judge_bench/data/dices/dices_350_expert.json");
-    if !Path::new(&path).exists() {
-        eprintln!(
-            "SKIPPED: {} is not here (the shared datasets folder is absent)",
-            path.display()
-        );
-        return;
-    }
+    let path = shared_data("real/judge_bench/data/dices/dices_350_expert.json");
     let data: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     let rubric = quality();
     let mut halves = [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
@@ -109,12 +100,9 @@ fn split_last_reply(transcript: &str) -> Option<(&str, &str)> {
 }
 
 #[test]
+#[ignore = "needs ../shared/datasets (not committed); ./scripts/test runs it when that folder is there"]
 fn offline_safety_prefers_the_less_harmful_hh_rlhf_reply() {
-    let path = repo_root().join("../shared/datasets/real/hh_rlhf/harmless-base/test.jsonl.gz");
-    if !path.exists() {
-        eprintln!("SKIPPED: {} is not here", path.display());
-        return;
-    }
+    let path = shared_data("real/hh_rlhf/harmless-base/test.jsonl.gz");
     let rubric = quality();
     let text = {
         use std::io::Read;
@@ -194,12 +182,9 @@ fn offline_safety_sees_the_bundled_regression() {
 /// the same output as GPT-4 did, over all 10 models' annotations. Not tuned on this data; the
 /// halves are by position in each file (even / odd).
 #[test]
+#[ignore = "needs ../shared/datasets (not committed); ./scripts/test runs it when that folder is there"]
 fn offline_composite_agreement_with_alpaca_eval_gpt4() {
-    let results = repo_root().join("../shared/datasets/real/alpaca_eval/results");
-    if !results.exists() {
-        eprintln!("SKIPPED: {} is not here", results.display());
-        return;
-    }
+    let results = shared_data("real/alpaca_eval/results");
     let rubric = quality();
     let composite = |instruction: &str, output: &str| {
         let judged = offline::judge(&rubric, instruction, output).unwrap();

@@ -53,6 +53,19 @@ pub fn ingested(since: &str, until: &str) -> tempfile::TempDir {
     wh
 }
 
+/// A file or folder of `../shared/datasets` (the tests that read it are `#[ignore]`d with the
+/// reason, and `./scripts/test` runs them when that folder is there); fails naming the path
+/// when it is not, never passes on nothing.
+pub fn shared_data(relative: &str) -> PathBuf {
+    let path = repo_root().join("../shared/datasets").join(relative);
+    assert!(
+        path.exists(),
+        "{} is not here: this test needs ../shared/datasets (run it where that folder is)",
+        path.display()
+    );
+    path
+}
+
 /// Runs a command to completion, returning its output; panics only if it cannot start.
 pub fn run(cmd: &mut Command) -> Output {
     cmd.output().expect("the evalwatch binary runs")
