@@ -291,20 +291,15 @@ pub fn calibrate(s: &CalibrateSummary) {
     for r in s.rejected_examples.iter().take(5) {
         tracing::warn!("calibrate: left out {r}");
     }
-    let show = |e: &crate::calibrate::Estimate| match (e.value, e.low, e.high) {
-        (Some(v), Some(l), Some(h)) => format!("{v:.3} [{l:.3}, {h:.3}]"),
-        (Some(v), _, _) => format!("{v:.3}"),
-        _ => "n/a".to_string(),
-    };
     for (name, d) in &s.dimensions {
         tracing::info!(
             "calibrate: {name}: n={}, quadratic kappa {}, alpha {}, Spearman {}, accuracy {} \
              (majority baseline {})",
             d.n,
-            show(&d.kappa_quadratic),
-            show(&d.alpha_ordinal),
-            show(&d.spearman),
-            show(&d.accuracy),
+            d.kappa_quadratic,
+            d.alpha_ordinal,
+            d.spearman,
+            d.accuracy,
             d.majority_baseline
                 .map_or("n/a".to_string(), |v| format!("{v:.3}"))
         );

@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::agreement::{self, Weights};
 use crate::aws::AwsClients;
-use crate::config::{Compression, JudgeSettings, Sampling};
+use crate::config::{Compression, JudgeSettings};
 use crate::rubric::Rubric;
 use crate::schema;
 use crate::score::{ProgressMode, ScoreJob, score};
@@ -562,19 +562,13 @@ async fn judge_items(
         )
         .await?;
     let scored = score(
-        ScoreJob {
-            rubric: job.rubric.clone(),
-            window: None,
-            model: None,
-            compression: job.compression,
-            judge: job.judge.clone(),
-            sampling: Sampling::all(),
-            budget_usd: job.budget_usd,
-            limit: None,
-            dry_run: false,
-            progress: job.progress,
-            shutdown: crate::shutdown::Shutdown::new(),
-        },
+        ScoreJob::scratch(
+            job.rubric.clone(),
+            job.judge.clone(),
+            job.budget_usd,
+            job.compression,
+            job.progress,
+        ),
         scratch,
         aws,
     )
@@ -703,11 +697,14 @@ fn calibration_part(
     })
 }
 
-fn fmt(e: &Estimate) -> String {
-    match (e.value, e.low, e.high) {
-        (Some(v), Some(l), Some(h)) => format!("{v:.3} [{l:.3}, {h:.3}]"),
-        (Some(v), _, _) => format!("{v:.3}"),
-        _ => "n/a".into(),
+impl std::fmt::Display for Estimate {
+    /// `0.620 [0.550, 0.690]`, the value alone without an interval, `n/a` when undefined.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.value, self.low, self.high) {
+            (Some(v), Some(l), Some(h)) => write!(f, "{v:.3} [{l:.3}, {h:.3}]"),
+            (Some(v), _, _) => write!(f, "{v:.3}"),
+            _ => write!(f, "n/a"),
+        }
     }
 }
 
@@ -732,16 +729,16 @@ pub fn page(s: &CalibrateSummary) -> String {
             r#"<tr><td>{}</td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td></tr>"#,
             esc(name),
             d.n,
-            fmt(&d.kappa_quadratic),
+            d.kappa_quadratic,
             opt(d.kappa_linear.value),
             opt(d.kappa_unweighted.value),
-            fmt(&d.alpha_ordinal),
-            fmt(&d.spearman),
-            fmt(&d.accuracy),
+            d.alpha_ordinal,
+            d.spearman,
+            d.accuracy,
             opt(d.majority_baseline),
             opt(d.roc_auc),
             opt(d.raters_alpha),
-            d.test_retest_kappa.as_ref().map_or("n/a".to_string(), fmt),
+            d.test_retest_kappa.map_or("n/a".to_string(), |e| e.to_string()),
         ));
     }
     out.push_str("</tbody></table></div></section>");
@@ -771,8 +768,8 @@ pub fn page(s: &CalibrateSummary) -> String {
                     "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     esc(member),
                     esc(name),
-                    fmt(&d.kappa_quadratic),
-                    fmt(&d.accuracy)
+                    d.kappa_quadratic,
+                    d.accuracy
                 ));
             }
         }
@@ -812,12 +809,12 @@ pub fn markdown(s: &CalibrateSummary) -> String {
         out.push_str(&format!(
             "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             d.n,
-            fmt(&d.kappa_quadratic),
+            d.kappa_quadratic,
             opt(d.kappa_linear.value),
             opt(d.kappa_unweighted.value),
-            fmt(&d.alpha_ordinal),
-            fmt(&d.spearman),
-            fmt(&d.accuracy),
+            d.alpha_ordinal,
+            d.spearman,
+            d.accuracy,
             opt(d.majority_baseline),
             opt(d.raters_alpha),
         ));
@@ -827,8 +824,8 @@ pub fn markdown(s: &CalibrateSummary) -> String {
             out.push_str(&format!(
                 "\nJury member {}, {name}: quadratic kappa {}, accuracy {}.\n",
                 md_code(member),
-                fmt(&d.kappa_quadratic),
-                fmt(&d.accuracy)
+                d.kappa_quadratic,
+                d.accuracy
             ));
         }
     }
@@ -836,7 +833,7 @@ pub fn markdown(s: &CalibrateSummary) -> String {
         if let Some(t) = &d.test_retest_kappa {
             out.push_str(&format!(
                 "\nTest-retest, {name}: quadratic kappa of the judge against itself {}.\n",
-                fmt(t)
+                t
             ));
         }
     }

@@ -30,7 +30,7 @@ use polars::prelude::*;
 use serde::Serialize;
 
 use crate::aws::AwsClients;
-use crate::config::{Compression, JudgeSettings, Sampling};
+use crate::config::{Compression, JudgeSettings};
 use crate::rubric::{CompositeRule, Rubric};
 use crate::schema;
 use crate::score::{ProgressMode, ScoreJob, ScoreSummary, score};
@@ -276,19 +276,13 @@ pub async fn compare(
     // Judge both with the score stage: every pair (no sampling), the configured budget.
     let judging = std::time::Instant::now();
     let scored: ScoreSummary = score(
-        ScoreJob {
-            rubric: job.rubric.clone(),
-            window: None,
-            model: None,
-            compression: job.compression,
-            judge: job.judge.clone(),
-            sampling: Sampling::all(),
-            budget_usd: job.budget_usd,
-            limit: None,
-            dry_run: false,
-            progress: job.progress,
-            shutdown: crate::shutdown::Shutdown::new(),
-        },
+        ScoreJob::scratch(
+            job.rubric.clone(),
+            job.judge.clone(),
+            job.budget_usd,
+            job.compression,
+            job.progress,
+        ),
         &scratch,
         aws,
     )

@@ -189,6 +189,17 @@ pub struct Breach {
     pub severity: String,
 }
 
+/// Every calendar day of the windows starting in `window`.
+fn days_of(periods: Periods, window: DateRange) -> Vec<NaiveDate> {
+    periods
+        .starts_in(window)
+        .flat_map(|s| {
+            let d = periods.days(s);
+            d.since.iter_days().take_while(move |x| *x <= d.until)
+        })
+        .collect()
+}
+
 /// A capture on which a jury's members were two levels or more apart.
 #[derive(Debug, Clone, Serialize)]
 pub struct Disagreement {
@@ -506,14 +517,8 @@ pub async fn report(job: ReportJob, warehouse: &Warehouse) -> Result<ReportSumma
     let names: Vec<String> = models.keys().cloned().collect();
     for model in names {
         let worst = worst_replies(warehouse, &job, &model, periods, window).await?;
-        let days: Vec<NaiveDate> = periods
-            .starts_in(window)
-            .flat_map(|s| {
-                let d = periods.days(s);
-                d.since.iter_days().take_while(move |x| *x <= d.until)
-            })
-            .collect();
-        let disagreements = disagreements(warehouse, &job, &model, &days).await?;
+        let disagreements =
+            disagreements(warehouse, &job, &model, &days_of(periods, window)).await?;
         if let Some(m) = models.get_mut(&model) {
             m.worst = worst;
             m.disagreements = disagreements;
@@ -710,14 +715,7 @@ async fn worst_replies(
         (schema::scores::STATUS, DataType::String),
         (schema::scores::JUDGE, DataType::String),
     ];
-    let days: Vec<NaiveDate> = periods
-        .starts_in(window)
-        .flat_map(|s| {
-            let d = periods.days(s);
-            d.since.iter_days().take_while(move |x| *x <= d.until)
-        })
-        .collect();
-    for &day in &days {
+    for day in days_of(periods, window) {
         let prefix = format!(
             "scores/rubric={}/model={escaped}/date={day}/",
             job.rubric.key()

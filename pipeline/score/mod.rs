@@ -136,6 +136,32 @@ impl ScoreJob {
     }
 }
 
+impl ScoreJob {
+    /// Every capture of a scratch warehouse (compare's sides, calibrate's labelled items): no
+    /// window, no sampling, no limit, the given judge and budget.
+    pub fn scratch(
+        rubric: Rubric,
+        judge: JudgeSettings,
+        budget_usd: Option<f64>,
+        compression: Compression,
+        progress: ProgressMode,
+    ) -> ScoreJob {
+        ScoreJob {
+            rubric,
+            window: None,
+            model: None,
+            compression,
+            judge,
+            sampling: Sampling::all(),
+            budget_usd,
+            limit: None,
+            dry_run: false,
+            progress,
+            shutdown: crate::shutdown::Shutdown::new(),
+        }
+    }
+}
+
 /// One partition as planned (and, unless a dry run, done).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PartitionPlan {

@@ -344,6 +344,41 @@ fn repeat_measures_the_judges_own_noise() {
     );
 }
 
+/// Three stub judges with independent seeded noise (0.5) and a config naming them as a jury
+/// with `aggregate`: (the servers, kept alive; the members' `--judge` ids; the config file).
+fn noisy_jury(
+    seeds: std::ops::RangeInclusive<u64>,
+    aggregate: &str,
+    dir: &std::path::Path,
+) -> (Vec<JudgeServer>, Vec<String>, std::path::PathBuf) {
+    let servers: Vec<JudgeServer> = seeds
+        .map(|seed| {
+            judge_server(StubConfig {
+                noise: 0.5,
+                seed,
+                ..StubConfig::default()
+            })
+        })
+        .collect();
+    let members: Vec<String> = servers
+        .iter()
+        .map(|s| format!("openai:m@{}/v1", s.url))
+        .collect();
+    let config = dir.join("jury.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[score]\nrubric = \"{}\"\n[judge]\nkind = \"jury\"\njury = {:?}\n\
+             jury-aggregate = \"{aggregate}\"\nrequests-per-minute = 600000\n\
+             tokens-per-minute = 1000000000\n",
+            repo_root().join("rubrics/quality.toml").display(),
+            members
+        ),
+    )
+    .unwrap();
+    (servers, members, config)
+}
+
 /// A jury of three judges with independent noise agrees with people better than any of its
 /// members (the PoLL finding, here by construction), and is written as one judge.
 #[test]
@@ -366,31 +401,7 @@ fn a_jury_of_noisy_judges_beats_each_member() {
         })
         .collect();
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let servers: Vec<JudgeServer> = (1..=3)
-        .map(|seed| {
-            judge_server(StubConfig {
-                noise: 0.5,
-                seed,
-                ..StubConfig::default()
-            })
-        })
-        .collect();
-    let members: Vec<String> = servers
-        .iter()
-        .map(|s| format!("openai:m@{}/v1", s.url))
-        .collect();
-    let config = dir.path().join("jury.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[score]\nrubric = \"{}\"\n[judge]\nkind = \"jury\"\njury = {:?}\n\
-             jury-aggregate = \"median\"\nrequests-per-minute = 600000\n\
-             tokens-per-minute = 1000000000\n",
-            repo_root().join("rubrics/quality.toml").display(),
-            members
-        ),
-    )
-    .unwrap();
+    let (_servers, members, config) = noisy_jury(1..=3, "median", dir.path());
     let calibrate = |judge: &str| {
         let out = run(evalwatch()
             .arg("--config")
@@ -442,31 +453,8 @@ fn a_jury_of_noisy_judges_beats_each_member() {
 #[test]
 fn a_jurys_agreement_and_disagreements_are_in_the_aggregates() {
     let wh = ingested("2026-10-03", "2026-10-03");
-    let servers: Vec<JudgeServer> = (11..=13)
-        .map(|seed| {
-            judge_server(StubConfig {
-                noise: 0.5,
-                seed,
-                ..StubConfig::default()
-            })
-        })
-        .collect();
-    let members: Vec<String> = servers
-        .iter()
-        .map(|s| format!("openai:m@{}/v1", s.url))
-        .collect();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("jury.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[score]\nrubric = \"{}\"\n[judge]\nkind = \"jury\"\njury = {:?}\n\
-             requests-per-minute = 600000\ntokens-per-minute = 1000000000\n",
-            repo_root().join("rubrics/quality.toml").display(),
-            members
-        ),
-    )
-    .unwrap();
+    let (_servers, _members, config) = noisy_jury(11..=13, "mean", dir.path());
     let day = ["--since", "2026-10-03", "--until", "2026-10-03"];
     for stage in ["score", "analyse"] {
         let out = run(evalwatch()
