@@ -303,6 +303,12 @@ pub fn calibrate(s: &CalibrateSummary) {
             d.majority_baseline
                 .map_or("n/a".to_string(), |v| format!("{v:.3}"))
         );
+        if let Some(p) = d.position_consistency {
+            tracing::info!(
+                "calibrate: {name}: the verdict held with the replies swapped for {:.1}% of the pairs",
+                100.0 * p
+            );
+        }
     }
     line(Level::Info, &format!("calibrate: {}", s.summary_md));
 }

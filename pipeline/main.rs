@@ -356,7 +356,9 @@ struct CompareArgs {
 #[derive(Args)]
 struct CalibrateArgs {
     /// People's labels: JSON lines, CSV or Parquet with `dimension`, `label`, and `request_id` (a
-    /// capture of the warehouse) or `prompt` + `response`; optionally `rater`.
+    /// capture of the warehouse) or `prompt` + `response`; optionally `rater`. Preferences:
+    /// `prompt`, `response_a`, `response_b` and `label` = `a`, `b` or `tie`, judged in both
+    /// orders on `pairwise.toml` beside the rubric (or on `--rubric`).
     #[arg(long)]
     labels: PathBuf,
     /// Rubric file; overrides `score.rubric`.
@@ -797,6 +799,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Calibrate(args) => {
             let path = rubric_and_judge(&mut config, &args.rubric, &args.judge)?;
+            // Preferences are judged on `pairwise.toml` beside the configured rubric, unless
+            // `--rubric` names the one to use.
+            let beside = path
+                .parent()
+                .unwrap_or(std::path::Path::new(""))
+                .join("pairwise.toml");
+            let pairwise = match args.rubric {
+                None if beside.exists() => Some(rubric::load(&beside)?),
+                _ => None,
+            };
             let ctx = Ctx::new(config, today)
                 .await
                 .with_wait_lock(wait_lock)
@@ -804,6 +816,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let job = evalwatch::calibrate::CalibrateJob {
                 labels: args.labels.clone(),
                 rubric: rubric::load(&path)?,
+                pairwise,
                 judge: ctx.config.judge.clone(),
                 budget_usd: ctx.config.budget_usd,
                 compression: ctx.config.compression,

@@ -1,7 +1,9 @@
 //! People's labels, from JSON lines, CSV or Parquet. Fields: `dimension`, `label` (a level of that
 //! dimension's scale: 1-5, 1-10, or 0/1 for a binary one), either `request_id` (a capture in the
-//! warehouse) or `prompt` + `response`, and optionally `rater`. A row that is not such a label is
-//! reported with its file and line (Parquet: row) and left out, never guessed.
+//! warehouse) or `prompt` + `response`, and optionally `rater`. A preference between two replies
+//! has `prompt` + `response_a` + `response_b` and `label` = `a`, `b` or `tie` (`dimension`
+//! optional: the pairwise rubric's first). A row that is not such a label is reported with its
+//! file and line (Parquet: row) and left out, never guessed.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +16,24 @@ pub enum Item {
     Capture(String),
     /// A prompt and a reply given in the file.
     Text { prompt: String, response: String },
+    /// A prompt and two replies, for a preference between them.
+    Pair {
+        prompt: String,
+        response_a: String,
+        response_b: String,
+    },
 }
+
+impl Item {
+    pub fn is_pair(&self) -> bool {
+        matches!(self, Item::Pair { .. })
+    }
+}
+
+/// A preference label as a level: reply A better -1, a tie 0, reply B better 1.
+pub const PREFER_A: i64 = -1;
+pub const TIE: i64 = 0;
+pub const PREFER_B: i64 = 1;
 
 /// One person's label of one item on one dimension.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,7 +41,9 @@ pub struct Label {
     /// Where it came from, for messages (`file:line`).
     pub at: String,
     pub item: Item,
+    /// Empty for a preference that names none (the pairwise rubric's first dimension).
     pub dimension: String,
+    /// A level of the dimension's scale; for a pair [`PREFER_A`], [`TIE`] or [`PREFER_B`].
     pub label: i64,
     pub rater: Option<String>,
 }
@@ -33,7 +54,8 @@ pub enum LabelsError {
     Read { path: PathBuf, message: String },
     #[error(
         "`{path}` has no usable label ({bad} bad rows); each needs `dimension`, `label`, and \
-         `request_id` or `prompt` + `response`"
+         `request_id` or `prompt` + `response`; a preference `prompt`, `response_a`, `response_b` \
+         and `label` (`a`, `b` or `tie`)"
     )]
     Empty { path: PathBuf, bad: usize },
 }
@@ -68,11 +90,36 @@ impl Row for std::collections::HashMap<String, String> {
 }
 
 fn label_of(row: &dyn Row, at: String) -> Result<Label, String> {
-    let dimension = row
-        .text("dimension")
-        .filter(|d| !d.trim().is_empty())
-        .ok_or("no `dimension`")?;
+    let dimension = row.text("dimension").filter(|d| !d.trim().is_empty());
     let raw = row.text("label").ok_or("no `label`")?;
+    if let (Some(prompt), Some(response_a), Some(response_b)) = (
+        row.text("prompt"),
+        row.text("response_a"),
+        row.text("response_b"),
+    ) {
+        let label = match raw.trim().to_ascii_lowercase().as_str() {
+            "a" | "model_a" | "response_a" => PREFER_A,
+            "b" | "model_b" | "response_b" => PREFER_B,
+            "tie" => TIE,
+            _ => {
+                return Err(format!(
+                    "`label` = `{raw}` of a pair is not `a`, `b` or `tie` (the better reply)"
+                ));
+            }
+        };
+        return Ok(Label {
+            at,
+            item: Item::Pair {
+                prompt,
+                response_a,
+                response_b,
+            },
+            dimension: dimension.unwrap_or_default(),
+            label,
+            rater: row.text("rater"),
+        });
+    }
+    let dimension = dimension.ok_or("no `dimension`")?;
     let label = raw
         .trim()
         .parse::<f64>()
@@ -87,7 +134,12 @@ fn label_of(row: &dyn Row, at: String) -> Result<Label, String> {
     ) {
         (Some(id), _, _) if !id.is_empty() => Item::Capture(id),
         (_, Some(prompt), Some(response)) => Item::Text { prompt, response },
-        _ => return Err("no `request_id`, and no `prompt` + `response`".into()),
+        _ => {
+            return Err(
+                "no `request_id`, and no `prompt` + `response` (or `response_a` + `response_b`)"
+                    .into(),
+            );
+        }
     };
     Ok(Label {
         at,
@@ -205,8 +257,7 @@ mod tests {
         assert_eq!(labels.labels[1].label, 2);
         assert_eq!(labels.rejected.len(), 3);
         assert!(
-            labels.rejected[0]
-                .ends_with("l.jsonl:3: no `request_id`, and no `prompt` + `response`")
+            labels.rejected[0].contains("l.jsonl:3: no `request_id`, and no `prompt` + `response`")
         );
         assert!(labels.rejected[1].contains(":4: `label` = `2.5` is not a whole number"));
         assert!(labels.rejected[2].contains(":5: not JSON"));
@@ -222,6 +273,34 @@ mod tests {
         assert_eq!(labels.labels[0].label, 5);
         assert!(
             labels.rejected[0].contains("l.csv:3: no `dimension`"),
+            "{:?}",
+            labels.rejected
+        );
+    }
+
+    #[test]
+    fn a_preference_names_the_better_reply() {
+        let dir = tempfile::tempdir().unwrap();
+        let jsonl = dir.path().join("p.jsonl");
+        std::fs::write(
+            &jsonl,
+            "{\"prompt\":\"p\",\"response_a\":\"x\",\"response_b\":\"y\",\"label\":\"B\"}\n\
+             {\"prompt\":\"p\",\"response_a\":\"x\",\"response_b\":\"y\",\"label\":\"model_a\",\"dimension\":\"preference\"}\n\
+             {\"prompt\":\"p\",\"response_a\":\"x\",\"response_b\":\"y\",\"label\":\"tie\"}\n\
+             {\"prompt\":\"p\",\"response_a\":\"x\",\"response_b\":\"y\",\"label\":2}\n",
+        )
+        .unwrap();
+        let labels = read(&jsonl).unwrap();
+        let got: Vec<(i64, &str)> = labels
+            .labels
+            .iter()
+            .map(|l| (l.label, l.dimension.as_str()))
+            .collect();
+        assert_eq!(got, [(PREFER_B, ""), (PREFER_A, "preference"), (TIE, "")]);
+        assert!(labels.labels.iter().all(|l| l.item.is_pair()));
+        assert!(
+            labels.rejected[0]
+                .contains("p.jsonl:4: `label` = `2` of a pair is not `a`, `b` or `tie`"),
             "{:?}",
             labels.rejected
         );

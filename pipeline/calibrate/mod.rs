@@ -14,6 +14,12 @@
 //! item is its raters' majority label (a tie goes to the lower level); with several raters their
 //! own agreement (Krippendorff's alpha) is the human ceiling. The statistics are
 //! [`crate::agreement`]'s, each checked against the library people use.
+//!
+//! Preferences (`prompt`, `response_a`, `response_b`, `label` = `a` | `b` | `tie`) are judged in
+//! both orders on the pairwise rubric, as `compare --pairwise` judges (its engine and cache); the
+//! judge's verdict and people's become levels -1 (A better), 0 (a tie, or a verdict that changed
+//! with the order) and 1 (B better), so the same figures apply, with the position consistency
+//! besides and ROC-AUC where people named no tie.
 
 pub mod labels;
 
@@ -50,6 +56,8 @@ pub enum CalibrateError {
     Part(#[from] crate::table::PartError),
     #[error(transparent)]
     Score(#[from] crate::score::ScoreError),
+    #[error(transparent)]
+    Preferences(#[from] crate::compare::CompareError),
     #[error("cannot write {what}: {message}")]
     Write { what: String, message: String },
     #[error("no label of `{path}` can be used ({rejected} rows left out); the first: {first}")]
@@ -65,6 +73,9 @@ pub enum CalibrateError {
 pub struct CalibrateJob {
     pub labels: PathBuf,
     pub rubric: Rubric,
+    /// The rubric preferences are judged on, when it is not `rubric` (`pairwise.toml` beside the
+    /// configured rubric).
+    pub pairwise: Option<Rubric>,
     pub judge: JudgeSettings,
     pub budget_usd: Option<f64>,
     pub compression: Compression,
@@ -102,6 +113,9 @@ pub struct DimensionFigures {
     /// With `--repeat`: the quadratic kappa of the judge's first pass against each later one
     /// (pairs pooled): its own noise.
     pub test_retest_kappa: Option<Estimate>,
+    /// Preferences: the share of judged pairs whose verdict did not change with the replies'
+    /// order (an order-dependent verdict counts as a tie).
+    pub position_consistency: Option<f64>,
     /// The scale's levels, and the confusion matrix over them (rows: reference, columns: judge).
     pub levels: Vec<i64>,
     pub confusion: Vec<Vec<u64>>,
@@ -114,6 +128,8 @@ pub struct CalibrateSummary {
     pub rubric: String,
     pub rubric_hash: String,
     pub judge: String,
+    /// Preferences between two replies (levels -1: reply A better, 0: a tie, 1: reply B better).
+    pub preferences: bool,
     /// Distinct items labelled (usable rows), and the rows.
     pub items: usize,
     pub labels: usize,
@@ -280,6 +296,7 @@ fn figures(pairs: &[(i64, i64)], levels: &[i64], binary: bool) -> DimensionFigur
             .flatten(),
         raters_alpha: None,
         test_retest_kappa: None,
+        position_consistency: None,
         levels: levels.to_vec(),
         confusion: agreement::confusion(&reference, &judged, levels),
     }
@@ -302,7 +319,42 @@ fn reference_pairs(
         .collect()
 }
 
-/// Runs a calibration.
+/// Levels per (item, dimension).
+type ByItem = BTreeMap<(String, String), i64>;
+
+/// What the judge gave on the labelled items.
+#[derive(Default)]
+struct Judged {
+    /// Its level per (item, dimension); for a preference the direction ([`labels::PREFER_A`] ..).
+    levels: ByItem,
+    /// Items whose judgment failed.
+    failed: BTreeSet<String>,
+    calls: u64,
+    cost_usd: Option<f64>,
+    /// The levels of each further pass (`--repeat`).
+    retests: Vec<ByItem>,
+    /// A jury's members: id and levels.
+    members: Vec<(String, ByItem)>,
+    /// Preferences: judged items whose two orders agreed, of the judged items.
+    consistent: Option<(usize, usize)>,
+}
+
+/// The labelled items: key -> texts (a reply; or two for a preference), and per (item,
+/// dimension) the raters' labels.
+struct Gathered {
+    items: BTreeMap<String, Texts>,
+    given: BTreeMap<(String, String), Vec<RaterLabel>>,
+}
+
+/// What is judged: a prompt and one reply, or two to choose between.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Texts {
+    One(String, String),
+    Two(String, String, String),
+}
+
+/// Runs a calibration: on preferences between two replies when the file holds any (the pairwise
+/// rubric, both orders), on levels of single replies otherwise.
 pub async fn calibrate(
     job: CalibrateJob,
     warehouse: &Warehouse,
@@ -310,41 +362,17 @@ pub async fn calibrate(
 ) -> Result<CalibrateSummary, CalibrateError> {
     let read = labels::read(&job.labels)?;
     let mut rejected = read.rejected;
-    let usable = check(read.labels, &job.rubric, &mut rejected);
-
-    // The items: labelled captures looked up in the warehouse, texts as given.
-    let wanted: BTreeSet<String> = usable
-        .iter()
-        .filter_map(|l| match &l.item {
-            Item::Capture(id) => Some(id.clone()),
-            Item::Text { .. } => None,
-        })
-        .collect();
-    let texts = capture_texts(warehouse, &wanted).await?;
-    // Item key (the content hash) -> (prompt, response); (item, dimension) -> (rater, label)s.
-    let mut items: BTreeMap<String, (String, String)> = BTreeMap::new();
-    let mut given: BTreeMap<(String, String), Vec<RaterLabel>> = BTreeMap::new();
-    for l in &usable {
-        let (prompt, response) = match &l.item {
-            Item::Text { prompt, response } => (prompt.clone(), response.clone()),
-            Item::Capture(id) => match texts.get(id) {
-                Some(t) => t.clone(),
-                None => {
-                    rejected.push(format!(
-                        "{}: request_id `{id}` is not among the warehouse's captures",
-                        l.at
-                    ));
-                    continue;
-                }
-            },
-        };
-        let key = crate::ingest::decode::content_hash(&prompt, &response);
-        items.entry(key.clone()).or_insert((prompt, response));
-        given
-            .entry((key, l.dimension.clone()))
-            .or_default()
-            .push((l.rater.clone(), l.label));
-    }
+    let preferences = read.labels.iter().any(|l| l.item.is_pair());
+    let rubric = match (preferences, &job.pairwise) {
+        (true, Some(pairwise)) => pairwise.clone(),
+        _ => job.rubric.clone(),
+    };
+    let usable = if preferences {
+        check_preferences(read.labels, &rubric, &mut rejected)
+    } else {
+        check(read.labels, &rubric, &mut rejected)
+    };
+    let Gathered { items, given } = gather(&usable, warehouse, &mut rejected).await?;
     if items.is_empty() {
         return Err(CalibrateError::NothingUsable {
             path: job.labels.clone(),
@@ -353,137 +381,84 @@ pub async fn calibrate(
         });
     }
 
-    // Judge them in a scratch warehouse, through the score stage.
+    // Judged in a scratch warehouse of its own.
     let judge_id = crate::judge::id_of(&job.judge);
-    let mut identity = format!("{}\0{}", job.rubric.hash(), judge_id);
+    let mut identity = format!("{}\0{}", rubric.hash(), judge_id);
     for key in items.keys() {
         identity.push('\0');
         identity.push_str(key);
     }
     let id = sha256_hex(identity.as_bytes())[..12].to_string();
     let scratch = warehouse.sub(&format!("calibrations/{id}"));
-    for table in [schema::captures::TABLE, schema::scores::TABLE] {
-        for key in scratch.list(&format!("{table}/")).await? {
-            scratch.delete(&key).await?;
-        }
-    }
-    let today = Utc::now().date_naive();
-    let n = items.len();
-    let keys: Vec<String> = items.keys().cloned().collect();
-    let df = DataFrame::new(
-        n,
-        vec![
-            Column::new(schema::captures::REQUEST_ID.into(), keys.clone()),
-            Column::new(schema::captures::CONTENT_HASH.into(), keys.clone()),
-            utc_micros(
-                schema::captures::CAPTURED_AT,
-                vec![Utc::now().timestamp_micros(); n],
-            ),
-            Column::new(
-                schema::captures::PROMPT.into(),
-                items.values().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                schema::captures::RESPONSE.into(),
-                items.values().map(|(_, r)| r.as_str()).collect::<Vec<_>>(),
-            ),
-        ],
-    )
-    .and_then(|mut df| write_parquet(&mut df, job.compression))
-    .map_err(|e| CalibrateError::Write {
-        what: "the labelled items".into(),
-        message: e.to_string(),
-    })?;
-    let (scored, judged, failed) = judge_items(
-        &job,
-        &scratch,
-        &df,
-        &format!("{today}/part-{id}"),
-        &judge_id,
-        aws,
-    )
-    .await?;
-    let mut calls = scored.calls;
-    // Further passes, each in its own scratch warehouse (its own cache: the judge is asked again).
-    let mut retests: Vec<BTreeMap<(String, String), i64>> = Vec::new();
-    for pass in 1..job.repeat {
-        let again = scratch.sub(&format!("repeat-{pass}"));
-        for key in again.list(&format!("{}/", schema::scores::TABLE)).await? {
-            again.delete(&key).await?;
-        }
-        let (scored, levels, _) = judge_items(
-            &job,
-            &again,
-            &df,
-            &format!("{today}/part-{id}"),
-            &judge_id,
-            aws,
-        )
-        .await?;
-        calls += scored.calls;
-        retests.push(levels);
-    }
+    let judged = if preferences {
+        judge_preferences(&job, &rubric, &scratch, &items, aws).await?
+    } else {
+        judge_replies(&job, &rubric, &scratch, &id, &items, &judge_id, aws).await?
+    };
 
-    // The figures, per dimension.
+    // The figures, per dimension, of the judge and of a jury's members.
     let raters: BTreeSet<&str> = usable.iter().filter_map(|l| l.rater.as_deref()).collect();
-    // A jury: each member against the same labels too, so a user sees whether it beats them.
-    let mut members = BTreeMap::new();
-    if job.judge.kind == crate::config::JudgeKind::Jury {
-        for member in job.judge.members().map_err(|m| CalibrateError::Write {
-            what: "the jury's members".into(),
-            message: m,
-        })? {
-            let member_id = crate::judge::id_of(&member);
-            let (levels, _) = read_levels(&scratch, &member_id).await?;
-            let mut per_dimension = BTreeMap::new();
-            for d in &job.rubric.dimensions {
-                let pairs = reference_pairs(&given, &levels, &d.name);
-                if !pairs.is_empty() {
-                    let scale: Vec<i64> = d.scale.levels().into_iter().map(i64::from).collect();
-                    per_dimension.insert(
-                        d.name.clone(),
-                        figures(&pairs, &scale, d.scale == crate::rubric::Scale::Binary),
-                    );
-                }
-            }
-            members.insert(member_id, per_dimension);
+    let scale = |d: &crate::rubric::Dimension| -> (Vec<i64>, bool) {
+        if preferences {
+            let binary = !given
+                .iter()
+                .any(|((_, dim), l)| *dim == d.name && l.iter().any(|(_, v)| *v == labels::TIE));
+            (
+                vec![labels::PREFER_A, labels::TIE, labels::PREFER_B],
+                binary,
+            )
+        } else {
+            (
+                d.scale.levels().into_iter().map(i64::from).collect(),
+                d.scale == crate::rubric::Scale::Binary,
+            )
         }
+    };
+    let mut members = BTreeMap::new();
+    for (member_id, levels) in &judged.members {
+        let mut per_dimension = BTreeMap::new();
+        for d in &rubric.dimensions {
+            let pairs = reference_pairs(&given, levels, &d.name);
+            if !pairs.is_empty() {
+                let (levels, binary) = scale(d);
+                per_dimension.insert(d.name.clone(), figures(&pairs, &levels, binary));
+            }
+        }
+        members.insert(member_id.clone(), per_dimension);
     }
     let mut dimensions = BTreeMap::new();
-    for d in &job.rubric.dimensions {
-        let levels: Vec<i64> = d.scale.levels().into_iter().map(i64::from).collect();
-        let pairs = reference_pairs(&given, &judged, &d.name);
-        let mut by_rater: Vec<Vec<Option<i64>>> = Vec::new();
-        for ((_, dimension), labels) in &given {
-            if *dimension != d.name {
-                continue;
-            }
-            if labels.len() > 1 {
-                by_rater.push(
-                    raters
-                        .iter()
-                        .map(|r| {
-                            labels
-                                .iter()
-                                .find(|(who, _)| who.as_deref() == Some(*r))
-                                .map(|(_, l)| *l)
-                        })
-                        .collect(),
-                );
-            }
-        }
+    for d in &rubric.dimensions {
+        let (levels, binary) = scale(d);
+        let pairs = reference_pairs(&given, &judged.levels, &d.name);
         if pairs.is_empty() {
             continue;
         }
-        let mut f = figures(&pairs, &levels, d.scale == crate::rubric::Scale::Binary);
+        let mut f = figures(&pairs, &levels, binary);
+        let by_rater: Vec<Vec<Option<i64>>> = given
+            .iter()
+            .filter(|((_, dimension), labels)| *dimension == d.name && labels.len() > 1)
+            .map(|(_, labels)| {
+                raters
+                    .iter()
+                    .map(|r| {
+                        labels
+                            .iter()
+                            .find(|(who, _)| who.as_deref() == Some(*r))
+                            .map(|(_, l)| *l)
+                    })
+                    .collect()
+            })
+            .collect();
         f.raters_alpha = (!by_rater.is_empty())
             .then(|| agreement::krippendorff_alpha_ordinal(&by_rater))
             .flatten();
-        if !retests.is_empty() {
-            let retest: Vec<(i64, i64)> = retests
+        if !judged.retests.is_empty() {
+            let retest: Vec<(i64, i64)> = judged
+                .retests
                 .iter()
                 .flat_map(|pass| {
                     judged
+                        .levels
                         .iter()
                         .filter(|((_, dim), _)| *dim == d.name)
                         .filter_map(|(key, first)| pass.get(key).map(|again| (*first, *again)))
@@ -496,29 +471,34 @@ pub async fn calibrate(
             };
             f.test_retest_kappa = Some(estimate(retest.len(), kappa, &all));
         }
+        f.position_consistency = judged
+            .consistent
+            .filter(|(_, of)| *of > 0)
+            .map(|(agreed, of)| agreed as f64 / of as f64);
         dimensions.insert(d.name.clone(), f);
     }
 
     let table_key = format!(
         "{}/rubric={}/{}",
         schema::calibration::TABLE,
-        job.rubric.key(),
+        rubric.key(),
         crate::score::current::part_name(&judge_id)
     );
     let mut summary = CalibrateSummary {
         id: id.clone(),
         labels_file: job.labels.display().to_string(),
-        rubric: job.rubric.key(),
-        rubric_hash: job.rubric.hash(),
+        rubric: rubric.key(),
+        rubric_hash: rubric.hash(),
         judge: judge_id,
+        preferences,
         items: items.len(),
         labels: usable.len(),
         raters: raters.len(),
         rejected: rejected.len(),
         rejected_examples: rejected.iter().take(20).cloned().collect(),
-        judge_failed: failed.len(),
-        judge_calls: calls,
-        judge_cost_usd: scored.cost_usd,
+        judge_failed: judged.failed.len(),
+        judge_calls: judged.calls,
+        judge_cost_usd: judged.cost_usd,
         dimensions,
         members,
         table_part: warehouse.uri(&table_key),
@@ -543,11 +523,268 @@ pub async fn calibrate(
     Ok(summary)
 }
 
+/// Preferences name the rubric's first dimension (or none: that one); a single reply's label
+/// in a file of preferences is left out (calibrate them apart, on their own rubric).
+fn check_preferences(
+    labels: Vec<Label>,
+    rubric: &Rubric,
+    rejected: &mut Vec<String>,
+) -> Vec<Label> {
+    let Some(first) = rubric.dimensions.first().map(|d| d.name.clone()) else {
+        return Vec::new();
+    };
+    labels
+        .into_iter()
+        .filter_map(|mut l| {
+            if !l.item.is_pair() {
+                rejected.push(format!(
+                    "{}: a label of a single reply in a file of preferences; calibrate those in \
+                     a file of their own",
+                    l.at
+                ));
+                return None;
+            }
+            if l.dimension.is_empty() {
+                l.dimension = first.clone();
+            }
+            if l.dimension != first {
+                rejected.push(format!(
+                    "{}: preferences are judged on `{first}`, the first dimension of rubric {}, \
+                     not on `{}`",
+                    l.at,
+                    rubric.key(),
+                    l.dimension
+                ));
+                return None;
+            }
+            Some(l)
+        })
+        .collect()
+}
+
+/// The labelled items and their labels: captures looked up in the warehouse by request id,
+/// texts as given; an unknown request id is left out.
+async fn gather(
+    usable: &[Label],
+    warehouse: &Warehouse,
+    rejected: &mut Vec<String>,
+) -> Result<Gathered, CalibrateError> {
+    let wanted: BTreeSet<String> = usable
+        .iter()
+        .filter_map(|l| match &l.item {
+            Item::Capture(id) => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    let found = capture_texts(warehouse, &wanted).await?;
+    let mut items: BTreeMap<String, Texts> = BTreeMap::new();
+    let mut given: BTreeMap<(String, String), Vec<RaterLabel>> = BTreeMap::new();
+    for l in usable {
+        let texts = match &l.item {
+            Item::Text { prompt, response } => Texts::One(prompt.clone(), response.clone()),
+            Item::Pair {
+                prompt,
+                response_a,
+                response_b,
+            } => Texts::Two(prompt.clone(), response_a.clone(), response_b.clone()),
+            Item::Capture(id) => match found.get(id) {
+                Some((p, r)) => Texts::One(p.clone(), r.clone()),
+                None => {
+                    rejected.push(format!(
+                        "{}: request_id `{id}` is not among the warehouse's captures",
+                        l.at
+                    ));
+                    continue;
+                }
+            },
+        };
+        let key = match &texts {
+            Texts::One(p, r) => crate::ingest::decode::content_hash(p, r),
+            Texts::Two(p, a, b) => sha256_hex(format!("preference\0{p}\0{a}\0{b}").as_bytes()),
+        };
+        items.entry(key.clone()).or_insert(texts);
+        given
+            .entry((key, l.dimension.clone()))
+            .or_default()
+            .push((l.rater.clone(), l.label));
+    }
+    Ok(Gathered { items, given })
+}
+
+/// Single replies, judged through the score stage in `scratch` as captures of the model
+/// `labelled`; `--repeat` passes each in a scratch of their own (their own cache: the judge is
+/// asked again).
+async fn judge_replies(
+    job: &CalibrateJob,
+    rubric: &Rubric,
+    scratch: &Warehouse,
+    id: &str,
+    items: &BTreeMap<String, Texts>,
+    judge_id: &str,
+    aws: &AwsClients,
+) -> Result<Judged, CalibrateError> {
+    for table in [schema::captures::TABLE, schema::scores::TABLE] {
+        for key in scratch.list(&format!("{table}/")).await? {
+            scratch.delete(&key).await?;
+        }
+    }
+    let today = Utc::now().date_naive();
+    let n = items.len();
+    let keys: Vec<String> = items.keys().cloned().collect();
+    let (prompts, responses): (Vec<&str>, Vec<&str>) = items
+        .values()
+        .map(|t| match t {
+            Texts::One(p, r) | Texts::Two(p, r, _) => (p.as_str(), r.as_str()),
+        })
+        .unzip();
+    let df = DataFrame::new(
+        n,
+        vec![
+            Column::new(schema::captures::REQUEST_ID.into(), keys.clone()),
+            Column::new(schema::captures::CONTENT_HASH.into(), keys),
+            utc_micros(
+                schema::captures::CAPTURED_AT,
+                vec![Utc::now().timestamp_micros(); n],
+            ),
+            Column::new(schema::captures::PROMPT.into(), prompts),
+            Column::new(schema::captures::RESPONSE.into(), responses),
+        ],
+    )
+    .and_then(|mut df| write_parquet(&mut df, job.compression))
+    .map_err(|e| CalibrateError::Write {
+        what: "the labelled items".into(),
+        message: e.to_string(),
+    })?;
+    let part = format!("{today}/part-{id}");
+    let (scored, levels, failed) =
+        judge_items(job, rubric, scratch, &df, &part, judge_id, aws).await?;
+    let mut judged = Judged {
+        levels,
+        failed,
+        calls: scored.calls,
+        cost_usd: scored.cost_usd,
+        ..Judged::default()
+    };
+    for pass in 1..job.repeat {
+        let again = scratch.sub(&format!("repeat-{pass}"));
+        for key in again.list(&format!("{}/", schema::scores::TABLE)).await? {
+            again.delete(&key).await?;
+        }
+        let (scored, levels, _) =
+            judge_items(job, rubric, &again, &df, &part, judge_id, aws).await?;
+        judged.calls += scored.calls;
+        judged.retests.push(levels);
+    }
+    if job.judge.kind == crate::config::JudgeKind::Jury {
+        for member in job.judge.members().map_err(|m| CalibrateError::Write {
+            what: "the jury's members".into(),
+            message: m,
+        })? {
+            let member_id = crate::judge::id_of(&member);
+            let (levels, _) = read_levels(scratch, &member_id).await?;
+            judged.members.push((member_id, levels));
+        }
+    }
+    Ok(judged)
+}
+
+/// Preferences, judged in both orders on the pairwise rubric (as `compare --pairwise` does; a
+/// jury member by member), in `scratch` with its judge cache; `--repeat` passes each in a
+/// scratch of their own. An order-dependent verdict counts as a tie, and against the position
+/// consistency.
+async fn judge_preferences(
+    job: &CalibrateJob,
+    rubric: &Rubric,
+    scratch: &Warehouse,
+    items: &BTreeMap<String, Texts>,
+    aws: &AwsClients,
+) -> Result<Judged, CalibrateError> {
+    use crate::compare::figures::Outcome;
+    use crate::compare::pairwise::{self, judge_both_orders};
+    let dimension = rubric
+        .dimensions
+        .first()
+        .map(|d| d.name.clone())
+        .unwrap_or_default();
+    // Reply A is compare's baseline, B its candidate: a win is a preference for B.
+    let (keys, pairs): (Vec<&String>, Vec<pairwise::Item>) = items
+        .iter()
+        .filter_map(|(key, t)| match t {
+            Texts::Two(p, a, b) => Some((
+                key,
+                pairwise::Item {
+                    prompt: p.clone(),
+                    baseline: a.clone(),
+                    candidate: b.clone(),
+                },
+            )),
+            Texts::One(..) => None,
+        })
+        .unzip();
+    let as_levels = |outcomes: &[Outcome]| -> ByItem {
+        keys.iter()
+            .zip(outcomes)
+            .filter_map(|(key, o)| {
+                let level = match o {
+                    Outcome::Win => labels::PREFER_B,
+                    Outcome::Loss => labels::PREFER_A,
+                    Outcome::Tie | Outcome::Inconsistent => labels::TIE,
+                    Outcome::Missing => return None,
+                };
+                Some(((key.to_string(), dimension.clone()), level))
+            })
+            .collect()
+    };
+    let run = judge_both_orders(scratch, rubric, &job.judge, aws, &pairs, job.budget_usd).await?;
+    let mut judged = Judged {
+        levels: as_levels(&run.outcomes),
+        failed: keys
+            .iter()
+            .zip(&run.outcomes)
+            .filter(|(_, o)| **o == Outcome::Missing)
+            .map(|(k, _)| k.to_string())
+            .collect(),
+        calls: run.calls,
+        cost_usd: (run.calls > 0 || run.cached > 0).then_some(run.cost_usd),
+        consistent: (run.members.is_empty()).then(|| {
+            let of = run
+                .outcomes
+                .iter()
+                .filter(|o| **o != Outcome::Missing)
+                .count();
+            let inconsistent = run
+                .outcomes
+                .iter()
+                .filter(|o| **o == Outcome::Inconsistent)
+                .count();
+            (of - inconsistent, of)
+        }),
+        members: run
+            .members
+            .iter()
+            .map(|(id, outcomes)| (id.clone(), as_levels(outcomes)))
+            .collect(),
+        ..Judged::default()
+    };
+    if let Some(e) = &run.first_error {
+        tracing::warn!("calibrate: {} judgments failed; the first: {e}", run.errors);
+    }
+    for pass in 1..job.repeat {
+        let again = scratch.sub(&format!("repeat-{pass}"));
+        let left = job.budget_usd.map(|b| (b - run.cost_usd).max(0.0));
+        let run = judge_both_orders(&again, rubric, &job.judge, aws, &pairs, left).await?;
+        judged.calls += run.calls;
+        judged.retests.push(as_levels(&run.outcomes));
+    }
+    Ok(judged)
+}
+
 /// The judge's levels of one pass: the items (`captures`, Parquet bytes) written into `scratch`,
 /// judged through the score stage, and the `ok` levels read back per (item, dimension); also the
 /// items whose judgment failed.
 async fn judge_items(
     job: &CalibrateJob,
+    rubric: &Rubric,
     scratch: &Warehouse,
     captures: &[u8],
     part: &str,
@@ -563,7 +800,7 @@ async fn judge_items(
         .await?;
     let scored = score(
         ScoreJob::scratch(
-            job.rubric.clone(),
+            rubric.clone(),
             job.judge.clone(),
             job.budget_usd,
             job.compression,
@@ -708,6 +945,16 @@ impl std::fmt::Display for Estimate {
     }
 }
 
+/// A level as shown: a preference by its name, a level by its number.
+fn level_name(preferences: bool, level: i64) -> String {
+    match (preferences, level) {
+        (true, labels::PREFER_A) => "A better".into(),
+        (true, labels::TIE) => "tie".into(),
+        (true, labels::PREFER_B) => "B better".into(),
+        _ => level.to_string(),
+    }
+}
+
 /// The calibration as a self-contained page (the report's style): per dimension the figures with
 /// their intervals and the confusion matrix; a jury's members; the rows left out.
 pub fn page(s: &CalibrateSummary) -> String {
@@ -741,18 +988,34 @@ pub fn page(s: &CalibrateSummary) -> String {
             d.test_retest_kappa.map_or("n/a".to_string(), |e| e.to_string()),
         ));
     }
-    out.push_str("</tbody></table></div></section>");
+    out.push_str("</tbody></table></div>");
+    for (name, d) in &s.dimensions {
+        if let Some(p) = d.position_consistency {
+            out.push_str(&format!(
+                r#"<p class="note">{}: preferences judged in both orders; the verdict held when the replies swapped places for {:.1}% of the pairs (an order-dependent verdict counts as a tie).</p>"#,
+                esc(name),
+                100.0 * p
+            ));
+        }
+    }
+    out.push_str("</section>");
     for (name, d) in &s.dimensions {
         out.push_str(&format!(
             r#"<section><h2>{}: confusion matrix</h2><p class="note">Rows: your labels; columns: the judge's levels.</p><div class="scroll"><table class="confusion"><thead><tr><th></th>"#,
             esc(name)
         ));
         for level in &d.levels {
-            out.push_str(&format!(r#"<th class="num">{level}</th>"#));
+            out.push_str(&format!(
+                r#"<th class="num">{}</th>"#,
+                level_name(s.preferences, *level)
+            ));
         }
         out.push_str("</tr></thead><tbody>");
         for (level, row) in d.levels.iter().zip(&d.confusion) {
-            out.push_str(&format!("<tr><th>{level}</th>"));
+            out.push_str(&format!(
+                "<tr><th>{}</th>",
+                level_name(s.preferences, *level)
+            ));
             for n in row {
                 out.push_str(&format!(r#"<td class="num">{n}</td>"#));
             }
@@ -830,6 +1093,13 @@ pub fn markdown(s: &CalibrateSummary) -> String {
         }
     }
     for (name, d) in &s.dimensions {
+        if let Some(p) = d.position_consistency {
+            out.push_str(&format!(
+                "\nPosition consistency, {name}: the verdict held with the replies swapped for \
+                 {:.1}% of the pairs.\n",
+                100.0 * p
+            ));
+        }
         if let Some(t) = &d.test_retest_kappa {
             out.push_str(&format!(
                 "\nTest-retest, {name}: quadratic kappa of the judge against itself {}.\n",

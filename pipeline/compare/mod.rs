@@ -610,7 +610,8 @@ async fn cost_per_request(
 }
 
 /// With `min_judge_kappa`: every dimension a gate reads (all of them for `composite`) must have
-/// a calibration of this rubric hash and judge at or above it.
+/// a calibration of this rubric hash and judge at or above it; a gate on a `pairwise.` figure
+/// reads the pairwise rubric's, calibrated on people's preferences.
 async fn check_judge_calibration(
     job: &CompareJob,
     warehouse: &Warehouse,
@@ -619,19 +620,31 @@ async fn check_judge_calibration(
         return Ok(());
     };
     let judge = crate::judge::id_of(&job.judge);
-    let calibration = crate::report::calibration(warehouse, &job.rubric, &judge)
-        .await
-        .map_err(|e| CompareError::Judge(e.to_string()))?;
-    let mut gated: BTreeSet<String> = BTreeSet::new();
+    // (on the pairwise rubric, dimension)
+    let mut gated: BTreeSet<(bool, String)> = BTreeSet::new();
     for gate in &job.gates {
         let metric = gate.figure.split('.').next().unwrap_or_default();
         if metric == "composite" {
-            gated.extend(job.rubric.dimensions.iter().map(|d| d.name.clone()));
+            gated.extend(
+                job.rubric
+                    .dimensions
+                    .iter()
+                    .map(|d| (false, d.name.clone())),
+            );
         } else if job.rubric.dimensions.iter().any(|d| d.name == metric) {
-            gated.insert(metric.to_string());
+            gated.insert((false, metric.to_string()));
+        } else if let (Some(pairwise), "pairwise") = (&job.pairwise, metric) {
+            gated.extend(pairwise.dimensions.first().map(|d| (true, d.name.clone())));
         }
     }
-    for dimension in gated {
+    for (on_pairwise, dimension) in gated {
+        let rubric = match (on_pairwise, &job.pairwise) {
+            (true, Some(pairwise)) => pairwise,
+            _ => &job.rubric,
+        };
+        let calibration = crate::report::calibration(warehouse, rubric, &judge)
+            .await
+            .map_err(|e| CompareError::Judge(e.to_string()))?;
         let found = match calibration.get(&dimension) {
             None => "not calibrated (`evalwatch calibrate --labels FILE`)".to_string(),
             Some(c) if c.kappa_quadratic.is_some_and(|k| k >= needed) => continue,

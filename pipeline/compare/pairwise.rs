@@ -4,6 +4,9 @@
 //! engine (pacing, retries with back-off, one repair) and a judge cache of their own in the
 //! comparison's scratch warehouse; the offline scorer prefers by its own signals (no position
 //! bias). [`super::figures::reconcile`] turns the two verdicts into the candidate's outcome.
+//! A jury judges member by member (each under its own id and cache scope); the members' outcomes
+//! are combined per item by the jury's aggregate ([`combine`]). `calibrate` judges people's
+//! preferences through the same function.
 
 use std::sync::Arc;
 
@@ -39,6 +42,9 @@ pub struct PairwiseRun {
     pub skipped_budget: u64,
     pub cost_usd: f64,
     pub first_error: Option<String>,
+    /// A jury's members: id and outcomes per item, in order.
+    #[serde(skip)]
+    pub members: Vec<(String, Vec<Outcome>)>,
 }
 
 /// A finished judgment: item, order (0 baseline first, 1 candidate first), the level and what to
@@ -62,8 +68,87 @@ fn preference(rubric: &Rubric, level: u32) -> Preference {
     }
 }
 
-/// Judges every item in both orders.
+/// Judges every item in both orders; a jury member by member, its outcome per item the members'
+/// combined by its aggregate.
 pub async fn judge_both_orders(
+    scratch: &Warehouse,
+    rubric: &Rubric,
+    settings: &JudgeSettings,
+    aws: &AwsClients,
+    items: &[Item],
+    budget_usd: Option<f64>,
+) -> Result<PairwiseRun, super::CompareError> {
+    if settings.kind != crate::config::JudgeKind::Jury {
+        return judge_one(scratch, rubric, settings, aws, items, budget_usd).await;
+    }
+    let members = settings.members().map_err(super::CompareError::Judge)?;
+    let mut run = PairwiseRun::default();
+    for member in &members {
+        let left = budget_usd.map(|b| (b - run.cost_usd).max(0.0));
+        let one = judge_one(scratch, rubric, member, aws, items, left).await?;
+        run.calls += one.calls;
+        run.cached += one.cached;
+        run.errors += one.errors;
+        run.skipped_budget += one.skipped_budget;
+        run.cost_usd += one.cost_usd;
+        if run.first_error.is_none() {
+            run.first_error = one.first_error;
+        }
+        run.members
+            .push((crate::judge::id_of(member), one.outcomes));
+    }
+    run.outcomes = (0..items.len())
+        .map(|i| {
+            let votes: Vec<Outcome> = run.members.iter().map(|(_, o)| o[i]).collect();
+            combine(&votes, settings.jury_aggregate)
+        })
+        .collect();
+    Ok(run)
+}
+
+/// A jury's outcome of one item from its members': each as a direction (a win +1, a loss -1, a
+/// tie or an order-dependent verdict 0; a missing one left out), combined by the aggregate: the
+/// sign of the mean, of the (lower) median, or the most common direction (no single most common
+/// one: a tie). No member's verdict: missing.
+pub fn combine(votes: &[Outcome], aggregate: crate::config::JuryAggregate) -> Outcome {
+    use crate::config::JuryAggregate;
+    let mut directions: Vec<i32> = votes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Win => Some(1),
+            Outcome::Loss => Some(-1),
+            Outcome::Tie | Outcome::Inconsistent => Some(0),
+            Outcome::Missing => None,
+        })
+        .collect();
+    if directions.is_empty() {
+        return Outcome::Missing;
+    }
+    directions.sort_unstable();
+    let direction = match aggregate {
+        JuryAggregate::Mean => directions.iter().sum::<i32>().signum(),
+        JuryAggregate::Median => directions[(directions.len() - 1) / 2],
+        JuryAggregate::Majority => {
+            let count = |d: i32| directions.iter().filter(|x| **x == d).count();
+            let (win, loss, tie) = (count(1), count(-1), count(0));
+            if win > loss && win > tie {
+                1
+            } else if loss > win && loss > tie {
+                -1
+            } else {
+                0
+            }
+        }
+    };
+    match direction {
+        1 => Outcome::Win,
+        -1 => Outcome::Loss,
+        _ => Outcome::Tie,
+    }
+}
+
+/// Judges every item in both orders with one judge.
+async fn judge_one(
     scratch: &Warehouse,
     rubric: &Rubric,
     settings: &JudgeSettings,
@@ -189,4 +274,29 @@ pub async fn judge_both_orders(
         })
         .collect();
     Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::JuryAggregate;
+    use Outcome::*;
+
+    #[test]
+    fn a_jury_combines_its_members_verdicts() {
+        assert_eq!(combine(&[Win, Win, Loss], JuryAggregate::Majority), Win);
+        assert_eq!(combine(&[Win, Loss, Tie], JuryAggregate::Majority), Tie);
+        assert_eq!(
+            combine(&[Win, Inconsistent, Inconsistent], JuryAggregate::Majority),
+            Tie
+        );
+        assert_eq!(combine(&[Win, Loss, Loss], JuryAggregate::Mean), Loss);
+        assert_eq!(combine(&[Win, Tie, Tie], JuryAggregate::Mean), Win);
+        assert_eq!(combine(&[Win, Tie, Tie], JuryAggregate::Median), Tie);
+        assert_eq!(combine(&[Win, Missing, Win], JuryAggregate::Median), Win);
+        assert_eq!(
+            combine(&[Missing, Missing], JuryAggregate::Majority),
+            Missing
+        );
+    }
 }

@@ -547,3 +547,247 @@ fn a_jurys_agreement_and_disagreements_are_in_the_aggregates() {
         "a disagreeing capture is listed"
     );
 }
+
+/// The committed LLMBar Natural preferences: (prompt, reply A, reply B, people's choice of A).
+fn llmbar_pairs() -> Vec<(String, String, String, bool)> {
+    std::fs::read_to_string(repo_root().join("datasets/pairs/llmbar_natural.labels.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let r: serde_json::Value = serde_json::from_str(line).unwrap();
+            let text = |k: &str| r[k].as_str().unwrap().to_string();
+            (
+                text("prompt"),
+                text("response_a"),
+                text("response_b"),
+                r["label"] == "a",
+            )
+        })
+        .collect()
+}
+
+/// A stub judge's pairwise verdicts: `a_better(n)` for the n-th pair says whether it finds reply
+/// A better; `None` makes it prefer whichever reply it sees first (a position bias).
+fn pairwise_stub(
+    pairs: &[(String, String, String, bool)],
+    a_better: impl Fn(usize, bool) -> Option<bool>,
+) -> JudgeServer {
+    let key = evalwatch::judge::stub::verdict_key;
+    let mut verdicts = std::collections::HashMap::new();
+    for (n, (p, a, b, people_a)) in pairs.iter().enumerate() {
+        let (ab, ba) = match a_better(n, *people_a) {
+            Some(true) => (1, 5),
+            Some(false) => (5, 1),
+            None => (1, 1),
+        };
+        verdicts.insert(key(p, a, b), ab);
+        verdicts.insert(key(p, b, a), ba);
+    }
+    judge_server(StubConfig {
+        verdicts: Some(std::sync::Arc::new(verdicts)),
+        ..StubConfig::default()
+    })
+}
+
+/// A config for `warehouse` with the quality rubric (so `pairwise.toml` beside it judges
+/// preferences) and a judge paced for the stub.
+fn preference_config(
+    dir: &std::path::Path,
+    warehouse: &std::path::Path,
+    judge: &str,
+) -> std::path::PathBuf {
+    let config = dir.join("evalwatch.toml");
+    let (model, url) = judge.trim_start_matches("openai:").split_once('@').unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[warehouse]\npath = {:?}\n[score]\nrubric = {:?}\n[judge]\nkind = \"openai\"\n\
+             model = {model:?}\nurl = {url:?}\nrequests-per-minute = 600000\n\
+             tokens-per-minute = 1000000000\n",
+            warehouse.display().to_string(),
+            repo_root()
+                .join("rubrics/quality.toml")
+                .display()
+                .to_string(),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// People's preferences between two replies (LLMBar Natural, committed) are judged in both
+/// orders on the pairwise rubric. A judge that is right on most pairs, prefers whichever reply it
+/// sees first on every fifth (its verdict changes with the order: a tie) and is wrong in both
+/// orders on every seventh of the rest: calibrate's kappas equal `agreement::cohen_kappa` on the
+/// same (people, judge) directions (itself checked against scikit-learn), its position
+/// consistency is 80%, a second run costs no call, and `compare --min-judge-kappa` gates a
+/// `pairwise.` figure on this calibration.
+#[test]
+fn preferences_are_judged_in_both_orders_and_a_position_bias_shows() {
+    let pairs = llmbar_pairs();
+    assert_eq!(pairs.len(), 100);
+    let verdict = |n: usize, people_a: bool| match n {
+        n if n % 5 == 0 => None,
+        n if n % 7 == 0 => Some(!people_a),
+        _ => Some(people_a),
+    };
+    let server = pairwise_stub(&pairs, verdict);
+    let judge = format!("openai:biased@{}/v1", server.url);
+    let dir = tempfile::tempdir().unwrap();
+    let wh = dir.path().join("wh");
+    std::fs::create_dir_all(&wh).unwrap();
+    let config = preference_config(dir.path(), &wh, &judge);
+    let labels = repo_root().join("datasets/pairs/llmbar_natural.labels.jsonl");
+    let calibrate = || {
+        let out = run(evalwatch()
+            .arg("--config")
+            .arg(&config)
+            .args(["calibrate", "--labels"])
+            .arg(&labels));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stage_summary(&out, "calibrate")
+    };
+    let s = calibrate();
+    assert_eq!(s["preferences"], true, "{s}");
+    assert!(
+        s["rubric"].as_str().unwrap().starts_with("pairwise@"),
+        "{s}"
+    );
+    assert_eq!(count(&s, "items"), 100);
+    assert_eq!(count(&s, "judge_calls"), 200, "both orders: {s}");
+    let (people, judged): (Vec<i64>, Vec<i64>) = pairs
+        .iter()
+        .enumerate()
+        .map(|(n, (_, _, _, people_a))| {
+            let direction = |a: bool| if a { -1 } else { 1 };
+            (
+                direction(*people_a),
+                verdict(n, *people_a).map_or(0, direction),
+            )
+        })
+        .unzip();
+    let d = &s["dimensions"]["preference"];
+    let value = |k: &str| d[k]["value"].as_f64().unwrap();
+    for (figure, weights) in [
+        (
+            "kappa_unweighted",
+            evalwatch::agreement::Weights::Unweighted,
+        ),
+        ("kappa_quadratic", evalwatch::agreement::Weights::Quadratic),
+    ] {
+        let expected =
+            evalwatch::agreement::cohen_kappa(&people, &judged, Some(&[-1, 0, 1]), weights)
+                .unwrap();
+        assert!((value(figure) - expected).abs() < 1e-12, "{figure}: {d}");
+    }
+    let right = people.iter().zip(&judged).filter(|(p, j)| p == j).count();
+    assert!(
+        (value("accuracy") - right as f64 / 100.0).abs() < 1e-12,
+        "{d}"
+    );
+    assert_eq!(d["position_consistency"], 0.8, "{d}");
+    assert!(d["roc_auc"].as_f64().is_some(), "people named no tie: {d}");
+    let a_tied = (0..100).filter(|n| n % 5 == 0 && pairs[*n].3).count();
+    assert_eq!(
+        d["confusion"][0][1], a_tied,
+        "people's A, judged a tie: {d}"
+    );
+    assert_eq!(count(&calibrate(), "judge_calls"), 0, "cached");
+
+    // The release gate reads this calibration for a `pairwise.` figure.
+    let kappa = value("kappa_quadratic");
+    let side = |name: &str, pick: fn(&(String, String, String, bool)) -> &String| {
+        let path = dir.path().join(name);
+        let lines: Vec<String> = pairs
+            .iter()
+            .map(|pair| {
+                serde_json::json!({"instruction": pair.0, "output": pick(pair)}).to_string()
+            })
+            .collect();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        path
+    };
+    let (a, b) = (side("a.jsonl", |p| &p.1), side("b.jsonl", |p| &p.2));
+    let gate = |least: f64| {
+        run(evalwatch()
+            .arg("--config")
+            .arg(&config)
+            .args(["compare", "--pairwise", "--baseline-file"])
+            .arg(&a)
+            .arg("--candidate-file")
+            .arg(&b)
+            .args(["--gate", "pairwise.win_rate >= 0"])
+            .arg("--min-judge-kappa")
+            .arg(least.to_string()))
+    };
+    let out = gate(kappa + 0.01);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("`preference`"), "{}", stderr(&out));
+    let out = gate(kappa - 0.01);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// A jury judges preferences member by member and takes their majority: three judges each wrong
+/// on a different quarter of the pairs make a jury that is never wrong, and calibrate shows each
+/// member's figures beside it.
+#[test]
+fn a_jury_of_pairwise_judges_beats_each_member() {
+    let pairs = llmbar_pairs();
+    let servers: Vec<JudgeServer> = (0..3)
+        .map(|k| pairwise_stub(&pairs, move |n, people_a| Some(people_a ^ (n % 4 == k))))
+        .collect();
+    let members: Vec<String> = servers
+        .iter()
+        .map(|s| format!("openai:m@{}/v1", s.url))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("jury.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[score]\nrubric = \"{}\"\n[judge]\nkind = \"jury\"\njury = {:?}\n\
+             jury-aggregate = \"majority\"\nrequests-per-minute = 600000\n\
+             tokens-per-minute = 1000000000\n",
+            repo_root().join("rubrics/quality.toml").display(),
+            members
+        ),
+    )
+    .unwrap();
+    let out = run(evalwatch()
+        .arg("--config")
+        .arg(&config)
+        .arg("--warehouse")
+        .arg(dir.path().join("wh"))
+        .args(["calibrate", "--labels"])
+        .arg(repo_root().join("datasets/pairs/llmbar_natural.labels.jsonl")));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = stage_summary(&out, "calibrate");
+    assert!(s["judge"].as_str().unwrap().starts_with("jury:"), "{s}");
+    assert_eq!(count(&s, "judge_calls"), 3 * 200, "{s}");
+    let accuracy = |d: &serde_json::Value| d["preference"]["accuracy"]["value"].as_f64().unwrap();
+    assert_eq!(accuracy(&s["dimensions"]), 1.0, "{s}");
+    for member in &members {
+        assert_eq!(accuracy(&s["members"][member]), 0.75, "{member}: {s}");
+    }
+}
+
+/// The offline scorer against LLMBar Natural's expert preferences: the figures the README's
+/// agreement table quotes (it ties most pairs: its signals are about harm, not instructions).
+#[test]
+fn the_offline_scorer_on_llmbar_natural_preferences() {
+    let wh = tempfile::tempdir().unwrap();
+    let out = run(evalwatch()
+        .arg("--warehouse")
+        .arg(wh.path())
+        .args(["calibrate", "--rubric", "rubrics/pairwise.toml", "--labels"])
+        .arg(repo_root().join("datasets/pairs/llmbar_natural.labels.jsonl")));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s = stage_summary(&out, "calibrate");
+    let d = &s["dimensions"]["preference"];
+    assert_eq!(
+        d["confusion"],
+        serde_json::json!([[12, 21, 9], [0, 0, 0], [9, 33, 16]])
+    );
+    assert_eq!(d["accuracy"]["value"], 0.28);
+    assert_eq!(d["majority_baseline"], 0.58);
+}

@@ -466,13 +466,15 @@ fn two_models_of_the_warehouse_compare_like_the_same_replies_in_files() {
     );
 }
 
-/// LLMBar's Natural set (MIT, committed in `datasets/compare/llmbar_natural.jsonl`): the
+/// LLMBar's Natural set (MIT, committed in `datasets/pairs/llmbar_natural.labels.jsonl`): the
 /// expert's choice between two outputs for 100 instructions, replayed through the stub as the
 /// judge's verdict in both orders, comes back as the candidate's win rate: output B was chosen
 /// 58 times. The fresh-machine counterpart of the AlpacaEval reproduction.
 #[test]
 fn recorded_expert_verdicts_come_back_as_the_win_rate() {
-    let text = std::fs::read_to_string(fixture("llmbar_natural.jsonl")).unwrap();
+    let text =
+        std::fs::read_to_string(repo_root().join("datasets/pairs/llmbar_natural.labels.jsonl"))
+            .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (mut a_file, mut b_file) = (String::new(), String::new());
     let mut verdicts = std::collections::HashMap::new();
@@ -480,11 +482,11 @@ fn recorded_expert_verdicts_come_back_as_the_win_rate() {
     for line in text.lines() {
         let r: serde_json::Value = serde_json::from_str(line).unwrap();
         let (i, a, b) = (
-            r["instruction"].as_str().unwrap(),
-            r["output_a"].as_str().unwrap(),
-            r["output_b"].as_str().unwrap(),
+            r["prompt"].as_str().unwrap(),
+            r["response_a"].as_str().unwrap(),
+            r["response_b"].as_str().unwrap(),
         );
-        let a_wins = r["better"] == "a";
+        let a_wins = r["label"] == "a";
         b_better += usize::from(!a_wins);
         let key = evalwatch::judge::stub::verdict_key;
         verdicts.insert(key(i, a, b), if a_wins { 1 } else { 5 });
