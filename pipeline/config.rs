@@ -217,9 +217,17 @@ pub struct RawAnalyse {
     /// Bootstrap resamples for mean differences (a normal interval is used past 20,000 values).
     /// Default: 1000.
     pub bootstrap_resamples: Option<usize>,
-    /// CUSUM slack and decision level, in standard errors of a day's mean. Default: 0.5 / 5.
+    /// CUSUM slack, in standard errors of a day's mean difference. Default: 0.5.
     pub cusum_k: Option<f64>,
+    /// A fixed CUSUM decision level, in standard errors. Default: none, the level is simulated
+    /// per model, day and metric for `false-alerts-per-30-days`.
     pub cusum_h: Option<f64>,
+    /// Expected false alerts of the CUSUMs per model per 30 stable days, over all its metrics
+    /// that can alert. Default: 0.1 (one in 300 stable days of a model).
+    pub false_alerts_per_30_days: Option<f64>,
+    /// The smallest sustained change of a mean the CUSUM accumulates (its slack is never below
+    /// this many standard errors' worth). Default: 0.01.
+    pub sequential_min_effect: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -810,7 +818,9 @@ pub struct AnalyseSettings {
     pub wasserstein: (f64, f64),
     pub bootstrap_resamples: usize,
     pub cusum_k: f64,
-    pub cusum_h: f64,
+    pub cusum_h: Option<f64>,
+    pub false_alerts_per_30_days: f64,
+    pub sequential_min_effect: f64,
 }
 
 /// Where `publish` sends the analysed numbers.
@@ -1378,7 +1388,20 @@ fn validate_analyse(raw: RawAnalyse) -> Result<AnalyseSettings, (&'static str, S
         )?,
         bootstrap_resamples: raw.bootstrap_resamples.unwrap_or(1000),
         cusum_k: positive("analyse.cusum-k", raw.cusum_k, 0.5)?,
-        cusum_h: positive("analyse.cusum-h", raw.cusum_h, 5.0)?,
+        cusum_h: match raw.cusum_h {
+            None => None,
+            h => Some(positive("analyse.cusum-h", h, 5.0)?),
+        },
+        false_alerts_per_30_days: positive(
+            "analyse.false-alerts-per-30-days",
+            raw.false_alerts_per_30_days,
+            0.1,
+        )?,
+        sequential_min_effect: positive(
+            "analyse.sequential-min-effect",
+            raw.sequential_min_effect,
+            0.01,
+        )?,
     };
     if settings.alpha_alert > settings.alpha_warn {
         return Err((

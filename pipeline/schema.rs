@@ -161,7 +161,7 @@ table! {
 table! {
     /// `aggregates/date=<d>/`: one row per model and window (the analyse stage). Per rubric
     /// dimension it also has the columns of `crate::schema::dimensions` (mean, threshold, pass
-    /// rate, jury alpha), after `SKIPPED_BUDGET`.
+    /// rate, jury alpha, minimum detectable drops in 1, 3, 7 days), after `SKIPPED_BUDGET`.
     aggregates = "aggregates" {
         MODEL = "model",
         WINDOW_DAYS = "window_days",
@@ -172,6 +172,11 @@ table! {
         COMPOSITE_MEAN = "composite_mean",
         /// Share of the judged captures whose composite is at or above the rubric's threshold.
         COMPOSITE_PASS_RATE = "composite_pass_rate",
+        /// The smallest sustained drop of the composite mean caught within 1, 3 and 7 days with
+        /// 80% power at the window's n (`analyse::sequential::mde`).
+        COMPOSITE_MDE_1D = "composite_mde_1d",
+        COMPOSITE_MDE_3D = "composite_mde_3d",
+        COMPOSITE_MDE_7D = "composite_mde_7d",
         LATENCY_P50_MS = "latency_p50_ms",
         LATENCY_P99_MS = "latency_p99_ms",
         PROMPT_CHARS_MEAN = "prompt_chars_mean",
@@ -250,11 +255,17 @@ pub mod dimensions {
     pub fn jury_alpha(dimension: &str) -> String {
         format!("{dimension}_jury_alpha")
     }
+
+    /// The smallest sustained drop of `dimension`'s mean the monitor catches within `days` days
+    /// with 80% power, at the window's n (`composite` for the composite's).
+    pub fn mde(dimension: &str, days: usize) -> String {
+        format!("{dimension}_mde_{days}d")
+    }
 }
 
 pub use dimensions::{
-    jury_alpha as dimension_jury_alpha, mean as dimension_mean, pass_rate as dimension_pass_rate,
-    threshold as dimension_threshold,
+    jury_alpha as dimension_jury_alpha, mde as dimension_mde, mean as dimension_mean,
+    pass_rate as dimension_pass_rate, threshold as dimension_threshold,
 };
 
 /// Checks that `df` has exactly `expected` columns, in order (the writers' tests).

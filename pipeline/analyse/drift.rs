@@ -26,19 +26,26 @@
 //!   composite down; error and refusal rates up). Features have no bad direction and only warn.
 //! - A metric with a bad direction that moved the good way (quality went up) never alerts.
 //!
+//! - `cusum_down` / `cusum_up` (every metric with values): one-sided CUSUMs across days of the
+//!   day's mean difference from the baseline in standard errors ([`super::sequential`]; slack
+//!   `cusum-k`, widened by `sequential-min-effect`; capped at twice the level). `statistic` is the
+//!   CUSUM, `threshold` its decision level, simulated from the model's own baseline for
+//!   `false-alerts-per-30-days` over the model's score metrics (or `cusum-h` when set). Past the
+//!   level: `alert` for a score metric's drop, `warn` for its rise and for every other metric
+//!   (judge errors and refusals are rare events, tested by their chi-square).
+//!
 //! Patterns, per metric over the model's daily series: a day whose metric has an `alert` is a
-//! breach. `sustained` when the day before was a breach too, or when the one-sided CUSUM of the
-//! daily mean (in standard errors, slack `cusum-k`, capped at twice `cusum-h`) passes `cusum-h`
-//! having been at half of it or more the day before (so one very bad day alone is not
-//! sustained); `intermittent` for an isolated breach. A CUSUM past `cusum-h` without a breach
-//! marks the day `sustained` and lifts the `mean_delta` verdict to `warn`: the mean moved a little
-//! every day. `none` otherwise.
+//! breach. `sustained` when the day before was a breach too, or when the CUSUM in the bad
+//! direction passes its level having been at half of it or more the day before (so one very bad
+//! day alone is not sustained); `intermittent` for an isolated breach. A feature's CUSUM past its
+//! level marks the day `sustained` without a breach. `none` otherwise.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use super::load::DayData;
+use super::sequential;
 use super::stats;
 use crate::config::AnalyseSettings;
 
@@ -95,6 +102,9 @@ pub struct DriftRow {
     pub ci_high: Option<f64>,
     pub verdict: &'static str,
     pub pattern: &'static str,
+    /// CUSUM rows: the day's standardised difference from the baseline ([`sequential::z_of`]),
+    /// and the slack it was run with (not written: `statistic` holds the CUSUM).
+    pub day_z: Option<(f64, f64)>,
 }
 
 fn metrics<'a>(current: &'a DayData, baseline: &'a DayData) -> Vec<Metric<'a>> {
@@ -234,6 +244,7 @@ pub fn compare(current: &DayData, baseline: &DayData, settings: &AnalyseSettings
             ci_high: None,
             verdict: "ok",
             pattern: "none",
+            day_z: None,
         };
         let tests: &[&'static str] = match metric.current {
             Values::Continuous(_) => &["ks", "psi", "js", "wasserstein", "mean_delta"],
@@ -448,7 +459,91 @@ pub fn compare(current: &DayData, baseline: &DayData, settings: &AnalyseSettings
             verdict
         };
     }
+    cusum_rows(current, baseline, settings, &mut rows);
     rows
+}
+
+/// The CUSUM rows of a day, `cusum_down` and `cusum_up` per metric with values: the day's z and
+/// the decision level for each direction; [`label_patterns`] runs the CUSUM and gives the
+/// verdict. A metric's false-alert share is the model's rate over its metrics that can alert.
+fn cusum_rows(
+    current: &DayData,
+    baseline: &DayData,
+    settings: &AnalyseSettings,
+    rows: &mut Vec<DriftRow>,
+) {
+    let all = metrics(current, baseline);
+    let can_alert = all.iter().filter(|m| sequential_alerts(&m.name)).count();
+    let p = settings.false_alerts_per_30_days / can_alert.max(1) as f64;
+    for metric in all {
+        let (cur, base) = match (metric.current, metric.baseline) {
+            (Values::Continuous(c) | Values::Rate(c), Values::Continuous(b) | Values::Rate(b)) => {
+                (c, b)
+            }
+            _ => continue,
+        };
+        let (nc, nb) = (cur.len() as u64, base.len() as u64);
+        let enough = nc >= settings.min_count && nb >= settings.min_count;
+        let (c, b) = (sequential::moments(cur), sequential::moments(base));
+        let k = slack(settings, b.1, cur.len(), base.len());
+        let levels = if enough {
+            let seed = crate::util::sha256_hex(metric.name.as_bytes())
+                .bytes()
+                .fold(nc ^ (nb << 24), |h, x| h.rotate_left(5) ^ u64::from(x));
+            Some(settings.cusum_h.map_or_else(
+                || sequential::levels(base, cur.len(), k, p, seed),
+                |h| sequential::Levels { down: h, up: h },
+            ))
+        } else {
+            None
+        };
+        for (test, level) in [
+            ("cusum_down", levels.map(|l| l.down)),
+            ("cusum_up", levels.map(|l| l.up)),
+        ] {
+            rows.push(DriftRow {
+                metric: metric.name.clone(),
+                test,
+                statistic: None,
+                p_value: None,
+                p_adjusted: None,
+                threshold: level,
+                n_current: nc,
+                n_baseline: nb,
+                current_mean: enough.then_some(c.0),
+                baseline_mean: enough.then_some(b.0),
+                ci_low: None,
+                ci_high: None,
+                verdict: if enough { "ok" } else { "insufficient_data" },
+                pattern: "none",
+                day_z: enough.then(|| (sequential::z_of(c, b), k)),
+            });
+        }
+    }
+}
+
+/// Whether a metric's CUSUM alerts (in its bad direction): the scores and the composite.
+pub fn sequential_alerts(metric: &str) -> bool {
+    metric.starts_with("score.")
+}
+
+/// The CUSUM's slack for a day, in standard errors: `cusum-k`, or more where a shift of
+/// `sequential-min-effect` is smaller than `cusum-k` standard errors would be (a huge day's
+/// standard error is tiny: a drop of no practical size must not accumulate).
+pub fn slack(
+    settings: &AnalyseSettings,
+    baseline_variance: f64,
+    n: usize,
+    n_baseline: usize,
+) -> f64 {
+    let se = sequential::Monitor::standard_error(baseline_variance, n, n_baseline);
+    let floor = if se > 0.0 && se.is_finite() {
+        settings.sequential_min_effect / se
+    } else {
+        0.0
+    };
+    // Two decimals, so decision levels are shared between days.
+    (settings.cusum_k.max(floor) * 100.0).round() / 100.0
 }
 
 fn chi2_row(r: &mut DriftRow, table: &[Vec<f64>], settings: &AnalyseSettings) {
@@ -471,24 +566,44 @@ fn chi2_row(r: &mut DriftRow, table: &[Vec<f64>], settings: &AnalyseSettings) {
     }
 }
 
-/// The state of a metric's CUSUM and breach history along a model's days.
+/// The state of a metric's CUSUMs (drops and rises, in standard errors) and breach history
+/// along a model's days.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Track {
-    pub cusum: f64,
+    #[serde(default)]
+    pub down: f64,
+    #[serde(default)]
+    pub up: f64,
+    #[serde(default)]
     pub breached_yesterday: bool,
 }
 
-/// Labels the rows of one day (in day order) with patterns, updating each metric's track.
+/// What a day was, for the baseline of the days after it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DayStatus {
+    /// A metric that can alert alerted.
+    pub alerted: bool,
+    /// A metric's CUSUM in its bad direction is at half its decision level or more.
+    pub suspect: bool,
+}
+
+/// Runs the CUSUMs of one day (in day order) and labels its rows with patterns, updating each
+/// metric's track. The `cusum_down` / `cusum_up` rows get the CUSUM as their statistic and
+/// alert past their level in the metric's bad direction (the other direction, and features,
+/// only warn).
 pub fn label_patterns(
     rows: &mut [DriftRow],
     tracks: &mut BTreeMap<String, Track>,
-    settings: &AnalyseSettings,
-) {
-    let names: Vec<String> = {
-        let mut n: Vec<String> = rows.iter().map(|r| r.metric.clone()).collect();
-        n.dedup();
-        n
-    };
+    _settings: &AnalyseSettings,
+) -> DayStatus {
+    let mut status = DayStatus::default();
+    // Each metric once (its CUSUM rows come after the day's other rows).
+    let mut names: Vec<String> = Vec::new();
+    for r in rows.iter() {
+        if !names.contains(&r.metric) {
+            names.push(r.metric.clone());
+        }
+    }
     for name in names {
         let track = tracks.entry(name.clone()).or_default();
         let mine: Vec<usize> = (0..rows.len())
@@ -497,48 +612,58 @@ pub fn label_patterns(
         if mine.iter().all(|&i| rows[i].verdict == "insufficient_data") {
             continue; // no evidence either way: the track carries over
         }
-        let breach = mine.iter().any(|&i| rows[i].verdict == "alert");
-        // The day's mean against the baseline, in standard errors, signed so bad is positive.
-        let mut z = 0.0;
-        if let Some(&d) = mine.iter().find(|&&i| rows[i].test == "mean_delta") {
-            let r = &rows[d];
-            let se = match (r.ci_low, r.ci_high) {
-                (Some(lo), Some(hi)) if hi > lo => (hi - lo) / (2.0 * 1.959_963_984_540_054),
-                _ => 0.0,
+        let bad = bad_of(&name);
+        // Only quality alerts by CUSUM: rates of rare events (judge errors, refusals) are far
+        // from normal days, and have their chi-square test.
+        let sequential = sequential_alerts(&name);
+        // The CUSUMs: (before, after, level) in the bad direction (drops for features).
+        let mut fired_bad = false;
+        for &i in &mine {
+            let (Some((z, k)), Some(h)) = (rows[i].day_z, rows[i].threshold) else {
+                continue;
             };
-            let delta = r.statistic.unwrap_or(0.0);
-            if se > 0.0 {
-                z = match bad_of(&name) {
-                    Bad::Down => -delta / se,
-                    Bad::Up => delta / se,
-                    Bad::Neither => 0.0,
+            let (state, moved, bad_here) = match rows[i].test {
+                "cusum_down" => (&mut track.down, -z, bad != Bad::Up),
+                "cusum_up" => (&mut track.up, z, bad == Bad::Up),
+                _ => continue,
+            };
+            let before = *state;
+            *state = (before + moved - k).clamp(0.0, 2.0 * h);
+            let r = &mut rows[i];
+            r.statistic = Some(*state);
+            if *state > h {
+                r.verdict = if bad_here && sequential {
+                    "alert"
+                } else {
+                    "warn"
                 };
             }
+            if bad_here {
+                // Past the level with half of it there the day before: more than one day's
+                // evidence, so one very bad day alone is not "sustained".
+                fired_bad |= before >= h / 2.0 && *state > h;
+                status.suspect |= sequential && *state >= h / 2.0;
+            }
         }
-        let before = track.cusum;
-        track.cusum = (track.cusum + z - settings.cusum_k).clamp(0.0, 2.0 * settings.cusum_h);
-        // Past the decision level with half of it already there the day before: evidence of
-        // more than one day, so one very bad day alone is not "sustained".
-        let cusum_fired = before >= settings.cusum_h / 2.0 && track.cusum > settings.cusum_h;
+        let breach = mine.iter().any(|&i| rows[i].verdict == "alert");
+        status.alerted |= breach;
         let pattern = if breach {
-            if track.breached_yesterday || cusum_fired {
+            if track.breached_yesterday || fired_bad {
                 "sustained"
             } else {
                 "intermittent"
             }
-        } else if cusum_fired {
+        } else if fired_bad {
             "sustained"
         } else {
             "none"
         };
         for &i in &mine {
             rows[i].pattern = pattern;
-            if !breach && cusum_fired && rows[i].test == "mean_delta" && rows[i].verdict == "ok" {
-                rows[i].verdict = "warn";
-            }
         }
         track.breached_yesterday = breach;
     }
+    status
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 
 pub mod drift;
 pub mod load;
+pub mod sequential;
 pub mod stats;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -236,6 +237,125 @@ fn baseline_of(start: NaiveDate, baseline: Baseline) -> (DateRange, String) {
     }
 }
 
+/// The days a baseline may be drawn from: a rolling one reaches back twice its length, to put
+/// clean windows in the place of those under suspicion.
+fn baseline_reach(start: NaiveDate, baseline: Baseline) -> DateRange {
+    match baseline {
+        Baseline::Rolling(n) => DateRange {
+            since: start
+                .checked_sub_days(Days::new(2 * u64::from(n)))
+                .unwrap_or(start),
+            until: start.checked_sub_days(Days::new(1)).unwrap_or(start),
+        },
+        Baseline::Fixed(range) => range,
+    }
+}
+
+/// The windows a rolling baseline is made of, and how to describe them: those of its range with
+/// data, less the ones under suspicion or that alerted ([`Suspicion`]), each replaced by the
+/// newest clean window before the range within twice its length. When every window of the
+/// range is out, the range as it is, said so: the baseline then holds the change.
+fn rolling_members(
+    present: &BTreeSet<NaiveDate>,
+    start: NaiveDate,
+    baseline: Baseline,
+    suspicion: &Suspicion,
+) -> (Vec<NaiveDate>, String) {
+    let (range, description) = baseline_of(start, baseline);
+    let in_range: Vec<NaiveDate> = present
+        .range(range.since..=range.until)
+        .copied()
+        .filter(|d| *d != start)
+        .collect();
+    if !matches!(baseline, Baseline::Rolling(_)) {
+        return (in_range, description);
+    }
+    let why = |d: &NaiveDate| {
+        if suspicion.alerted.contains(d) {
+            Some("alerted")
+        } else if suspicion.suspect.contains(d) {
+            Some("suspect")
+        } else {
+            None
+        }
+    };
+    let out: Vec<(NaiveDate, &str)> = in_range
+        .iter()
+        .filter_map(|d| why(d).map(|w| (*d, w)))
+        .collect();
+    if out.is_empty() {
+        return (in_range, description);
+    }
+    let mut members: Vec<NaiveDate> = in_range
+        .iter()
+        .copied()
+        .filter(|d| why(d).is_none())
+        .collect();
+    let reach = baseline_reach(start, baseline);
+    let before_range = range.since.pred_opt().unwrap_or(range.since);
+    let added: Vec<NaiveDate> = present
+        .range(reach.since..=before_range)
+        .rev()
+        .copied()
+        .filter(|d| why(d).is_none() && *d < range.since)
+        .take(out.len())
+        .collect();
+    members.extend(&added);
+    members.sort();
+    let list = |v: &mut dyn Iterator<Item = String>| v.collect::<Vec<_>>().join(", ");
+    let mut text = format!(
+        "{description} without {}",
+        list(&mut out.iter().map(|(d, w)| format!("{d} ({w})")))
+    );
+    if !added.is_empty() {
+        text.push_str(&format!(
+            ", with {}",
+            list(&mut added.iter().map(|d| d.to_string()))
+        ));
+    }
+    if members.is_empty() {
+        return (
+            in_range,
+            format!(
+                "{description}: every window of the last {} days under suspicion, kept",
+                (reach.until - reach.since).num_days() + 1
+            ),
+        );
+    }
+    (members, text)
+}
+
+/// The windows of a model kept out of its rolling baseline: those whose CUSUM in a bad
+/// direction was at half its level or more (until it falls back under half without an alert),
+/// and those that alerted (for good; with them the suspect ones before them).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Suspicion {
+    #[serde(default)]
+    pub suspect: BTreeSet<NaiveDate>,
+    #[serde(default)]
+    pub alerted: BTreeSet<NaiveDate>,
+}
+
+impl Suspicion {
+    /// Takes a window's status.
+    fn record(&mut self, start: NaiveDate, status: drift::DayStatus) {
+        if status.alerted {
+            self.alerted.insert(start);
+            self.alerted.append(&mut self.suspect);
+        } else if status.suspect {
+            self.suspect.insert(start);
+        } else {
+            self.suspect.clear();
+        }
+    }
+
+    /// Forgets windows before `day`.
+    fn prune(&mut self, day: NaiveDate) {
+        self.suspect.retain(|d| *d >= day);
+        self.alerted.retain(|d| *d >= day);
+    }
+}
+
 /// The days to read: those of the windows analysed (`window`, by first day), of the windows
 /// before them compared only for the pattern history (when `history`), and of every baseline
 /// window they need.
@@ -256,7 +376,7 @@ fn days_to_read(
         until: window.until,
     }) {
         days.extend(window_days(periods.days(start)));
-        for base in periods.starts_in(baseline_of(start, baseline).0) {
+        for base in periods.starts_in(baseline_reach(start, baseline)) {
             days.extend(window_days(periods.days(base)));
         }
     }
@@ -293,6 +413,8 @@ struct StoredTracks {
 struct ModelTracks {
     last_seen: NaiveDate,
     metrics: BTreeMap<String, Track>,
+    #[serde(default)]
+    suspicion: Suspicion,
 }
 
 /// What decides a track: the analyse settings, the rubric and the judge.
@@ -555,6 +677,9 @@ pub struct AggregateRow {
     /// A jury's members' agreement per dimension (Krippendorff's alpha, ordinal), and its
     /// captures with members two levels apart; empty / `None` for a single judge.
     pub jury_alpha: BTreeMap<String, Option<f64>>,
+    /// Per dimension (and `composite`): the minimum detectable drops within
+    /// [`sequential::MDE_DAYS`].
+    pub mde: BTreeMap<String, [Option<f64>; 3]>,
     pub jury_disagreements: Option<u64>,
     pub invocations: Option<f64>,
     pub errors_5xx: Option<f64>,
@@ -633,40 +758,50 @@ fn compute_model(
         .collect();
     // The patterns continue from the stored tracks; without them, the windows before are
     // compared too, only to give the patterns a history.
-    let (mut tracks, mut last_seen, first) = match stored {
-        Some(stored) => (stored.metrics.clone(), Some(stored.last_seen), window.since),
+    let (mut tracks, mut last_seen, mut suspicion, first) = match stored {
+        Some(stored) => (
+            stored.metrics.clone(),
+            Some(stored.last_seen),
+            stored.suspicion.clone(),
+            window.since,
+        ),
         None => (
             BTreeMap::new(),
             None,
+            Suspicion::default(),
             periods.back(window.since, PATTERN_HISTORY),
         ),
     };
-    // A fixed baseline is the same for every window after it: merged once.
-    let mut cached: Option<((DateRange, Option<NaiveDate>), DayData)> = None;
+    // A baseline is merged once for as long as its windows stay the same.
+    let mut cached: Option<(Vec<NaiveDate>, DayData)> = None;
     for start in periods.starts_in(DateRange {
         since: first,
         until: window.until,
     }) {
         if present.contains(&start) {
-            let (range, description) = baseline_of(start, settings.baseline);
-            let key = (range, range.contains(start).then_some(start));
-            if cached.as_ref().is_none_or(|(k, _)| *k != key) {
-                let members: Vec<&DayData> = data
-                    .range((model.clone(), range.since)..=(model.clone(), range.until))
-                    .filter(|((_, d), _)| *d != start)
-                    .map(|(_, d)| d)
+            let (members, description) =
+                rolling_members(&present, start, settings.baseline, &suspicion);
+            if cached.as_ref().is_none_or(|(k, _)| *k != members) {
+                let days: Vec<&DayData> = members
+                    .iter()
+                    .filter_map(|d| data.get(&(model.clone(), *d)))
                     .collect();
-                cached = Some((key, DayData::merged(&members)));
+                cached = Some((members, DayData::merged(&days)));
             }
             let Some((_, baseline)) = &cached else {
                 continue;
             };
             let current = &data[&(model.clone(), start)];
             let mut rows = drift::compare(current, baseline, settings);
-            drift::label_patterns(&mut rows, &mut tracks, settings);
+            let status = drift::label_patterns(&mut rows, &mut tracks, settings);
+            suspicion.record(start, status);
+            suspicion.prune(baseline_reach(start, settings.baseline).since);
             last_seen = Some(start);
             if window.contains(start) {
-                aggregates.insert((model.clone(), start), aggregate(current, &rows, settings));
+                aggregates.insert(
+                    (model.clone(), start),
+                    aggregate(current, baseline, &rows, settings),
+                );
                 drift.insert(
                     (model.clone(), start),
                     rows.into_iter().map(|r| (r, description.clone())).collect(),
@@ -681,6 +816,7 @@ fn compute_model(
                 ModelTracks {
                     last_seen: seen,
                     metrics: tracks.clone(),
+                    suspicion: suspicion.clone(),
                 },
             );
         }
@@ -713,7 +849,58 @@ pub fn gpu_util_at(captured_at: &[i64], telemetry_ts: &[i64], gpu_util: &[f64]) 
     (!seen.is_empty()).then(|| stats::mean(&seen))
 }
 
-fn aggregate(day: &DayData, rows: &[DriftRow], _settings: &AnalyseSettings) -> AggregateRow {
+/// The minimum detectable drops of a score metric within [`sequential::MDE_DAYS`]: the day's n,
+/// the baseline's variance, the CUSUM level of the day's `cusum_down` row (the Gaussian one when
+/// there is none), the per-day test's alpha and least effect.
+fn detectable(
+    metric: &str,
+    day: &[f64],
+    baseline: &[f64],
+    rows: &[DriftRow],
+    settings: &AnalyseSettings,
+) -> [Option<f64>; 3] {
+    let (_, variance, nb) = sequential::moments(baseline);
+    let n = day.len();
+    if n == 0 || nb < 2 {
+        return [None; 3];
+    }
+    let k = drift::slack(settings, variance, n, nb);
+    let h = rows
+        .iter()
+        .find(|r| r.metric == metric && r.test == "cusum_down")
+        .and_then(|r| r.threshold)
+        .unwrap_or_else(|| {
+            // The metrics whose CUSUM can alert: the dimensions and the composite.
+            let can_alert = rows
+                .iter()
+                .filter(|r| r.test == "cusum_down" && drift::sequential_alerts(&r.metric))
+                .count()
+                .max(1);
+            settings.cusum_h.unwrap_or_else(|| {
+                sequential::gaussian_level(
+                    k,
+                    settings.false_alerts_per_30_days / can_alert as f64,
+                    sequential::baseline_share(n, nb),
+                )
+            })
+        });
+    let monitor = sequential::Monitor {
+        se: sequential::Monitor::standard_error(variance, n, nb),
+        k,
+        h,
+        alpha: settings.alpha_alert,
+        min_effect: settings.min_effect,
+        shared: sequential::baseline_share(n, nb),
+    };
+    sequential::MDE_DAYS.map(|days| sequential::mde(&monitor, days))
+}
+
+fn aggregate(
+    day: &DayData,
+    baseline: &DayData,
+    rows: &[DriftRow],
+    settings: &AnalyseSettings,
+) -> AggregateRow {
     let finite = |v: &[f64]| {
         v.iter()
             .copied()
@@ -796,6 +983,27 @@ fn aggregate(day: &DayData, rows: &[DriftRow], _settings: &AnalyseSettings) -> A
                     crate::agreement::krippendorff_alpha_ordinal(units),
                 )
             })
+            .collect(),
+        mde: day
+            .scores
+            .iter()
+            .map(|(d, v)| {
+                let base = baseline.scores.get(d).map_or(&[][..], |b| b.as_slice());
+                (
+                    d.clone(),
+                    detectable(&format!("score.{d}"), v, base, rows, settings),
+                )
+            })
+            .chain(std::iter::once((
+                "composite".to_string(),
+                detectable(
+                    "score.composite",
+                    &day.composite,
+                    &baseline.composite,
+                    rows,
+                    settings,
+                ),
+            )))
             .collect(),
         jury_disagreements: (!day.jury.is_empty()).then_some(day.jury_disagreements),
         alerts: events(rows, "alert", None),
@@ -966,6 +1174,12 @@ fn aggregates_frame(
             schema::dimension_jury_alpha(&name).into(),
             float(&|a| a.jury_alpha.get(&name).copied().flatten()),
         ));
+        for (i, days) in sequential::MDE_DAYS.iter().enumerate() {
+            columns.push(Column::new(
+                schema::dimension_mde(&name, *days).into(),
+                float(&|a| a.mde.get(&name).and_then(|m| m[i])),
+            ));
+        }
     }
     columns.extend([
         Column::new(
@@ -975,6 +1189,18 @@ fn aggregates_frame(
         Column::new(
             schema::aggregates::COMPOSITE_PASS_RATE.into(),
             float(&|a| a.composite_pass_rate),
+        ),
+        Column::new(
+            schema::aggregates::COMPOSITE_MDE_1D.into(),
+            float(&|a| a.mde.get("composite").and_then(|m| m[0])),
+        ),
+        Column::new(
+            schema::aggregates::COMPOSITE_MDE_3D.into(),
+            float(&|a| a.mde.get("composite").and_then(|m| m[1])),
+        ),
+        Column::new(
+            schema::aggregates::COMPOSITE_MDE_7D.into(),
+            float(&|a| a.mde.get("composite").and_then(|m| m[2])),
         ),
         Column::new(
             schema::aggregates::LATENCY_P50_MS.into(),
@@ -1089,6 +1315,9 @@ mod tests {
             expected.push(schema::dimension_threshold(&d.name));
             expected.push(schema::dimension_pass_rate(&d.name));
             expected.push(schema::dimension_jury_alpha(&d.name));
+            for days in sequential::MDE_DAYS {
+                expected.push(schema::dimension_mde(&d.name, days));
+            }
         }
         expected.extend(fixed[at..].iter().map(|c| c.to_string()));
         schema::check("aggregates", &aggregates, &expected).unwrap();
@@ -1126,10 +1355,11 @@ mod tests {
         let weeks = Periods { len: 7 };
         let window = weeks.cover(DateRange::new(date("2026-10-12"), date("2026-10-12")).unwrap());
         let days = days_to_read(window, weeks, Baseline::Rolling(14), false);
-        // The week itself and the two before it.
-        assert_eq!(days.first(), Some(&date("2026-09-28")));
+        // The week itself and the four before it (a rolling baseline reaches back twice its
+        // length, for clean windows in the place of suspect ones).
+        assert_eq!(days.first(), Some(&date("2026-09-14")));
         assert_eq!(days.last(), Some(&date("2026-10-18")));
-        assert_eq!(days.len(), 21);
+        assert_eq!(days.len(), 35);
         let fixed = DateRange::new(date("2026-09-01"), date("2026-09-10")).unwrap();
         let daily = Periods { len: 1 };
         let one = DateRange::new(date("2026-09-30"), date("2026-09-30")).unwrap();

@@ -146,7 +146,9 @@ fn the_sample_regression_is_found_on_its_first_day_and_sustained_from_the_second
     assert_eq!(drift_rows(&read_table(wh.path(), "drift")), rows);
 
     // Weekly windows (ISO weeks), side by side with the daily ones: chat-b's bad days fall in
-    // the weeks of 2026-10-05 (one of seven: a warning) and 2026-10-12 (an alert, sustained).
+    // the weeks of 2026-10-05 (one of seven: no alert) and 2026-10-12 (an alert). A baseline of
+    // one week carries as much error as the week compared, so the CUSUM's level is high and
+    // the week before does not reach half of it: the first bad week is an isolated breach.
     let config = wh.path().join("weekly.toml");
     std::fs::write(
         &config,
@@ -198,7 +200,7 @@ fn the_sample_regression_is_found_on_its_first_day_and_sustained_from_the_second
     );
     let bad = verdicts("chat-b", "2026-10-12");
     assert!(
-        bad.iter().any(|(v, p)| v == "alert" && p == "sustained"),
+        bad.iter().any(|(v, p)| v == "alert" && p == "intermittent"),
         "{bad:?}"
     );
     assert!(

@@ -1,0 +1,479 @@
+//! Sequential detection across days, and what it can see: the one-sided CUSUM's decision
+//! levels, set by simulation for a stated false-alert rate, and the minimum detectable effect.
+//!
+//! Each day a metric's mean is compared with its baseline in standard errors ([`z_of`]). Two one-sided CUSUMs run on it, one for drops and one for rises:
+//! `S_t = max(0, S_{t-1} + z_t - k)` (for drops `-z_t`), slack `k` (`analyse.cusum-k`). Why a
+//! CUSUM: it is the test with the shortest detection delay among those holding a given rate of
+//! false alarms for a sustained shift (Lorden's optimality; Moustakides 1986), its state is one
+//! number per metric and direction (kept in `state/analyse-tracks/`), and its threshold and
+//! sensitivity can be simulated in microseconds. Page-Hinkley is the same statistic on raw
+//! values; a Bayesian changepoint model needs priors on run length and costs more per step for
+//! no gain on a single mean shift.
+//!
+//! The decision level `h` is not a constant: for each model-day and metric it is the level a
+//! stable metric's CUSUM passes within [`HORIZON_DAYS`] days with probability at most `p`, where
+//! `p` is the configured false alerts per 30 stable days of a model
+//! (`analyse.false-alerts-per-30-days`) divided by the model's metrics that can alert
+//! (Bonferroni). The stable days are simulated by the bootstrap from the model's own baseline:
+//! `n` values (today's count) drawn with replacement, their z against the baseline; past 300
+//! values a standard normal (the central limit theorem holds, the bootstrap would only cost).
+//! The level is never below the one of standard normal days, so a baseline with no spread (every
+//! score 1.0) cannot make it 0.
+//!
+//! The minimum detectable effect ([`mde`]) of a metric: the smallest sustained drop that the
+//! monitor (the CUSUM, or the per-day mean test: two-sided at `alpha-alert` and at least
+//! `min-effect`) catches within `d` days with probability `power` (80%), by simulation of
+//! normal z with the shift, given the day's n and the baseline's variance.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use super::stats::{self, SplitMix64};
+
+/// Days over which the false-alert rate is stated.
+pub const HORIZON_DAYS: usize = 30;
+/// Simulated stable 30-day paths per decision level.
+const PATHS: usize = 2000;
+/// Bootstrap days drawn per baseline.
+const RESAMPLES: usize = 500;
+/// Past this many values a day's z is drawn as a standard normal.
+const NORMAL_PAST: usize = 300;
+/// Simulated paths per detection probability in [`mde`].
+const MDE_PATHS: usize = 2000;
+/// Power at which the minimum detectable effect is stated.
+pub const POWER: f64 = 0.8;
+/// The horizons, in days, of the minimum detectable effects reported.
+pub const MDE_DAYS: [usize; 3] = [1, 3, 7];
+
+/// A day's mean against the baseline, in standard errors of the difference under "the day is
+/// drawn from the baseline": `(mc - mb) / sqrt(vb/nc + vb/nb)`, the baseline's variance on both
+/// sides (stable from day to day, where a small day's own variance is not: a day of 40 perfect
+/// scores has none). A baseline with no spread uses the day's; neither: 0, or +-50 when the means
+/// differ.
+pub fn z_of(current: (f64, f64, usize), baseline: (f64, f64, usize)) -> f64 {
+    let (mc, vc, nc) = current;
+    let (mb, vb, nb) = baseline;
+    if nc == 0 || nb == 0 || !mc.is_finite() || !mb.is_finite() {
+        return 0.0;
+    }
+    let se = if vb > 0.0 {
+        (vb / nc as f64 + vb / nb as f64).sqrt()
+    } else {
+        (vc / nc as f64).sqrt()
+    };
+    let delta = mc - mb;
+    if se > 0.0 {
+        (delta / se).clamp(-50.0, 50.0)
+    } else if delta == 0.0 {
+        0.0
+    } else {
+        50.0 * delta.signum()
+    }
+}
+
+/// (mean, sample variance, n) of values.
+pub fn moments(values: &[f64]) -> (f64, f64, usize) {
+    if values.is_empty() {
+        return (f64::NAN, 0.0, 0);
+    }
+    (stats::mean(values), stats::variance(values), values.len())
+}
+
+/// A standard normal draw (Box-Muller on two uniforms of the generator).
+fn normal(rng: &mut SplitMix64) -> f64 {
+    let u = |rng: &mut SplitMix64| ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    let (a, b) = (u(rng), u(rng));
+    (-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()
+}
+
+/// The z of simulated stable days: `n` values drawn from the baseline, against it.
+fn stable_days(baseline: &[f64], n: usize, rng: &mut SplitMix64) -> Vec<f64> {
+    let base = moments(baseline);
+    (0..RESAMPLES)
+        .map(|_| {
+            let (mut sum, mut sq) = (0.0, 0.0);
+            for _ in 0..n {
+                let v = baseline[rng.index(baseline.len())];
+                sum += v;
+                sq += v * v;
+            }
+            let mean = sum / n as f64;
+            let var = if n > 1 {
+                ((sq - n as f64 * mean * mean) / (n as f64 - 1.0)).max(0.0)
+            } else {
+                0.0
+            };
+            z_of((mean, var, n), base)
+        })
+        .collect()
+}
+
+/// The level one CUSUM (slack `k`) of days drawn by `draw` passes within [`HORIZON_DAYS`] with
+/// probability at most `p`: the (1 - p) quantile of the paths' maxima. Each path also draws the
+/// error of its baseline's mean, in standard errors of the day's difference with variance
+/// `shared` (the baseline's share of that variance), and adds it to every day: a baseline
+/// estimated a little low stays low for days, and a CUSUM adds that up.
+fn level(
+    k: f64,
+    p: f64,
+    shared: f64,
+    rng: &mut SplitMix64,
+    draw: &mut dyn FnMut(&mut SplitMix64) -> f64,
+) -> f64 {
+    let spread = shared.clamp(0.0, 1.0).sqrt();
+    let mut maxima: Vec<f64> = (0..PATHS)
+        .map(|_| {
+            let offset = spread * normal(rng);
+            let (mut s, mut max) = (0.0f64, 0.0f64);
+            for _ in 0..HORIZON_DAYS {
+                s = (s + draw(rng) + offset - k).max(0.0);
+                max = max.max(s);
+            }
+            max
+        })
+        .collect();
+    maxima.sort_by(f64::total_cmp);
+    let at = (((1.0 - p) * PATHS as f64).ceil() as usize).min(PATHS - 1);
+    maxima[at]
+}
+
+/// The level of normal days for a baseline holding `shared` of the difference's variance
+/// ([`level`]), computed once per (k, p, shared) to two decimals.
+pub fn gaussian_level(k: f64, p: f64, shared: f64) -> f64 {
+    type Memo = Mutex<HashMap<(u64, u64, i64), f64>>;
+    static MEMO: OnceLock<Memo> = OnceLock::new();
+    let shared = (shared.clamp(0.0, 1.0) * 100.0).round() / 100.0;
+    let key = (k.to_bits(), p.to_bits(), (shared * 100.0) as i64);
+    let memo = MEMO.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(h) = memo.lock().ok().and_then(|m| m.get(&key).copied()) {
+        return h;
+    }
+    let mut rng = SplitMix64::new(0x5EED_CA5A);
+    let own = (1.0 - shared).sqrt();
+    // Four times the paths: this level is the floor of every other.
+    let h = (0..4)
+        .map(|_| level(k, p, shared, &mut rng, &mut |r| own * normal(r)))
+        .sum::<f64>()
+        / 4.0;
+    if let Ok(mut m) = memo.lock() {
+        m.insert(key, h);
+    }
+    h
+}
+
+/// The baseline's share of the variance of a day's difference: `nc / (nc + nb)` (both sides
+/// with the baseline's variance).
+pub fn baseline_share(n: usize, n_baseline: usize) -> f64 {
+    if n + n_baseline == 0 {
+        return 0.0;
+    }
+    n as f64 / (n + n_baseline) as f64
+}
+
+/// The decision levels of a metric's CUSUM for drops and for rises, for a day of `n` values
+/// against `baseline` (sorted or not), each passed by a stable metric within 30 days with
+/// probability at most `p`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Levels {
+    pub down: f64,
+    pub up: f64,
+}
+
+pub fn levels(baseline: &[f64], n: usize, k: f64, p: f64, seed: u64) -> Levels {
+    let shared = baseline_share(n, baseline.len());
+    let floor = gaussian_level(k, p, shared);
+    if n > NORMAL_PAST || baseline.len() < 2 || n == 0 {
+        return Levels {
+            down: floor,
+            up: floor,
+        };
+    }
+    let mut rng = SplitMix64::new(seed);
+    let days = stable_days(baseline, n, &mut rng);
+    let pick = |sign: f64| {
+        let days = &days;
+        move |r: &mut SplitMix64| sign * days[r.index(days.len())]
+    };
+    let down = level(k, p, shared, &mut rng, &mut pick(-1.0));
+    let up = level(k, p, shared, &mut rng, &mut pick(1.0));
+    Levels {
+        down: down.max(floor),
+        up: up.max(floor),
+    }
+}
+
+/// The two-sided normal quantile for `alpha` (Acklam's rational approximation of the inverse
+/// normal CDF, relative error < 1.2e-9).
+pub fn z_two_sided(alpha: f64) -> f64 {
+    inverse_normal(1.0 - alpha / 2.0)
+}
+
+pub fn inverse_normal(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
+    let p = p.clamp(1e-300, 1.0 - 1e-16);
+    let low = 0.02425;
+    if p < low {
+        let q = (-2.0 * p.ln()).sqrt();
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    } else if p <= 1.0 - low {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    } else {
+        -inverse_normal(1.0 - p)
+    }
+}
+
+/// What the monitor holds a metric to, for [`mde`] and [`detected_within`].
+#[derive(Debug, Clone, Copy)]
+pub struct Monitor {
+    /// The standard error of a day's mean difference.
+    pub se: f64,
+    /// CUSUM slack and decision level, in standard errors.
+    pub k: f64,
+    pub h: f64,
+    /// The per-day test: two-sided `alpha` and a least effect.
+    pub alpha: f64,
+    pub min_effect: f64,
+    /// The baseline's share of the difference's variance ([`baseline_share`]).
+    pub shared: f64,
+}
+
+impl Monitor {
+    /// The standard error of a day of `n` values against a baseline of `n_baseline`, both with
+    /// the baseline's variance.
+    pub fn standard_error(variance: f64, n: usize, n_baseline: usize) -> f64 {
+        if n == 0 || n_baseline == 0 {
+            return f64::INFINITY;
+        }
+        (variance / n as f64 + variance / n_baseline as f64).sqrt()
+    }
+}
+
+/// The share of simulated paths in which a sustained shift of `shift` standard errors (the bad
+/// way) is caught within `days` days, by the CUSUM (slack `k`, level `h`) or by the per-day test
+/// (a day's z past `per_day`). The same seeded normal draws for every shift, so the share grows
+/// with it.
+fn caught_share(
+    shift: f64,
+    (k, h, per_day, shared): (f64, f64, f64, f64),
+    days: usize,
+    seed: u64,
+) -> f64 {
+    let mut rng = SplitMix64::new(seed);
+    let (spread, own) = (shared.sqrt(), (1.0 - shared).sqrt());
+    let mut caught = 0;
+    for _ in 0..MDE_PATHS {
+        let (mut s, mut seen) = (0.0f64, false);
+        // The path's baseline error, then its days; every path draws all its days, so each
+        // shift meets the same draws.
+        let offset = spread * normal(&mut rng);
+        for _ in 0..days {
+            let z = shift + offset + own * normal(&mut rng);
+            s = (s + z - k).max(0.0);
+            seen |= s > h || z > per_day;
+        }
+        caught += usize::from(seen);
+    }
+    caught as f64 / MDE_PATHS as f64
+}
+
+/// The z at which the per-day mean test alerts: two-sided at `alpha`, and at least the least
+/// effect.
+fn per_day_z(monitor: &Monitor) -> f64 {
+    z_two_sided(monitor.alpha).max(monitor.min_effect / monitor.se)
+}
+
+/// The share of simulated paths in which a sustained drop of `delta` (in the metric's units) is
+/// caught within `days` days.
+pub fn detected_within(monitor: &Monitor, delta: f64, days: usize, seed: u64) -> f64 {
+    if !(monitor.se.is_finite() && monitor.se > 0.0) {
+        return 0.0;
+    }
+    caught_share(
+        delta / monitor.se,
+        (
+            monitor.k,
+            monitor.h,
+            per_day_z(monitor),
+            monitor.shared.clamp(0.0, 1.0),
+        ),
+        days,
+        seed,
+    )
+}
+
+/// The smallest sustained shift in standard errors caught within `days` with probability
+/// [`POWER`], to 1%; memoised on (k, h, per-day z, baseline share) rounded to 0.01, so the days
+/// of an analysis share the simulations.
+fn mde_z(k: f64, h: f64, per_day: f64, shared: f64, days: usize) -> Option<f64> {
+    type Key = (i64, i64, i64, i64, usize);
+    static MEMO: OnceLock<Mutex<HashMap<Key, Option<f64>>>> = OnceLock::new();
+    let round = |v: f64| (v * 100.0).round() as i64;
+    let key = (
+        round(k),
+        round(h),
+        round(per_day.min(1e6)),
+        round(shared.clamp(0.0, 1.0)),
+        days,
+    );
+    let memo = MEMO.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(found) = memo.lock().ok().and_then(|m| m.get(&key).copied()) {
+        return found;
+    }
+    let back = |v: i64| v as f64 / 100.0;
+    let held = (back(key.0), back(key.1), back(key.2), back(key.3));
+    let seed = 0x004D_4445_u64 ^ days as u64;
+    let caught = |shift: f64| caught_share(shift, held, days, seed) >= POWER;
+    let (mut lo, mut hi) = (0.0, 1.0);
+    let mut found = None;
+    while hi < 1e4 {
+        if caught(hi) {
+            found = Some(());
+            break;
+        }
+        lo = hi;
+        hi *= 2.0;
+    }
+    let result = found.map(|()| {
+        while hi - lo > 0.01 * hi {
+            let mid = (lo + hi) / 2.0;
+            if caught(mid) {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        hi
+    });
+    if let Ok(mut m) = memo.lock() {
+        m.insert(key, result);
+    }
+    result
+}
+
+/// The smallest sustained drop (in the metric's units) caught within `days` days with
+/// probability [`POWER`]; `None` when the standard error is not finite.
+pub fn mde(monitor: &Monitor, days: usize) -> Option<f64> {
+    if !(monitor.se.is_finite() && monitor.se > 0.0) {
+        return None;
+    }
+    mde_z(
+        monitor.k,
+        monitor.h,
+        per_day_z(monitor),
+        monitor.shared,
+        days,
+    )
+    .map(|z| z * monitor.se)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gaussian_level_holds_the_stated_false_alert_rate() {
+        // Page's CUSUM with k = 0.5 on N(0, 1): h about 4.3 gives a 30-day false-alarm chance
+        // near 10% (ARL ~ 300); check by an independent simulation.
+        let (k, p) = (0.5, 0.1);
+        let h = gaussian_level(k, p, 0.0);
+        assert!(h > 3.0 && h < 6.0, "{h}");
+        let mut rng = SplitMix64::new(99);
+        let runs = 20_000;
+        let mut alarms = 0;
+        for _ in 0..runs {
+            let mut s = 0.0f64;
+            for _ in 0..HORIZON_DAYS {
+                s = (s + normal(&mut rng) - k).max(0.0);
+                if s > h {
+                    alarms += 1;
+                    break;
+                }
+            }
+        }
+        let rate = alarms as f64 / runs as f64;
+        assert!((rate - p).abs() < 0.015, "{rate} for {p}");
+    }
+
+    #[test]
+    fn a_skewed_baseline_raises_the_level_for_drops() {
+        // Scores mostly 1.0 with rare 0.0: a small day's mean has a long lower tail.
+        let baseline: Vec<f64> = (0..1000)
+            .map(|i| if i % 50 == 0 { 0.0 } else { 1.0 })
+            .collect();
+        let l = levels(&baseline, 40, 0.5, 0.02, 7);
+        let floor = gaussian_level(0.5, 0.02, baseline_share(40, 1000));
+        assert!(l.down > floor, "{l:?} vs {floor}");
+        assert!(l.up >= floor);
+        // No spread at all: the floor.
+        let flat = vec![1.0; 1000];
+        assert_eq!(levels(&flat, 40, 0.5, 0.02, 7).down, floor);
+        // A baseline estimated from few values raises the level: its error repeats every day.
+        assert!(gaussian_level(0.5, 0.02, 0.5) > gaussian_level(0.5, 0.02, 0.0) + 1.0);
+    }
+
+    #[test]
+    fn the_mde_is_caught_at_the_stated_power() {
+        let monitor = Monitor {
+            se: 0.02,
+            k: 0.5,
+            h: gaussian_level(0.5, 0.02, 0.0),
+            alpha: 0.01,
+            min_effect: 0.05,
+            shared: 0.0,
+        };
+        let one = mde(&monitor, 1).unwrap();
+        let three = mde(&monitor, 3).unwrap();
+        let seven = mde(&monitor, 7).unwrap();
+        assert!(one > three && three > seven, "{one} {three} {seven}");
+        // Checked with other draws than the ones it was found with.
+        for (days, m) in [(1, one), (3, three), (7, seven)] {
+            let rate = detected_within(&monitor, m, days, 12345);
+            assert!((rate - POWER).abs() < 0.04, "{days}d: {rate}");
+        }
+        // One day: the per-day test (z 2.576 or min-effect) binds: 0.05 / 0.02 = 2.5 < 2.576.
+        let expected = 0.02 * (z_two_sided(0.01) + inverse_normal(POWER));
+        assert!(
+            (one - expected).abs() < 0.03 * expected,
+            "{one} vs {expected}"
+        );
+    }
+
+    #[test]
+    fn inverse_normal_matches_known_quantiles() {
+        assert!((inverse_normal(0.975) - 1.959_963_984_540_054).abs() < 1e-8);
+        assert!((inverse_normal(0.8) - 0.841_621_233_572_914_3).abs() < 1e-8);
+        assert!((inverse_normal(0.005) + 2.575_829_303_548_901).abs() < 1e-8);
+    }
+}
