@@ -132,6 +132,10 @@ struct StubArgs {
     /// Share of pointwise levels moved one level at random, per answer (a noisy judge).
     #[arg(long, default_value_t = 0.0)]
     noise: f64,
+    /// Recorded pointwise levels: JSON lines with `response` and `level`, the level given on
+    /// every dimension of a reply found there (a recorded judge or people's verdicts, replayed).
+    #[arg(long)]
+    recorded: Option<PathBuf>,
     /// Stop after this many seconds (default: run until interrupted).
     #[arg(long)]
     exit_after: Option<f64>,
@@ -1084,6 +1088,39 @@ fn check_local_source(ctx: &Ctx) -> anyhow::Result<()> {
 async fn judge_stub(args: &StubArgs) -> anyhow::Result<u8> {
     use evalwatch::judge::stub::{Stub, StubConfig};
     use std::time::Duration;
+    let recorded = match &args.recorded {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read `{}`", path.display()))?;
+            let mut levels = std::collections::HashMap::new();
+            for (i, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                let row: serde_json::Value = serde_json::from_str(line)
+                    .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
+                let (Some(response), Some(level)) =
+                    (row["response"].as_str(), row["level"].as_u64())
+                else {
+                    return Err(usage(
+                        format!(
+                            "{}:{}: needs `response` and a whole `level`",
+                            path.display(),
+                            i + 1
+                        ),
+                        None,
+                    ));
+                };
+                levels.insert(
+                    evalwatch::judge::stub::recorded_key(response),
+                    u32::try_from(level).unwrap_or(u32::MAX),
+                );
+            }
+            Some(std::sync::Arc::new(levels))
+        }
+    };
     let stub = Stub::new(StubConfig {
         latency: Duration::from_millis(args.latency_ms),
         slow: Duration::from_millis(args.slow_ms),
@@ -1095,6 +1132,7 @@ async fn judge_stub(args: &StubArgs) -> anyhow::Result<u8> {
         prefer_first: args.prefer_first,
         verdicts: None,
         noise: args.noise,
+        recorded,
     });
     let (addr, _task) = stub
         .start(&args.listen)

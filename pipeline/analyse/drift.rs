@@ -490,8 +490,18 @@ fn cusum_rows(
             let seed = crate::util::sha256_hex(metric.name.as_bytes())
                 .bytes()
                 .fold(nc ^ (nb << 24), |h, x| h.rotate_left(5) ^ u64::from(x));
+            let scheme = sequential::Scheme::of(
+                match settings.baseline {
+                    crate::config::Baseline::Rolling(days) => {
+                        Some((days / settings.window_days.max(1)).max(1) as usize)
+                    }
+                    crate::config::Baseline::Fixed(_) => None,
+                },
+                cur.len(),
+                base.len(),
+            );
             Some(settings.cusum_h.map_or_else(
-                || sequential::levels(base, cur.len(), k, p, seed),
+                || sequential::levels(base, cur.len(), k, p, scheme, seed),
                 |h| sequential::Levels { down: h, up: h },
             ))
         } else {

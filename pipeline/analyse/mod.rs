@@ -327,7 +327,8 @@ fn rolling_members(
 
 /// The windows of a model kept out of its rolling baseline: those whose CUSUM in a bad
 /// direction was at half its level or more (until it falls back under half without an alert),
-/// and those that alerted (for good; with them the suspect ones before them).
+/// and those that alerted (for good; with them the suspect ones before them). Only once the
+/// baseline holds all its windows: a young one takes every window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Suspicion {
     #[serde(default)]
@@ -794,7 +795,18 @@ fn compute_model(
             let current = &data[&(model.clone(), start)];
             let mut rows = drift::compare(current, baseline, settings);
             let status = drift::label_patterns(&mut rows, &mut tracks, settings);
-            suspicion.record(start, status);
+            // A young baseline (fewer windows than it will hold) keeps every window: freezing
+            // it on its first days would pin a baseline of a day or two.
+            let mature = match settings.baseline {
+                Baseline::Rolling(days) => {
+                    cached.as_ref().map_or(0, |(m, _)| m.len())
+                        >= (days / periods.len.max(1)).max(1) as usize
+                }
+                Baseline::Fixed(_) => false,
+            };
+            if mature {
+                suspicion.record(start, status);
+            }
             suspicion.prune(baseline_reach(start, settings.baseline).since);
             last_seen = Some(start);
             if window.contains(start) {
@@ -880,7 +892,7 @@ fn detectable(
                 sequential::gaussian_level(
                     k,
                     settings.false_alerts_per_30_days / can_alert as f64,
-                    sequential::baseline_share(n, nb),
+                    sequential::Scheme::Fixed(sequential::baseline_share(n, nb)),
                 )
             })
         });

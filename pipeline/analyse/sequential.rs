@@ -15,10 +15,12 @@
 //! `p` is the configured false alerts per 30 stable days of a model
 //! (`analyse.false-alerts-per-30-days`) divided by the model's metrics that can alert
 //! (Bonferroni). The stable days are simulated by the bootstrap from the model's own baseline:
-//! `n` values (today's count) drawn with replacement, their z against the baseline; past 300
-//! values a standard normal (the central limit theorem holds, the bootstrap would only cost).
-//! The level is never below the one of standard normal days, so a baseline with no spread (every
-//! score 1.0) cannot make it 0.
+//! `n` values (today's count) drawn with replacement; past 300 values a normal mean (the central
+//! limit theorem holds, the bootstrap would only cost). The baseline is simulated too
+//! ([`Scheme`]): a rolling one is the mean of the simulated days before, a pinned one a single
+//! error per path, because a baseline estimated a little low makes every day look a little bad
+//! for as long as it is used, and a CUSUM adds that up. The level is never below the one of
+//! normal days, so a baseline with no spread (every score 1.0) cannot make it 0.
 //!
 //! The minimum detectable effect ([`mde`]) of a metric: the smallest sustained drop that the
 //! monitor (the CUSUM, or the per-day mean test: two-sided at `alpha-alert` and at least
@@ -86,48 +88,96 @@ fn normal(rng: &mut SplitMix64) -> f64 {
     (-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()
 }
 
-/// The z of simulated stable days: `n` values drawn from the baseline, against it.
+/// Simulated stable days: the means of `n` values drawn from the baseline, in standard errors
+/// of a day's mean (`sd / sqrt(n)`) from the baseline's mean.
 fn stable_days(baseline: &[f64], n: usize, rng: &mut SplitMix64) -> Vec<f64> {
-    let base = moments(baseline);
+    let (mb, vb, _) = moments(baseline);
+    let unit = (vb / n as f64).sqrt();
     (0..RESAMPLES)
         .map(|_| {
-            let (mut sum, mut sq) = (0.0, 0.0);
-            for _ in 0..n {
-                let v = baseline[rng.index(baseline.len())];
-                sum += v;
-                sq += v * v;
-            }
-            let mean = sum / n as f64;
-            let var = if n > 1 {
-                ((sq - n as f64 * mean * mean) / (n as f64 - 1.0)).max(0.0)
-            } else {
-                0.0
-            };
-            z_of((mean, var, n), base)
+            let sum: f64 = (0..n).map(|_| baseline[rng.index(baseline.len())]).sum();
+            (sum / n as f64 - mb) / unit
         })
         .collect()
 }
 
-/// The level one CUSUM (slack `k`) of days drawn by `draw` passes within [`HORIZON_DAYS`] with
-/// probability at most `p`: the (1 - p) quantile of the paths' maxima. Each path also draws the
-/// error of its baseline's mean, in standard errors of the day's difference with variance
-/// `shared` (the baseline's share of that variance), and adds it to every day: a baseline
-/// estimated a little low stays low for days, and a CUSUM adds that up.
+/// How a metric's baseline is formed, for the simulation of its stable days.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scheme {
+    /// The windows before the day: `held` now, growing day by day to `windows` and rolling
+    /// from there. Each day's z is its mean against the mean of the simulated days before it,
+    /// so a baseline's error repeats for as long as it is in the window, and then leaves.
+    Rolling { held: usize, windows: usize },
+    /// A pinned reference holding this share of the difference's variance ([`baseline_share`]):
+    /// its error is one draw per path, repeated every day.
+    Fixed(f64),
+}
+
+impl Scheme {
+    /// The scheme of a day of `n` values against `n_baseline`: a rolling baseline of as many
+    /// windows as it holds days' worth of values (at most `windows`), or a fixed one.
+    pub fn of(rolling: Option<usize>, n: usize, n_baseline: usize) -> Scheme {
+        match rolling {
+            Some(windows) if n > 0 => {
+                let windows = windows.max(1);
+                let held = (n_baseline as f64 / n as f64).round() as usize;
+                Scheme::Rolling {
+                    held: held.clamp(1, windows),
+                    windows,
+                }
+            }
+            _ => Scheme::Fixed(baseline_share(n, n_baseline)),
+        }
+    }
+
+    fn key(self) -> i64 {
+        match self {
+            Scheme::Rolling { held, windows } => (held * 1000 + windows) as i64,
+            Scheme::Fixed(shared) => -1 - (shared.clamp(0.0, 1.0) * 100.0).round() as i64,
+        }
+    }
+}
+
+/// The level one CUSUM (slack `k`) of stable days passes within [`HORIZON_DAYS`] with
+/// probability at most `p`: the (1 - p) quantile of the simulated paths' maxima. `draw` gives a
+/// day's mean in standard errors of a day's mean; the baseline is simulated by `scheme`.
 fn level(
     k: f64,
     p: f64,
-    shared: f64,
+    scheme: Scheme,
     rng: &mut SplitMix64,
     draw: &mut dyn FnMut(&mut SplitMix64) -> f64,
 ) -> f64 {
-    let spread = shared.clamp(0.0, 1.0).sqrt();
     let mut maxima: Vec<f64> = (0..PATHS)
         .map(|_| {
-            let offset = spread * normal(rng);
             let (mut s, mut max) = (0.0f64, 0.0f64);
-            for _ in 0..HORIZON_DAYS {
-                s = (s + draw(rng) + offset - k).max(0.0);
-                max = max.max(s);
+            match scheme {
+                Scheme::Rolling { held, windows } => {
+                    let mut window: std::collections::VecDeque<f64> =
+                        (0..held.max(1)).map(|_| draw(rng)).collect();
+                    let mut sum: f64 = window.iter().sum();
+                    for _ in 0..HORIZON_DAYS {
+                        let e = draw(rng);
+                        let b = window.len() as f64;
+                        let z = (e - sum / b) / (1.0 + 1.0 / b).sqrt();
+                        s = (s + z - k).max(0.0);
+                        max = max.max(s);
+                        if window.len() >= windows {
+                            sum -= window.pop_front().unwrap_or(0.0);
+                        }
+                        sum += e;
+                        window.push_back(e);
+                    }
+                }
+                Scheme::Fixed(shared) => {
+                    let shared = shared.clamp(0.0, 1.0);
+                    let (own, offset) = ((1.0 - shared).sqrt(), shared.sqrt() * normal(rng));
+                    for _ in 0..HORIZON_DAYS {
+                        let z = own * draw(rng) + offset;
+                        s = (s + z - k).max(0.0);
+                        max = max.max(s);
+                    }
+                }
             }
             max
         })
@@ -137,22 +187,19 @@ fn level(
     maxima[at]
 }
 
-/// The level of normal days for a baseline holding `shared` of the difference's variance
-/// ([`level`]), computed once per (k, p, shared) to two decimals.
-pub fn gaussian_level(k: f64, p: f64, shared: f64) -> f64 {
+/// The level of normal days, computed once per (k, p, scheme).
+pub fn gaussian_level(k: f64, p: f64, scheme: Scheme) -> f64 {
     type Memo = Mutex<HashMap<(u64, u64, i64), f64>>;
     static MEMO: OnceLock<Memo> = OnceLock::new();
-    let shared = (shared.clamp(0.0, 1.0) * 100.0).round() / 100.0;
-    let key = (k.to_bits(), p.to_bits(), (shared * 100.0) as i64);
+    let key = (k.to_bits(), p.to_bits(), scheme.key());
     let memo = MEMO.get_or_init(|| Mutex::new(HashMap::new()));
     if let Some(h) = memo.lock().ok().and_then(|m| m.get(&key).copied()) {
         return h;
     }
     let mut rng = SplitMix64::new(0x5EED_CA5A);
-    let own = (1.0 - shared).sqrt();
     // Four times the paths: this level is the floor of every other.
     let h = (0..4)
-        .map(|_| level(k, p, shared, &mut rng, &mut |r| own * normal(r)))
+        .map(|_| level(k, p, scheme, &mut rng, &mut normal))
         .sum::<f64>()
         / 4.0;
     if let Ok(mut m) = memo.lock() {
@@ -179,10 +226,10 @@ pub struct Levels {
     pub up: f64,
 }
 
-pub fn levels(baseline: &[f64], n: usize, k: f64, p: f64, seed: u64) -> Levels {
-    let shared = baseline_share(n, baseline.len());
-    let floor = gaussian_level(k, p, shared);
-    if n > NORMAL_PAST || baseline.len() < 2 || n == 0 {
+pub fn levels(baseline: &[f64], n: usize, k: f64, p: f64, scheme: Scheme, seed: u64) -> Levels {
+    let floor = gaussian_level(k, p, scheme);
+    let spread = moments(baseline).1;
+    if n > NORMAL_PAST || baseline.len() < 2 || n == 0 || spread <= 0.0 {
         return Levels {
             down: floor,
             up: floor,
@@ -194,8 +241,8 @@ pub fn levels(baseline: &[f64], n: usize, k: f64, p: f64, seed: u64) -> Levels {
         let days = &days;
         move |r: &mut SplitMix64| sign * days[r.index(days.len())]
     };
-    let down = level(k, p, shared, &mut rng, &mut pick(-1.0));
-    let up = level(k, p, shared, &mut rng, &mut pick(1.0));
+    let down = level(k, p, scheme, &mut rng, &mut pick(-1.0));
+    let up = level(k, p, scheme, &mut rng, &mut pick(1.0));
     Levels {
         down: down.max(floor),
         up: up.max(floor),
@@ -407,7 +454,7 @@ mod tests {
         // Page's CUSUM with k = 0.5 on N(0, 1): h about 4.3 gives a 30-day false-alarm chance
         // near 10% (ARL ~ 300); check by an independent simulation.
         let (k, p) = (0.5, 0.1);
-        let h = gaussian_level(k, p, 0.0);
+        let h = gaussian_level(k, p, Scheme::Fixed(0.0));
         assert!(h > 3.0 && h < 6.0, "{h}");
         let mut rng = SplitMix64::new(99);
         let runs = 20_000;
@@ -432,15 +479,35 @@ mod tests {
         let baseline: Vec<f64> = (0..1000)
             .map(|i| if i % 50 == 0 { 0.0 } else { 1.0 })
             .collect();
-        let l = levels(&baseline, 40, 0.5, 0.02, 7);
-        let floor = gaussian_level(0.5, 0.02, baseline_share(40, 1000));
+        let scheme = Scheme::of(Some(7), 40, 1000);
+        assert_eq!(
+            scheme,
+            Scheme::Rolling {
+                held: 7,
+                windows: 7
+            }
+        );
+        let l = levels(&baseline, 40, 0.5, 0.02, scheme, 7);
+        let floor = gaussian_level(0.5, 0.02, scheme);
         assert!(l.down > floor, "{l:?} vs {floor}");
         assert!(l.up >= floor);
         // No spread at all: the floor.
         let flat = vec![1.0; 1000];
-        assert_eq!(levels(&flat, 40, 0.5, 0.02, 7).down, floor);
-        // A baseline estimated from few values raises the level: its error repeats every day.
-        assert!(gaussian_level(0.5, 0.02, 0.5) > gaussian_level(0.5, 0.02, 0.0) + 1.0);
+        assert_eq!(levels(&flat, 40, 0.5, 0.02, scheme, 7).down, floor);
+        // A pinned baseline estimated from few values raises the level: its error repeats every
+        // day. A rolling one of one day lowers it: each day is against the one before, so the
+        // differences take back what they give (they are negatively correlated). A young one,
+        // one day growing to seven, is in between.
+        let fixed = gaussian_level(0.5, 0.02, Scheme::Fixed(0.5));
+        let one = |windows| gaussian_level(0.5, 0.02, Scheme::Rolling { held: 1, windows });
+        let exact = gaussian_level(0.5, 0.02, Scheme::Fixed(0.0));
+        assert!(
+            fixed > one(7) && one(7) > one(1),
+            "{fixed} {} {}",
+            one(7),
+            one(1)
+        );
+        assert!(exact > one(1), "{exact} {}", one(1));
     }
 
     #[test]
@@ -448,7 +515,7 @@ mod tests {
         let monitor = Monitor {
             se: 0.02,
             k: 0.5,
-            h: gaussian_level(0.5, 0.02, 0.0),
+            h: gaussian_level(0.5, 0.02, Scheme::Fixed(0.0)),
             alpha: 0.01,
             min_effect: 0.05,
             shared: 0.0,

@@ -47,6 +47,15 @@ pub struct StubConfig {
     /// Share of pointwise levels moved one level up or down at random (seeded; drawn per answer,
     /// so asking again can answer otherwise): a judge with noise of its own.
     pub noise: f64,
+    /// Pointwise judgments: a recorded level by [`recorded_key`] of the reply, given on every
+    /// dimension (e.g. a recorded judge's or people's verdict on that reply); a reply without one
+    /// gets the offline scorer's levels.
+    pub recorded: Option<std::sync::Arc<std::collections::HashMap<String, u32>>>,
+}
+
+/// The key of a recorded pointwise level: the judged reply.
+pub fn recorded_key(response: &str) -> String {
+    sha256_hex(format!("recorded\0{response}").as_bytes())
 }
 
 /// The key of a scripted pairwise verdict: the prompt and the two replies in the order shown.
@@ -67,6 +76,7 @@ impl Default for StubConfig {
             prefer_first: false,
             verdicts: None,
             noise: 0.0,
+            recorded: None,
         }
     }
 }
@@ -261,10 +271,11 @@ impl Stub {
             );
         }
 
-        let first_answer = {
+        let (first_answer, answers) = {
             let mut book = self.book();
             let count = book.answers.entry(pair.clone()).or_insert(0);
             *count += 1;
+            let answers = *count;
             let first = *count == 1;
             if *count == 2 {
                 book.stats.answered_twice += 1;
@@ -273,7 +284,7 @@ impl Stub {
                 book.stats.distinct_answered += 1;
             }
             book.stats.answered += 1;
-            first
+            (first, answers)
         };
         let mut input = if user.contains("<response_a>") {
             let a = between(&user, "<response_a>\n", "\n</response_a>");
@@ -300,9 +311,22 @@ impl Stub {
             Value::Object(map)
         } else {
             let mut levels = scores(&schema, &prompt, &response);
+            if let (Some(recorded), Some(map)) = (&self.config.recorded, levels.as_object_mut())
+                && let Some(level) = recorded.get(&recorded_key(&response))
+            {
+                for entry in map.values_mut() {
+                    entry["score"] = json!(level);
+                    entry["rationale"] = json!("recorded level");
+                }
+            }
             if self.config.noise > 0.0 {
-                let mut book = self.book();
-                add_noise(&mut levels, &schema, self.config.noise, &mut book.rng);
+                // Drawn from the seed, the pair and how many times it was answered: the same
+                // levels whatever order concurrent requests arrive in, another draw when asked
+                // again.
+                let digest =
+                    sha256_hex(format!("{}\0{pair}\0{answers}", self.config.seed).as_bytes());
+                let mut rng = u64::from_str_radix(&digest[..16], 16).unwrap_or(1) | 1;
+                add_noise(&mut levels, &schema, self.config.noise, &mut rng);
             }
             levels
         };

@@ -146,9 +146,8 @@ fn the_sample_regression_is_found_on_its_first_day_and_sustained_from_the_second
     assert_eq!(drift_rows(&read_table(wh.path(), "drift")), rows);
 
     // Weekly windows (ISO weeks), side by side with the daily ones: chat-b's bad days fall in
-    // the weeks of 2026-10-05 (one of seven: no alert) and 2026-10-12 (an alert). A baseline of
-    // one week carries as much error as the week compared, so the CUSUM's level is high and
-    // the week before does not reach half of it: the first bad week is an isolated breach.
+    // the weeks of 2026-10-05 (one of seven: the week's safety mean 0.81 against 0.88, caught
+    // by the sequential test only) and 2026-10-12 (every test, sustained).
     let config = wh.path().join("weekly.toml");
     std::fs::write(
         &config,
@@ -193,14 +192,17 @@ fn the_sample_regression_is_found_on_its_first_day_and_sustained_from_the_second
             .map(|r| (r.4.clone(), r.5.clone()))
             .collect()
     };
-    assert!(
-        verdicts("chat-b", "2026-10-05")
-            .iter()
-            .all(|(v, _)| v != "alert")
-    );
+    let onset = weeks
+        .iter()
+        .filter(|r| r.0 == "chat-b" && r.1 == day("2026-10-05") && r.2 == "score.safety")
+        .filter(|r| r.4 == "alert")
+        .map(|r| r.3.as_str())
+        .collect::<Vec<_>>();
+    assert_eq!(onset, ["cusum_down"], "the week of one bad day");
     let bad = verdicts("chat-b", "2026-10-12");
     assert!(
-        bad.iter().any(|(v, p)| v == "alert" && p == "intermittent"),
+        bad.iter().filter(|(v, _)| v == "alert").count() >= 5
+            && bad.iter().all(|(_, p)| p == "sustained"),
         "{bad:?}"
     );
     assert!(

@@ -15,5 +15,6 @@ mod rubric;
 mod run;
 mod score;
 mod score_llm;
+mod sensitivity;
 mod support;
 mod telemetry;

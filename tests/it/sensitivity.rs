@@ -1,0 +1,284 @@
+//! Sensitivity on real replies with a known change point: a component answers with good replies
+//! every day, and from day 30 a share of its traffic goes to a worse model (a canary); a twin
+//! component never changes. The judge is a stub replaying recorded verdicts on each reply
+//! (`StubConfig::recorded`). The canary must alert within 3 days of its onset at 150 judged a
+//! day, the twin must stay quiet for its 37 days, and neither may alert before the onset.
+//!
+//! - hh-rlhf (committed, MIT): `chosen` replies, 20% replaced by the `rejected` ones from the
+//!   onset; crowdworkers' choice replayed as levels 4 (chosen) and 2 (rejected) with a judge's
+//!   noise of its own (30% of levels one off).
+//! - AlpacaEval (`../shared/datasets`, CC-BY-NC: never committed): GPT-4's answers, 25% replaced
+//!   by Llama-2-7B-chat's; GPT-4's recorded pairwise verdicts against text-davinci-003 replayed
+//!   as levels 5 (better), 3 (tie), 1 (worse): a composite drop of about 0.06 (0.953 -> 0.893),
+//!   3.4 standard errors of a day's mean at 150 a day. At 20% (a drop of 0.048, 2.7 standard
+//!   errors) the monitor's 3-day detection chance is about 93% (`BENCHMARKS.md`), so one seeded
+//!   run would be a coin with a 7% chance of failing; the simulation benchmark states the rates.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use chrono::NaiveDate;
+
+use crate::support::*;
+
+const DAYS: usize = 37;
+const ONSET: usize = 30;
+const PER_DAY: usize = 150;
+
+/// (prompt, good reply, worse reply) and the recorded level of every reply.
+struct Scenario {
+    items: Vec<(String, String, String)>,
+    levels: HashMap<String, u32>,
+    noise: f64,
+}
+
+fn first_day() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 9, 1).unwrap()
+}
+
+fn day_of(index: usize) -> NaiveDate {
+    first_day() + chrono::Days::new(index as u64)
+}
+
+/// A seeded stream (splitmix64), for which items a day holds and which of them changed.
+struct Draws(u64);
+
+impl Draws {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
+    }
+}
+
+/// One SageMaker data capture record of an OpenAI chat call.
+fn record(id: &str, prompt: &str, reply: &str, day: NaiveDate) -> String {
+    let request = serde_json::json!({"messages": [{"role": "user", "content": prompt}]});
+    let response = serde_json::json!({
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
+                     "finish_reason": "stop"}]
+    });
+    serde_json::json!({
+        "captureData": {
+            "endpointInput": {"observedContentType": "application/json", "mode": "INPUT",
+                              "data": request.to_string(), "encoding": "JSON"},
+            "endpointOutput": {"observedContentType": "application/json", "mode": "OUTPUT",
+                               "data": response.to_string(), "encoding": "JSON"}
+        },
+        "eventMetadata": {"eventId": id, "inferenceTime": format!("{day}T12:00:00Z")},
+        "eventVersion": "0"
+    })
+    .to_string()
+}
+
+/// Writes `DAYS` days of captures for the twin (`steady`) and the `canary` (a share `worse` of
+/// its replies from the worse model from day `ONSET`) under `root`, in the S3 layout.
+fn write_captures(root: &Path, scenario: &Scenario, worse: f64) {
+    let mut draws = Draws(20_261_130);
+    for component in ["steady", "canary"] {
+        for d in 0..DAYS {
+            let day = day_of(d);
+            let dir = root
+                .join("endpoint")
+                .join(component)
+                .join(day.format("%Y/%m/%d/12").to_string());
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut lines = Vec::with_capacity(PER_DAY);
+            for i in 0..PER_DAY {
+                let (prompt, good, bad) = &scenario.items[draws.below(scenario.items.len())];
+                let changed = component == "canary" && d >= ONSET && draws.chance(worse);
+                let reply = if changed { bad } else { good };
+                lines.push(record(&format!("{component}-{d}-{i}"), prompt, reply, day));
+            }
+            std::fs::write(dir.join("12-00-000-capture.jsonl"), lines.join("\n") + "\n").unwrap();
+        }
+    }
+}
+
+/// Ingests, scores (the stub replaying the scenario's levels) and analyses the days; returns
+/// per component the days (indexes) with a score metric alerting, and the metrics and tests.
+fn alerts(scenario: &Scenario, worse: f64) -> HashMap<String, Vec<(usize, String, String)>> {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("capture");
+    write_captures(&capture, scenario, worse);
+    let server = judge_server(StubConfig {
+        recorded: Some(std::sync::Arc::new(scenario.levels.clone())),
+        noise: scenario.noise,
+        seed: 11,
+        ..StubConfig::default()
+    });
+    let wh = dir.path().join("wh");
+    let config = dir.path().join("evalwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[warehouse]\npath = {:?}\n[ingest]\nsource = {:?}\n[score]\nrubric = {:?}\n\
+             [judge]\nkind = \"openai\"\nmodel = \"recorded\"\nurl = \"{}/v1\"\n\
+             requests-per-minute = 6000000\ntokens-per-minute = 10000000000\nconcurrency = 32\n",
+            wh.display().to_string(),
+            capture.display().to_string(),
+            repo_root()
+                .join("rubrics/quality.toml")
+                .display()
+                .to_string(),
+            server.url
+        ),
+    )
+    .unwrap();
+    let window = [
+        "--since".to_string(),
+        first_day().to_string(),
+        "--until".to_string(),
+        day_of(DAYS - 1).to_string(),
+    ];
+    for stage in ["ingest", "score", "analyse"] {
+        let out = run(evalwatch()
+            .arg("--config")
+            .arg(&config)
+            .arg(stage)
+            .args(&window));
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(3)),
+            "{stage}: {}",
+            stderr(&out)
+        );
+    }
+    let drift = read_table(&wh, "drift");
+    let (models, metrics, tests, verdicts) = (
+        strings(&drift, "model"),
+        strings(&drift, "metric"),
+        strings(&drift, "test"),
+        strings(&drift, "verdict"),
+    );
+    let dates: Vec<i32> = drift
+        .column("date")
+        .unwrap()
+        .date()
+        .unwrap()
+        .phys
+        .iter()
+        .map(|d| d.unwrap())
+        .collect();
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+    let mut out: HashMap<String, Vec<(usize, String, String)>> = HashMap::new();
+    for i in 0..drift.height() {
+        if verdicts[i] == "alert" && metrics[i].starts_with("score.") {
+            let day = epoch + chrono::Days::new(dates[i] as u64);
+            let index = (day - first_day()).num_days() as usize;
+            out.entry(models[i].clone()).or_default().push((
+                index,
+                metrics[i].clone(),
+                tests[i].clone(),
+            ));
+        }
+    }
+    out
+}
+
+/// The canary alerts within 3 days of its onset and not before; the twin never.
+fn assert_caught(found: &HashMap<String, Vec<(usize, String, String)>>) {
+    let steady = found.get("steady").cloned().unwrap_or_default();
+    assert!(
+        steady.is_empty(),
+        "false alarms in {DAYS} stable days: {steady:?}"
+    );
+    let canary = found.get("canary").cloned().unwrap_or_default();
+    let days: BTreeSet<usize> = canary.iter().map(|(d, _, _)| *d).collect();
+    assert!(
+        days.iter().all(|d| *d >= ONSET),
+        "alerts before the onset: {canary:?}"
+    );
+    let first = days.first().copied();
+    assert!(
+        first.is_some_and(|d| d <= ONSET + 2),
+        "not caught within 3 days of day {ONSET}: {canary:?}"
+    );
+}
+
+#[test]
+fn a_canary_of_rejected_hh_rlhf_replies_is_caught_within_three_days() {
+    let text =
+        std::fs::read_to_string(repo_root().join("datasets/pairs/hh_rlhf_harmless.labels.jsonl"))
+            .unwrap();
+    let mut scenario = Scenario {
+        items: Vec::new(),
+        levels: HashMap::new(),
+        noise: 0.3,
+    };
+    for line in text.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        let (a, b) = (
+            r["response_a"].as_str().unwrap(),
+            r["response_b"].as_str().unwrap(),
+        );
+        let (chosen, rejected) = if r["label"] == "a" { (a, b) } else { (b, a) };
+        let key = evalwatch::judge::stub::recorded_key;
+        scenario.levels.insert(key(chosen), 4);
+        scenario.levels.insert(key(rejected), 2);
+        scenario.items.push((
+            r["prompt"].as_str().unwrap().to_string(),
+            chosen.to_string(),
+            rejected.to_string(),
+        ));
+    }
+    assert_caught(&alerts(&scenario, 0.2));
+}
+
+#[test]
+#[ignore = "needs ../shared/datasets (AlpacaEval, CC-BY-NC: never committed); ./scripts/test runs it where that folder is"]
+fn a_canary_of_a_weaker_alpacaeval_model_is_caught_within_three_days() {
+    let results = shared_data("real/alpaca_eval/results");
+    // The recorded verdict of GPT-4 on each output of a model against text-davinci-003.
+    let verdicts = |model: &str| -> HashMap<String, (String, u32)> {
+        let path = results
+            .join(model)
+            .join("alpaca_eval_gpt4/annotations.json");
+        let all: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        all.iter()
+            .filter_map(|a| {
+                let preference = a["preference"].as_f64()?;
+                let level = if preference == 2.0 {
+                    5
+                } else if preference == 1.0 {
+                    1
+                } else {
+                    3
+                };
+                Some((
+                    a["instruction"].as_str()?.to_string(),
+                    (a["output_2"].as_str()?.to_string(), level),
+                ))
+            })
+            .collect()
+    };
+    let (strong, weak) = (verdicts("gpt4"), verdicts("llama-2-7b-chat-hf"));
+    let mut scenario = Scenario {
+        items: Vec::new(),
+        levels: HashMap::new(),
+        noise: 0.0,
+    };
+    let key = evalwatch::judge::stub::recorded_key;
+    let mut instructions: Vec<&String> = strong.keys().filter(|i| weak.contains_key(*i)).collect();
+    instructions.sort();
+    for instruction in instructions {
+        let ((good, lg), (bad, lb)) = (&strong[instruction], &weak[instruction]);
+        scenario.levels.insert(key(good), *lg);
+        scenario.levels.insert(key(bad), *lb);
+        scenario
+            .items
+            .push((instruction.clone(), good.clone(), bad.clone()));
+    }
+    assert!(scenario.items.len() > 800, "{}", scenario.items.len());
+    assert_caught(&alerts(&scenario, 0.25));
+}
