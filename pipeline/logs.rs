@@ -312,3 +312,46 @@ pub fn calibrate(s: &CalibrateSummary) {
     }
     line(Level::Info, &format!("calibrate: {}", s.summary_md));
 }
+
+/// `plan`: per model what catching the drop takes, and what it costs.
+pub fn plan(s: &crate::analyse::plan::PlanSummary) {
+    let usd = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("${v:.2}"));
+    if s.models.is_empty() {
+        tracing::warn!(
+            "plan: no judgments of {} by {} in {}: score some days first",
+            s.rubric,
+            s.judge,
+            s.window
+        );
+    }
+    for m in &s.models {
+        let now = m
+            .detectable_now
+            .map_or("n/a".to_string(), |v| format!("{v:.3}"));
+        match m.needed_per_day {
+            Some(n) => tracing::info!(
+                "plan: {}: to catch a sustained drop of {:.3} in {} within {} days ({:.0}% power) \
+                 it needs {n} judged a day (now {:.0}, which sees >= {now}); {} a judgment, {} a \
+                 day, {} per 30 days ({})",
+                m.model,
+                s.detect,
+                s.metric,
+                s.within_days,
+                100.0 * s.power,
+                m.judged_per_day,
+                usd(m.cost_per_judgment_usd),
+                usd(m.cost_per_day_usd),
+                usd(m.cost_per_30_days_usd),
+                s.cost_source,
+            ),
+            None => tracing::warn!(
+                "plan: {}: a sustained drop of {:.3} in {} cannot be caught within {} days: {}",
+                m.model,
+                s.detect,
+                s.metric,
+                s.within_days,
+                m.note.as_deref().unwrap_or("")
+            ),
+        }
+    }
+}

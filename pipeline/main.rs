@@ -90,6 +90,9 @@ enum Command {
     /// How well the judge agrees with people's labels, per rubric dimension: kappas, Krippendorff's
     /// alpha, Spearman, accuracy, with bootstrap 95% intervals, into the `calibration` table.
     Calibrate(CalibrateArgs),
+    /// How many judgments a day each model needs for the monitor to catch a sustained drop
+    /// within N days, and what they cost with the configured judge.
+    Plan(PlanArgs),
     /// Check, show, hash or lock rubric files (rubrics/*.toml).
     #[command(subcommand)]
     Rubric(RubricCommand),
@@ -375,6 +378,37 @@ struct CalibrateArgs {
     /// answer) and report its test-retest kappa: the judge's own noise.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
     repeat: u32,
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    /// The sustained drop to catch, on the 0..1 scale (e.g. 0.03).
+    #[arg(long)]
+    detect: f64,
+    /// Within how many days (`3d` or `3`).
+    #[arg(long, default_value = "3d", value_parser = parse_days)]
+    within: usize,
+    /// `composite` or a dimension of the rubric.
+    #[arg(long, default_value = "composite")]
+    metric: String,
+    /// The days whose judgments give each model's spread and volume (default: the configured
+    /// window).
+    #[command(flatten)]
+    window: WindowArgs,
+    /// Rubric file; overrides `score.rubric`.
+    #[arg(long)]
+    rubric: Option<PathBuf>,
+    /// `offline`, `bedrock:<model-id>`, `openai:<model>@<url>` or `jury`; overrides `[judge]`.
+    #[arg(long)]
+    judge: Option<String>,
+}
+
+/// `3d` or `3`: a number of days.
+fn parse_days(text: &str) -> Result<usize, String> {
+    text.trim()
+        .trim_end_matches('d')
+        .parse::<usize>()
+        .map_err(|_| format!("`{text}` is not a number of days such as `3d`"))
 }
 
 #[derive(Args)]
@@ -835,6 +869,31 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let summary = with_writer_lock(&ctx, "calibrate", work).await?;
             evalwatch::logs::calibrate(&summary);
             println!("{}", serde_json::json!({ "calibrate": summary }));
+            Ok(0)
+        }
+        Command::Plan(args) => {
+            let path = rubric_and_judge(&mut config, &args.rubric, &args.judge)?;
+            let window = window_flags(&args.window)?;
+            let ctx = Ctx::new(config, today).await;
+            let job = evalwatch::analyse::plan::PlanJob {
+                rubric: rubric::load(&path)?,
+                judge: ctx.config.judge.clone(),
+                window: window.unwrap_or_else(|| ctx.window()),
+                settings: ctx.config.analyse.clone(),
+                detect: args.detect,
+                within_days: args.within,
+                metric: args.metric.clone(),
+            };
+            let summary = evalwatch::analyse::plan::plan(job, &ctx.warehouse)
+                .await
+                .map_err(|e| match e {
+                    evalwatch::analyse::plan::PlanError::Load(_) => {
+                        anyhow::Error::from(e).context("plan failed")
+                    }
+                    other => usage(other.to_string(), None),
+                })?;
+            evalwatch::logs::plan(&summary);
+            println!("{}", serde_json::json!({ "plan": summary }));
             Ok(0)
         }
         Command::Report(args) => {

@@ -12,6 +12,7 @@
 
 pub mod drift;
 pub mod load;
+pub mod plan;
 pub mod sequential;
 pub mod stats;
 

@@ -401,7 +401,7 @@ pub fn page(job: &ReportJob, s: &ReportSummary) -> String {
         out.push_str(r#"<div class="grid">"#);
         let _ = write!(
             out,
-            r#"<figure><figcaption>Quality per window (mean, 0–1), alarm thresholds dashed, the analysed window shaded</figcaption>{}</figure>"#,
+            r#"<figure><figcaption>Quality per window (mean, 0–1), alarm thresholds dashed, the analysed window shaded</figcaption>{}{}</figure>"#,
             line_chart(
                 &format!("quality-{}", m.model),
                 &format!("{} quality", m.model),
@@ -410,7 +410,11 @@ pub fn page(job: &ReportJob, s: &ReportSummary) -> String {
                 (0.0, 1.0),
                 &quality_series(m, job),
                 &limits,
-            )
+            ),
+            m.detectable.as_ref().map_or(String::new(), |d| format!(
+                r#"<p class="note detectable">Sensitivity: {}.</p>"#,
+                esc(&d.sentence(job.window_days))
+            ))
         );
         let gpu = vec![
             Series {
@@ -688,6 +692,9 @@ pub fn markdown(job: &ReportJob, s: &ReportSummary) -> String {
             .collect();
         if !alerted.is_empty() {
             let _ = write!(out, " · alerts: {}", alerted.join(", "));
+        }
+        if let Some(d) = &m.detectable {
+            let _ = write!(out, " · {}", d.sentence(job.window_days));
         }
         // Alarm thresholds crossed: per metric, on how many windows.
         let mut crossed: BTreeMap<&str, (usize, f64, &str)> = BTreeMap::new();

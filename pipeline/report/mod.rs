@@ -321,6 +321,42 @@ pub struct ModelReport {
     /// A jury's captures whose members were two levels or more apart (the first few).
     pub disagreements: Vec<Disagreement>,
     pub worst: Vec<Example>,
+    /// What the monitor could see on the window's last day: the smallest sustained drop of
+    /// the composite caught within 1, 3 and 7 days with 80% power at its number judged.
+    pub detectable: Option<Detectable>,
+}
+
+/// The minimum detectable drops of a model's composite on one window.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Detectable {
+    pub date: NaiveDate,
+    pub judged: f64,
+    pub within_1d: Option<f64>,
+    pub within_3d: Option<f64>,
+    pub within_7d: Option<f64>,
+}
+
+impl Detectable {
+    /// "at 150 judged a day this monitor sees drops of the composite >= 0.040 within 3 days,
+    /// >= 0.070 in one day, >= 0.030 within 7 days (80% power)".
+    pub fn sentence(&self, window_days: u32) -> String {
+        let per = if window_days == 1 {
+            "a day".to_string()
+        } else {
+            format!("per {window_days}-day window")
+        };
+        let at = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!(">= {v:.3}"));
+        let unit = if window_days == 1 { "days" } else { "windows" };
+        format!(
+            "at {:.0} judged {per} this monitor sees a sustained drop of the composite {} \
+             within 3 {unit}, {} in one, {} within 7 (80% power; {})",
+            self.judged,
+            at(self.within_3d),
+            at(self.within_1d),
+            at(self.within_7d),
+            self.date
+        )
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -386,6 +422,9 @@ pub async fn report(job: ReportJob, warehouse: &Warehouse) -> Result<ReportSumma
         schema::aggregates::SKIPPED_BUDGET,
         schema::aggregates::COMPOSITE_MEAN,
         schema::aggregates::COMPOSITE_PASS_RATE,
+        schema::aggregates::COMPOSITE_MDE_1D,
+        schema::aggregates::COMPOSITE_MDE_3D,
+        schema::aggregates::COMPOSITE_MDE_7D,
         schema::aggregates::LATENCY_P50_MS,
         schema::aggregates::LATENCY_P99_MS,
         schema::aggregates::REFUSAL_RATE,
@@ -439,6 +478,20 @@ pub async fn report(job: ReportJob, warehouse: &Warehouse) -> Result<ReportSumma
     // The window's own figures: sums of counts and costs, request-weighted means.
     for m in models.values_mut() {
         m.window = window_totals(&m.trend, window, &job.rubric);
+        m.detectable = m
+            .trend
+            .iter()
+            .rev()
+            .find(|(d, r)| {
+                window.contains(**d) && r.contains_key(schema::aggregates::COMPOSITE_MDE_3D)
+            })
+            .map(|(d, r)| Detectable {
+                date: *d,
+                judged: r.get(schema::aggregates::JUDGED).copied().unwrap_or(0.0),
+                within_1d: r.get(schema::aggregates::COMPOSITE_MDE_1D).copied(),
+                within_3d: r.get(schema::aggregates::COMPOSITE_MDE_3D).copied(),
+                within_7d: r.get(schema::aggregates::COMPOSITE_MDE_7D).copied(),
+            });
     }
     models.retain(|_, m| !m.window.is_empty());
 

@@ -282,3 +282,74 @@ fn a_canary_of_a_weaker_alpacaeval_model_is_caught_within_three_days() {
     assert!(scenario.items.len() > 800, "{}", scenario.items.len());
     assert_caught(&alerts(&scenario, 0.25));
 }
+
+/// `evalwatch plan`: from a week of judgments by a priced judge (the stub reports token usage),
+/// each model's judgments a day to catch a 0.03 drop of the composite within 3 days, costed
+/// with the judge's recorded cost per judgment; below the CUSUM's least effect, no volume is
+/// enough and it says why.
+#[test]
+fn plan_says_how_many_judgments_a_drop_needs_and_what_they_cost() {
+    let wh = ingested("2026-10-01", "2026-10-07");
+    let server = judge_server(StubConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("priced.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[warehouse]\npath = {:?}\n[score]\nrubric = {:?}\n[judge]\nkind = \"openai\"\n\
+             model = \"m\"\nurl = \"{}/v1\"\nrequests-per-minute = 600000\n\
+             tokens-per-minute = 1000000000\ninput-usd-per-million-tokens = 3.0\n\
+             output-usd-per-million-tokens = 15.0\n",
+            wh.path().display().to_string(),
+            repo_root()
+                .join("rubrics/quality.toml")
+                .display()
+                .to_string(),
+            server.url
+        ),
+    )
+    .unwrap();
+    let week = ["--since", "2026-10-01", "--until", "2026-10-07"];
+    let out = run(evalwatch()
+        .arg("--config")
+        .arg(&config)
+        .arg("score")
+        .args(week));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan = |detect: &str| {
+        let out = run(evalwatch()
+            .arg("--config")
+            .arg(&config)
+            .args(["plan", "--detect", detect, "--within", "3d"])
+            .args(week));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        (stage_summary(&out, "plan"), stderr(&out))
+    };
+    let (s, log) = plan("0.03");
+    assert_eq!(s["cost_source"], "recorded", "{s}");
+    let models = s["models"].as_array().unwrap();
+    assert_eq!(models.len(), 2, "{s}");
+    for m in models {
+        let needed = m["needed_per_day"].as_f64().unwrap();
+        let now = m["judged_per_day"].as_f64().unwrap();
+        // About 67 judged a day see drops of about 0.05: a 0.03 drop needs more.
+        assert!(m["detectable_now"].as_f64().unwrap() > 0.03, "{m}");
+        assert!(needed > now, "{m}");
+        let each = m["cost_per_judgment_usd"].as_f64().unwrap();
+        assert!(each > 0.0, "{m}");
+        assert!(
+            (m["cost_per_day_usd"].as_f64().unwrap() - needed * each).abs() < 1e-9,
+            "{m}"
+        );
+    }
+    assert!(log.contains("judged a day"), "{log}");
+    let (s, log) = plan("0.005");
+    assert!(s["models"][0]["needed_per_day"].is_null(), "{s}");
+    assert!(log.contains("sequential-min-effect"), "{log}");
+    // A metric the rubric does not have is a usage error.
+    let out = run(evalwatch()
+        .arg("--config")
+        .arg(&config)
+        .args(["plan", "--detect", "0.03", "--metric", "kindness"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
