@@ -28,7 +28,7 @@
 //!
 //! - `cusum_down` / `cusum_up` (every metric with values): one-sided CUSUMs across days of the
 //!   day's mean difference from the baseline in standard errors ([`super::sequential`]; slack
-//!   `cusum-k`, widened by `sequential-min-effect`; capped at twice the level). `statistic` is the
+//!   `cusum-k`, widened by `sequential-min-effect`; capped at the level plus the slack). `statistic` is the
 //!   CUSUM, `threshold` its decision level, simulated from the model's own baseline for
 //!   `false-alerts-per-30-days` over the model's score metrics (or `cusum-h` when set). Past the
 //!   level: `alert` for a score metric's drop, `warn` for its rise and for every other metric
@@ -490,16 +490,7 @@ fn cusum_rows(
             let seed = crate::util::sha256_hex(metric.name.as_bytes())
                 .bytes()
                 .fold(nc ^ (nb << 24), |h, x| h.rotate_left(5) ^ u64::from(x));
-            let scheme = sequential::Scheme::of(
-                match settings.baseline {
-                    crate::config::Baseline::Rolling(days) => {
-                        Some((days / settings.window_days.max(1)).max(1) as usize)
-                    }
-                    crate::config::Baseline::Fixed(_) => None,
-                },
-                cur.len(),
-                base.len(),
-            );
+            let scheme = scheme(settings, cur.len(), base.len());
             Some(settings.cusum_h.map_or_else(
                 || sequential::levels(base, cur.len(), k, p, scheme, seed),
                 |h| sequential::Levels { down: h, up: h },
@@ -530,6 +521,18 @@ fn cusum_rows(
             });
         }
     }
+}
+
+/// How a day of `n` values and its baseline of `n_baseline` are simulated
+/// ([`sequential::Scheme::of`]): rolling over the configured windows, or pinned.
+pub fn scheme(settings: &AnalyseSettings, n: usize, n_baseline: usize) -> sequential::Scheme {
+    let windows = match settings.baseline {
+        crate::config::Baseline::Rolling(days) => {
+            Some((days / settings.window_days.max(1)).max(1) as usize)
+        }
+        crate::config::Baseline::Fixed(_) => None,
+    };
+    sequential::Scheme::of(windows, n, n_baseline)
 }
 
 /// Whether a metric's CUSUM alerts (in its bad direction): the scores and the composite.
@@ -638,7 +641,9 @@ pub fn label_patterns(
                 _ => continue,
             };
             let before = *state;
-            *state = (before + moved - k).clamp(0.0, 2.0 * h);
+            // Capped one slack above the level: a false alarm ends on the first ordinary day
+            // after it, a lasting drop keeps it there.
+            *state = (before + moved - k).clamp(0.0, h + k);
             let r = &mut rows[i];
             r.statistic = Some(*state);
             if *state > h {

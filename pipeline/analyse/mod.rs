@@ -326,10 +326,16 @@ fn rolling_members(
     (members, text)
 }
 
+/// How many windows a window stays suspect without an alert: the horizon the monitor states
+/// its sensitivity for. Past it the window rejoins the baseline: a baseline frozen on a chance
+/// high would make every ordinary day look bad and keep the suspicion alive.
+const SUSPICION_WINDOWS: u32 = 3;
+
 /// The windows of a model kept out of its rolling baseline: those whose CUSUM in a bad
-/// direction was at half its level or more (until it falls back under half without an alert),
-/// and those that alerted (for good; with them the suspect ones before them). Only once the
-/// baseline holds all its windows: a young one takes every window.
+/// direction was at half its level or more (until it falls back under half, or for at most
+/// [`SUSPICION_WINDOWS`] without an alert), and those that alerted (for good; with them the
+/// suspect ones before them). Only once the baseline holds all its windows: a young one takes
+/// every window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Suspicion {
     #[serde(default)]
@@ -340,12 +346,15 @@ pub struct Suspicion {
 
 impl Suspicion {
     /// Takes a window's status.
-    fn record(&mut self, start: NaiveDate, status: drift::DayStatus) {
+    /// Takes a window's status; `stale` is the first window still suspect (windows suspected
+    /// before it without an alert since are cleared: the monitor's horizon has passed).
+    fn record(&mut self, start: NaiveDate, status: drift::DayStatus, stale: NaiveDate) {
         if status.alerted {
             self.alerted.insert(start);
             self.alerted.append(&mut self.suspect);
         } else if status.suspect {
             self.suspect.insert(start);
+            self.suspect.retain(|d| *d >= stale);
         } else {
             self.suspect.clear();
         }
@@ -740,6 +749,37 @@ fn compute(
     (drift, aggregates, tracks)
 }
 
+/// The analyse stage's decisions over one model's daily data in memory, day after day as a
+/// nightly run makes them (baselines with their exclusions, tests, CUSUMs, patterns, minimum
+/// detectable drops): per day its drift rows and aggregates. For simulations
+/// (`examples/sensitivity.rs`); days without values are skipped as in a warehouse.
+pub fn replay(
+    days: Vec<DayData>,
+    settings: &AnalyseSettings,
+) -> Vec<(Vec<DriftRow>, AggregateRow)> {
+    let first = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap_or_default();
+    let model = "replay".to_string();
+    let count = days.len();
+    let data: Data = days
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| ((model.clone(), first + Days::new(i as u64)), d))
+        .collect();
+    let window = DateRange {
+        since: first,
+        until: first + Days::new(count.saturating_sub(1) as u64),
+    };
+    let (mut drift, mut aggregates, _) =
+        compute_model(&data, &model, window, Periods { len: 1 }, settings, None);
+    (0..count)
+        .filter_map(|i| {
+            let key = (model.clone(), first + Days::new(i as u64));
+            let rows = drift.remove(&key)?.into_iter().map(|(r, _)| r).collect();
+            Some((rows, aggregates.remove(&key)?))
+        })
+        .collect()
+}
+
 /// One model's windows (`data` keyed by window start; `window` the range of the analysed
 /// windows' starts).
 fn compute_model(
@@ -806,7 +846,7 @@ fn compute_model(
                 Baseline::Fixed(_) => false,
             };
             if mature {
-                suspicion.record(start, status);
+                suspicion.record(start, status, periods.back(start, SUSPICION_WINDOWS - 1));
             }
             suspicion.prune(baseline_reach(start, settings.baseline).since);
             last_seen = Some(start);
@@ -893,7 +933,7 @@ fn detectable(
                 sequential::gaussian_level(
                     k,
                     settings.false_alerts_per_30_days / can_alert as f64,
-                    sequential::Scheme::Fixed(sequential::baseline_share(n, nb)),
+                    drift::scheme(settings, n, nb),
                 )
             })
         });
@@ -903,7 +943,7 @@ fn detectable(
         h,
         alpha: settings.alpha_alert,
         min_effect: settings.min_effect,
-        shared: sequential::baseline_share(n, nb),
+        scheme: drift::scheme(settings, n, nb),
     };
     sequential::MDE_DAYS.map(|days| sequential::mde(&monitor, days))
 }

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::drift;
 use super::load::{self, Data, LoadError};
-use super::sequential::{self, Monitor, Scheme};
+use super::sequential::{self, Monitor};
 use crate::config::{AnalyseSettings, Baseline, DateRange, JudgeSettings};
 use crate::judge::protocol;
 use crate::rubric::Rubric;
@@ -120,13 +120,7 @@ pub fn detectable_at(
     let nb = n * windows;
     let k = drift::slack(settings, variance, n, nb);
     let p = settings.false_alerts_per_30_days / can_alert.max(1) as f64;
-    let scheme = match settings.baseline {
-        Baseline::Rolling(_) => Scheme::Rolling {
-            held: windows,
-            windows,
-        },
-        Baseline::Fixed(_) => Scheme::Fixed(sequential::baseline_share(n, nb)),
-    };
+    let scheme = drift::scheme(settings, n, nb);
     let h = settings
         .cusum_h
         .unwrap_or_else(|| sequential::gaussian_level(k, p, scheme));
@@ -136,7 +130,7 @@ pub fn detectable_at(
         h,
         alpha: settings.alpha_alert,
         min_effect: settings.min_effect,
-        shared: sequential::baseline_share(n, nb),
+        scheme,
     };
     sequential::mde(&monitor, days)
 }

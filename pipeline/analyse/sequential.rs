@@ -138,47 +138,108 @@ impl Scheme {
     }
 }
 
+/// How many days a suspect day stays out of a rolling baseline without an alert (the analyse
+/// stage's `SUSPICION_WINDOWS`).
+pub const SUSPECT_DAYS: usize = 3;
+
+/// One simulated path of the monitor, day after day: each day's mean is `draw()` plus `shift`
+/// (in standard errors of a day's mean, `sd / sqrt(n)`), its z against the baseline of
+/// `scheme`, the CUSUM (slack `k`) of it. With `suspect_at` (a decision level), a day whose
+/// CUSUM is at half of it or more stays out of a rolling baseline that holds all its windows,
+/// until the CUSUM falls back under half or for at most [`SUSPECT_DAYS`], as the analyse stage
+/// keeps its baselines. `watch(day, z, cusum)` sees every day and says whether to stop.
+fn walk(
+    k: f64,
+    scheme: Scheme,
+    suspect_at: Option<f64>,
+    (days, shift): (usize, f64),
+    rng: &mut SplitMix64,
+    draw: &mut dyn FnMut(&mut SplitMix64) -> f64,
+    watch: &mut dyn FnMut(usize, f64, f64) -> bool,
+) {
+    let mut s = 0.0f64;
+    match scheme {
+        Scheme::Rolling { held, windows } => {
+            let mut window: std::collections::VecDeque<f64> =
+                (0..held.max(1)).map(|_| draw(rng)).collect();
+            let mut sum: f64 = window.iter().sum();
+            let mut out: std::collections::VecDeque<f64> = std::collections::VecDeque::new();
+            let admit = |e: f64, window: &mut std::collections::VecDeque<f64>, sum: &mut f64| {
+                if window.len() >= windows {
+                    *sum -= window.pop_front().unwrap_or(0.0);
+                }
+                *sum += e;
+                window.push_back(e);
+            };
+            for day in 0..days {
+                let e = draw(rng) + shift;
+                let b = window.len() as f64;
+                let z = (e - sum / b) / (1.0 + 1.0 / b).sqrt();
+                s = (s + z - k).max(0.0);
+                if watch(day, z, s) {
+                    return;
+                }
+                let mature = window.len() >= windows;
+                match suspect_at {
+                    Some(h) if mature && s >= h / 2.0 => {
+                        out.push_back(e);
+                        if out.len() > SUSPECT_DAYS {
+                            let back = out.pop_front().unwrap_or(0.0);
+                            admit(back, &mut window, &mut sum);
+                        }
+                    }
+                    _ => {
+                        while let Some(back) = out.pop_front() {
+                            admit(back, &mut window, &mut sum);
+                        }
+                        admit(e, &mut window, &mut sum);
+                    }
+                }
+            }
+        }
+        Scheme::Fixed(shared) => {
+            // In a day's standard errors the baseline's error has variance n / nb.
+            let shared = shared.clamp(0.0, 0.999);
+            let ratio = shared / (1.0 - shared);
+            let offset = ratio.sqrt() * normal(rng);
+            let scale = (1.0 + ratio).sqrt();
+            for day in 0..days {
+                let z = (draw(rng) + shift - offset) / scale;
+                s = (s + z - k).max(0.0);
+                if watch(day, z, s) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// The level one CUSUM (slack `k`) of stable days passes within [`HORIZON_DAYS`] with
-/// probability at most `p`: the (1 - p) quantile of the simulated paths' maxima. `draw` gives a
-/// day's mean in standard errors of a day's mean; the baseline is simulated by `scheme`.
+/// probability at most `p`: the (1 - p) quantile of the simulated paths' maxima, the baseline
+/// kept as the analyse stage keeps it (suspect days out at half of `suspect_at`).
 fn level(
     k: f64,
     p: f64,
     scheme: Scheme,
+    suspect_at: Option<f64>,
     rng: &mut SplitMix64,
     draw: &mut dyn FnMut(&mut SplitMix64) -> f64,
 ) -> f64 {
     let mut maxima: Vec<f64> = (0..PATHS)
         .map(|_| {
-            let (mut s, mut max) = (0.0f64, 0.0f64);
-            match scheme {
-                Scheme::Rolling { held, windows } => {
-                    let mut window: std::collections::VecDeque<f64> =
-                        (0..held.max(1)).map(|_| draw(rng)).collect();
-                    let mut sum: f64 = window.iter().sum();
-                    for _ in 0..HORIZON_DAYS {
-                        let e = draw(rng);
-                        let b = window.len() as f64;
-                        let z = (e - sum / b) / (1.0 + 1.0 / b).sqrt();
-                        s = (s + z - k).max(0.0);
-                        max = max.max(s);
-                        if window.len() >= windows {
-                            sum -= window.pop_front().unwrap_or(0.0);
-                        }
-                        sum += e;
-                        window.push_back(e);
-                    }
-                }
-                Scheme::Fixed(shared) => {
-                    let shared = shared.clamp(0.0, 1.0);
-                    let (own, offset) = ((1.0 - shared).sqrt(), shared.sqrt() * normal(rng));
-                    for _ in 0..HORIZON_DAYS {
-                        let z = own * draw(rng) + offset;
-                        s = (s + z - k).max(0.0);
-                        max = max.max(s);
-                    }
-                }
-            }
+            let mut max = 0.0f64;
+            walk(
+                k,
+                scheme,
+                suspect_at,
+                (HORIZON_DAYS, 0.0),
+                rng,
+                draw,
+                &mut |_, _, s| {
+                    max = max.max(s);
+                    false
+                },
+            );
             max
         })
         .collect();
@@ -197,11 +258,20 @@ pub fn gaussian_level(k: f64, p: f64, scheme: Scheme) -> f64 {
         return h;
     }
     let mut rng = SplitMix64::new(0x5EED_CA5A);
-    // Four times the paths: this level is the floor of every other.
-    let h = (0..4)
-        .map(|_| level(k, p, scheme, &mut rng, &mut normal))
-        .sum::<f64>()
-        / 4.0;
+    // Four times the paths: this level is the floor of every other. The suspect days depend on
+    // the level itself: two rounds, from the level without them.
+    let mut run = |suspect_at: Option<f64>| {
+        (0..4)
+            .map(|_| level(k, p, scheme, suspect_at, &mut rng, &mut normal))
+            .sum::<f64>()
+            / 4.0
+    };
+    let mut h = run(None);
+    if matches!(scheme, Scheme::Rolling { .. }) {
+        for _ in 0..2 {
+            h = run(Some(h));
+        }
+    }
     if let Ok(mut m) = memo.lock() {
         m.insert(key, h);
     }
@@ -241,8 +311,9 @@ pub fn levels(baseline: &[f64], n: usize, k: f64, p: f64, scheme: Scheme, seed: 
         let days = &days;
         move |r: &mut SplitMix64| sign * days[r.index(days.len())]
     };
-    let down = level(k, p, scheme, &mut rng, &mut pick(-1.0));
-    let up = level(k, p, scheme, &mut rng, &mut pick(1.0));
+    let down = level(k, p, scheme, Some(floor), &mut rng, &mut pick(-1.0));
+    // Rises never make a day suspect.
+    let up = level(k, p, scheme, None, &mut rng, &mut pick(1.0));
     Levels {
         down: down.max(floor),
         up: up.max(floor),
@@ -312,8 +383,8 @@ pub struct Monitor {
     /// The per-day test: two-sided `alpha` and a least effect.
     pub alpha: f64,
     pub min_effect: f64,
-    /// The baseline's share of the difference's variance ([`baseline_share`]).
-    pub shared: f64,
+    /// How the baseline is kept ([`Scheme::of`]).
+    pub scheme: Scheme,
 }
 
 impl Monitor {
@@ -327,29 +398,47 @@ impl Monitor {
     }
 }
 
-/// The share of simulated paths in which a sustained shift of `shift` standard errors (the bad
-/// way) is caught within `days` days, by the CUSUM (slack `k`, level `h`) or by the per-day test
-/// (a day's z past `per_day`). The same seeded normal draws for every shift, so the share grows
-/// with it.
+impl Monitor {
+    /// A day's standard error of its mean, `sd / sqrt(n)`, from the difference's.
+    fn day_se(&self) -> f64 {
+        let ratio = match self.scheme {
+            Scheme::Rolling { held, .. } => 1.0 / held.max(1) as f64,
+            Scheme::Fixed(shared) => {
+                let shared = shared.clamp(0.0, 0.999);
+                shared / (1.0 - shared)
+            }
+        };
+        self.se / (1.0 + ratio).sqrt()
+    }
+}
+
+/// The share of simulated paths in which a sustained drop of `shift` standard errors of a day's
+/// mean starting today is caught within `days` days, by the CUSUM (slack `k`, level `h`) or by
+/// the per-day test (a day's z past `per_day`), the baseline kept as the analyse stage keeps it.
+/// The same seeded draws for every shift, so the share grows with it.
 fn caught_share(
     shift: f64,
-    (k, h, per_day, shared): (f64, f64, f64, f64),
+    (k, h, per_day, scheme): (f64, f64, f64, Scheme),
     days: usize,
     seed: u64,
 ) -> f64 {
     let mut rng = SplitMix64::new(seed);
-    let (spread, own) = (shared.sqrt(), (1.0 - shared).sqrt());
     let mut caught = 0;
     for _ in 0..MDE_PATHS {
-        let (mut s, mut seen) = (0.0f64, false);
-        // The path's baseline error, then its days; every path draws all its days, so each
-        // shift meets the same draws.
-        let offset = spread * normal(&mut rng);
-        for _ in 0..days {
-            let z = shift + offset + own * normal(&mut rng);
-            s = (s + z - k).max(0.0);
-            seen |= s > h || z > per_day;
-        }
+        let mut seen = false;
+        // Every path draws all its days, so each shift meets the same draws.
+        walk(
+            k,
+            scheme,
+            Some(h),
+            (days, shift),
+            &mut rng,
+            &mut normal,
+            &mut |_, z, s| {
+                seen |= s > h || z > per_day;
+                false
+            },
+        );
         caught += usize::from(seen);
     }
     caught as f64 / MDE_PATHS as f64
@@ -368,22 +457,17 @@ pub fn detected_within(monitor: &Monitor, delta: f64, days: usize, seed: u64) ->
         return 0.0;
     }
     caught_share(
-        delta / monitor.se,
-        (
-            monitor.k,
-            monitor.h,
-            per_day_z(monitor),
-            monitor.shared.clamp(0.0, 1.0),
-        ),
+        delta / monitor.day_se(),
+        (monitor.k, monitor.h, per_day_z(monitor), monitor.scheme),
         days,
         seed,
     )
 }
 
-/// The smallest sustained shift in standard errors caught within `days` with probability
-/// [`POWER`], to 1%; memoised on (k, h, per-day z, baseline share) rounded to 0.01, so the days
-/// of an analysis share the simulations.
-fn mde_z(k: f64, h: f64, per_day: f64, shared: f64, days: usize) -> Option<f64> {
+/// The smallest sustained drop in standard errors of a day's mean caught within `days` with
+/// probability [`POWER`], to 1%; memoised on (k, h, per-day z) rounded to 0.01 and the scheme,
+/// so the days of an analysis share the simulations.
+fn mde_z(k: f64, h: f64, per_day: f64, scheme: Scheme, days: usize) -> Option<f64> {
     type Key = (i64, i64, i64, i64, usize);
     static MEMO: OnceLock<Mutex<HashMap<Key, Option<f64>>>> = OnceLock::new();
     let round = |v: f64| (v * 100.0).round() as i64;
@@ -391,7 +475,7 @@ fn mde_z(k: f64, h: f64, per_day: f64, shared: f64, days: usize) -> Option<f64> 
         round(k),
         round(h),
         round(per_day.min(1e6)),
-        round(shared.clamp(0.0, 1.0)),
+        scheme.key(),
         days,
     );
     let memo = MEMO.get_or_init(|| Mutex::new(HashMap::new()));
@@ -399,7 +483,7 @@ fn mde_z(k: f64, h: f64, per_day: f64, shared: f64, days: usize) -> Option<f64> 
         return found;
     }
     let back = |v: i64| v as f64 / 100.0;
-    let held = (back(key.0), back(key.1), back(key.2), back(key.3));
+    let held = (back(key.0), back(key.1), back(key.2), scheme);
     let seed = 0x004D_4445_u64 ^ days as u64;
     let caught = |shift: f64| caught_share(shift, held, days, seed) >= POWER;
     let (mut lo, mut hi) = (0.0, 1.0);
@@ -439,10 +523,10 @@ pub fn mde(monitor: &Monitor, days: usize) -> Option<f64> {
         monitor.k,
         monitor.h,
         per_day_z(monitor),
-        monitor.shared,
+        monitor.scheme,
         days,
     )
-    .map(|z| z * monitor.se)
+    .map(|z| z * monitor.day_se())
 }
 
 #[cfg(test)]
@@ -518,7 +602,7 @@ mod tests {
             h: gaussian_level(0.5, 0.02, Scheme::Fixed(0.0)),
             alpha: 0.01,
             min_effect: 0.05,
-            shared: 0.0,
+            scheme: Scheme::Fixed(0.0),
         };
         let one = mde(&monitor, 1).unwrap();
         let three = mde(&monitor, 3).unwrap();
