@@ -555,8 +555,14 @@ pub fn slack(
     } else {
         0.0
     };
-    // Two decimals, so decision levels are shared between days.
-    (settings.cusum_k.max(floor) * 100.0).round() / 100.0
+    // On a grid (0.05 up to 2, 0.25 above), so days, metrics and models share their simulated
+    // decision levels and detectable drops.
+    let k = settings.cusum_k.max(floor);
+    if k <= 2.0 {
+        (k * 20.0).round() / 20.0
+    } else {
+        (k * 4.0).round() / 4.0
+    }
 }
 
 fn chi2_row(r: &mut DriftRow, table: &[Vec<f64>], settings: &AnalyseSettings) {

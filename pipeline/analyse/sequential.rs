@@ -40,8 +40,8 @@ const PATHS: usize = 2000;
 const RESAMPLES: usize = 500;
 /// Past this many values a day's z is drawn as a standard normal.
 const NORMAL_PAST: usize = 300;
-/// Simulated paths per detection probability in [`mde`].
-const MDE_PATHS: usize = 2000;
+/// Simulated paths per detection probability in [`mde`] (a share near 80% to +-1.3 points).
+const MDE_PATHS: usize = 1000;
 /// Power at which the minimum detectable effect is stated.
 pub const POWER: f64 = 0.8;
 /// The horizons, in days, of the minimum detectable effects reported.
@@ -258,19 +258,17 @@ pub fn gaussian_level(k: f64, p: f64, scheme: Scheme) -> f64 {
         return h;
     }
     let mut rng = SplitMix64::new(0x5EED_CA5A);
-    // Four times the paths: this level is the floor of every other. The suspect days depend on
-    // the level itself: two rounds, from the level without them.
+    // Twice the paths: this level is the floor of every other. The suspect days depend on the
+    // level itself: one more round, from the level without them.
     let mut run = |suspect_at: Option<f64>| {
-        (0..4)
+        (0..2)
             .map(|_| level(k, p, scheme, suspect_at, &mut rng, &mut normal))
             .sum::<f64>()
-            / 4.0
+            / 2.0
     };
     let mut h = run(None);
     if matches!(scheme, Scheme::Rolling { .. }) {
-        for _ in 0..2 {
-            h = run(Some(h));
-        }
+        h = run(Some(h));
     }
     if let Ok(mut m) = memo.lock() {
         m.insert(key, h);
@@ -465,25 +463,26 @@ pub fn detected_within(monitor: &Monitor, delta: f64, days: usize, seed: u64) ->
 }
 
 /// The smallest sustained drop in standard errors of a day's mean caught within `days` with
-/// probability [`POWER`], to 1%; memoised on (k, h, per-day z) rounded to 0.01 and the scheme,
-/// so the days of an analysis share the simulations.
+/// probability [`POWER`], to 1%; memoised on (k, h, per-day z) rounded to 0.05 and the scheme,
+/// so the days and models of an analysis share the simulations.
 fn mde_z(k: f64, h: f64, per_day: f64, scheme: Scheme, days: usize) -> Option<f64> {
     type Key = (i64, i64, i64, i64, usize);
     static MEMO: OnceLock<Mutex<HashMap<Key, Option<f64>>>> = OnceLock::new();
-    let round = |v: f64| (v * 100.0).round() as i64;
-    let key = (
-        round(k),
-        round(h),
-        round(per_day.min(1e6)),
-        scheme.key(),
-        days,
-    );
+    let round = |v: f64| ((v * 20.0).round() * 5.0) as i64;
+    // The per-day test's z on a 5% log grid: it moves with every day's standard error.
+    let per_day_step = (per_day.clamp(1e-3, 1e6).ln() * 20.0).round() as i64;
+    let key = (round(k), round(h), per_day_step, scheme.key(), days);
     let memo = MEMO.get_or_init(|| Mutex::new(HashMap::new()));
     if let Some(found) = memo.lock().ok().and_then(|m| m.get(&key).copied()) {
         return found;
     }
     let back = |v: i64| v as f64 / 100.0;
-    let held = (back(key.0), back(key.1), back(key.2), scheme);
+    let held = (
+        back(key.0),
+        back(key.1),
+        (per_day_step as f64 / 20.0).exp(),
+        scheme,
+    );
     let seed = 0x004D_4445_u64 ^ days as u64;
     let caught = |shift: f64| caught_share(shift, held, days, seed) >= POWER;
     let (mut lo, mut hi) = (0.0, 1.0);
@@ -559,11 +558,12 @@ mod tests {
 
     #[test]
     fn a_skewed_baseline_raises_the_level_for_drops() {
-        // Scores mostly 1.0 with rare 0.0: a small day's mean has a long lower tail.
+        // Scores mostly 1.0 with rare 0.0: a small day's mean has a long lower tail (one 0 in
+        // 20 is 1.8 standard errors down, two are 4).
         let baseline: Vec<f64> = (0..1000)
-            .map(|i| if i % 50 == 0 { 0.0 } else { 1.0 })
+            .map(|i| if i % 100 == 0 { 0.0 } else { 1.0 })
             .collect();
-        let scheme = Scheme::of(Some(7), 40, 1000);
+        let scheme = Scheme::of(Some(7), 20, 1000);
         assert_eq!(
             scheme,
             Scheme::Rolling {
@@ -571,27 +571,27 @@ mod tests {
                 windows: 7
             }
         );
-        let l = levels(&baseline, 40, 0.5, 0.02, scheme, 7);
+        let l = levels(&baseline, 20, 0.5, 0.02, scheme, 7);
         let floor = gaussian_level(0.5, 0.02, scheme);
         assert!(l.down > floor, "{l:?} vs {floor}");
         assert!(l.up >= floor);
         // No spread at all: the floor.
         let flat = vec![1.0; 1000];
-        assert_eq!(levels(&flat, 40, 0.5, 0.02, scheme, 7).down, floor);
+        assert_eq!(levels(&flat, 20, 0.5, 0.02, scheme, 7).down, floor);
         // A pinned baseline estimated from few values raises the level: its error repeats every
-        // day. A rolling one of one day lowers it: each day is against the one before, so the
-        // differences take back what they give (they are negatively correlated). A young one,
-        // one day growing to seven, is in between.
+        // day. A rolling one of a week costs much less: each day's error leaves after a week.
         let fixed = gaussian_level(0.5, 0.02, Scheme::Fixed(0.5));
-        let one = |windows| gaussian_level(0.5, 0.02, Scheme::Rolling { held: 1, windows });
-        let exact = gaussian_level(0.5, 0.02, Scheme::Fixed(0.0));
-        assert!(
-            fixed > one(7) && one(7) > one(1),
-            "{fixed} {} {}",
-            one(7),
-            one(1)
+        let week = gaussian_level(
+            0.5,
+            0.02,
+            Scheme::Rolling {
+                held: 7,
+                windows: 7,
+            },
         );
-        assert!(exact > one(1), "{exact} {}", one(1));
+        let exact = gaussian_level(0.5, 0.02, Scheme::Fixed(0.0));
+        assert!(fixed > 2.0 * exact, "{fixed} {exact}");
+        assert!(week < 1.5 * exact && week > 0.75 * exact, "{week} {exact}");
     }
 
     #[test]

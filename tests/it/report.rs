@@ -88,6 +88,28 @@ fn the_report_renders_in_a_browser_with_its_charts_and_the_regression() {
     .unwrap();
     assert_eq!(json["models"].as_array().unwrap().len(), 2);
     assert_eq!(json["quarantined"], 6);
+    // What the monitor can see, per model, from the aggregates of the window's last day: in
+    // the JSON, in the Markdown, under each quality chart.
+    for m in json["models"].as_array().unwrap() {
+        let d = &m["detectable"];
+        let (one, three, seven) = (
+            d["within_1d"].as_f64().unwrap(),
+            d["within_3d"].as_f64().unwrap(),
+            d["within_7d"].as_f64().unwrap(),
+        );
+        assert!(one > three && three > seven && seven > 0.0, "{d}");
+        assert_eq!(d["date"], "2026-10-14");
+        let sentence = format!(
+            "at {:.0} judged a day this monitor sees a sustained drop of the composite >= {three:.3} within 3 days",
+            d["judged"].as_f64().unwrap()
+        );
+        assert!(md.contains(&sentence), "{sentence}\n{md}");
+        let escaped = sentence.replace('>', "&gt;");
+        assert!(
+            html.contains(&format!("Sensitivity: {escaped}")),
+            "{escaped}"
+        );
+    }
 
     let profile = tempfile::tempdir().unwrap();
     let (dom, log) = headless(&index, profile.path(), &["--dump-dom"]);
