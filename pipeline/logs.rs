@@ -189,6 +189,7 @@ pub fn analyse(summary: &AnalyseSummary) {
 }
 
 pub fn score(summary: &ScoreSummary) {
+    planned_sensitivity(summary);
     let usd = |v: Option<f64>| {
         v.map_or("unknown (no judge prices)".to_string(), |c| {
             format!("{c:.4} USD")
@@ -311,6 +312,24 @@ pub fn calibrate(s: &CalibrateSummary) {
         }
     }
     line(Level::Info, &format!("calibrate: {}", s.summary_md));
+}
+
+/// `score --dry-run`: what the monitor would see at the planned volume.
+fn planned_sensitivity(s: &crate::score::ScoreSummary) {
+    let at = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!(">= {v:.3}"));
+    for p in &s.sensitivity {
+        tracing::info!(
+            "score: plan: {}: at {:.0} judged a day the monitor would see a sustained drop of the \
+             composite {} within 3 days, {} in one, {} within 7 (80% power; spread of {} earlier \
+             judgments; `evalwatch plan --detect X` for the volume a drop needs)",
+            p.model,
+            p.judged_per_day,
+            at(p.within_3d),
+            at(p.within_1d),
+            at(p.within_7d),
+            p.spread_from
+        );
+    }
 }
 
 /// `plan`: per model what catching the drop takes, and what it costs.

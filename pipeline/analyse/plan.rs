@@ -293,6 +293,60 @@ pub async fn plan(job: PlanJob, warehouse: &Warehouse) -> Result<PlanSummary, Pl
     })
 }
 
+/// What a dry run's plan lets the monitor see for one model: at the planned judgments a day,
+/// the smallest sustained drop of the composite caught within 1, 3 and 7 days.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PlannedSensitivity {
+    pub model: String,
+    pub judged_per_day: f64,
+    pub within_1d: Option<f64>,
+    pub within_3d: Option<f64>,
+    pub within_7d: Option<f64>,
+    /// The judgments whose spread it rests on (the composites of `history`).
+    pub spread_from: usize,
+}
+
+/// For `score --dry-run`: per model of `planned` (model, judgments a day), the drops the monitor
+/// would see at that volume, from the spread of the model's composite in the judgments of
+/// `history` (the days before the plan and its own, when judged before). A model with no earlier
+/// judgments is left out: there is no spread to go on.
+pub async fn planned_sensitivity(
+    warehouse: &Warehouse,
+    rubric: &Rubric,
+    judge: &str,
+    settings: &AnalyseSettings,
+    planned: &BTreeMap<String, f64>,
+    history: DateRange,
+) -> Result<Vec<PlannedSensitivity>, PlanError> {
+    let days: BTreeSet<_> = super::window_days(history).collect();
+    let mut data = Data::new();
+    load::load_scores(warehouse, rubric, judge, &days, &mut data).await?;
+    let can_alert = rubric.dimensions.len() + 1;
+    let mut out = Vec::new();
+    for (model, per_day) in planned {
+        let values: Vec<f64> = data
+            .iter()
+            .filter(|((m, _), _)| m == model)
+            .flat_map(|(_, d)| d.composite.iter().copied())
+            .collect();
+        if values.len() < 2 || *per_day < 1.0 {
+            continue;
+        }
+        let (_, variance, _) = sequential::moments(&values);
+        let n = per_day.round() as u64;
+        let at = |days| detectable_at(settings, variance, n, can_alert, days);
+        out.push(PlannedSensitivity {
+            model: model.clone(),
+            judged_per_day: *per_day,
+            within_1d: at(1),
+            within_3d: at(3),
+            within_7d: at(7),
+            spread_from: values.len(),
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

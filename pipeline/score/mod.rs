@@ -226,6 +226,9 @@ pub struct ScoreSummary {
     /// Judge calls (retries and repairs included) per second of the stage's wall time.
     pub calls_per_s: f64,
     pub plan: Vec<PartitionPlan>,
+    /// `--dry-run`: what the monitor would see at the planned volume, per model.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sensitivity: Vec<crate::analyse::plan::PlannedSensitivity>,
 }
 
 /// A `captures` partition: its path segments as written, and its part keys.

@@ -347,6 +347,33 @@ fn plan_says_how_many_judgments_a_drop_needs_and_what_they_cost() {
     let (s, log) = plan("0.005");
     assert!(s["models"][0]["needed_per_day"].is_null(), "{s}");
     assert!(log.contains("sequential-min-effect"), "{log}");
+    // A dry run states what its plan would let the monitor see, from the judgments before it.
+    let out = run(evalwatch().arg("--config").arg(&config).args([
+        "score",
+        "--dry-run",
+        "--since",
+        "2026-10-07",
+        "--until",
+        "2026-10-07",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let dry = stage_summary(&out, "score");
+    let seen = dry["sensitivity"].as_array().unwrap();
+    assert_eq!(seen.len(), 2, "{dry}");
+    for m in seen {
+        let (one, three, seven) = (
+            m["within_1d"].as_f64().unwrap(),
+            m["within_3d"].as_f64().unwrap(),
+            m["within_7d"].as_f64().unwrap(),
+        );
+        assert!(one > three && three > seven && seven > 0.0, "{m}");
+        assert!(m["spread_from"].as_u64().unwrap() > 300, "{m}");
+    }
+    assert!(
+        stderr(&out).contains("the monitor would see"),
+        "{}",
+        stderr(&out)
+    );
     // A metric the rubric does not have is a usage error.
     let out = run(evalwatch()
         .arg("--config")
