@@ -1060,12 +1060,13 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
             quarantine_raw_bytes,
             max_line_bytes,
         },
-        rubric: base.join(
-            raw.score
-                .rubric
-                .as_deref()
-                .unwrap_or("rubrics/quality.toml"),
-        ),
+        // The repository's `rubrics/quality.toml` beside the config when there is one, else the
+        // built-in `quality` rubric (`rubric::read`): the binary runs from any folder.
+        rubric: match raw.score.rubric.as_deref() {
+            Some(path) => base.join(path),
+            None if base.join("rubrics/quality.toml").exists() => base.join("rubrics/quality.toml"),
+            None => base.join("quality"),
+        },
         sampling,
         budget_usd,
         judge,

@@ -196,7 +196,8 @@ struct IngestArgs {
 
 #[derive(Args)]
 struct ScoreArgs {
-    /// Rubric file; overrides `score.rubric`.
+    /// Rubric file, or a built-in rubric by name (`quality`, `quality@1.0.0`, `pairwise`,
+    /// `safety-binary`); overrides `score.rubric`.
     #[arg(long)]
     rubric: Option<PathBuf>,
     /// Only this model (inference component).
@@ -268,7 +269,7 @@ struct AnalyseArgs {
     /// Days to analyse. Default: the configured window (yesterday).
     #[command(flatten)]
     window: WindowArgs,
-    /// Rubric file whose scores are compared; overrides `score.rubric`.
+    /// Rubric file (or built-in name) whose scores are compared; overrides `score.rubric`.
     #[arg(long)]
     rubric: Option<PathBuf>,
     /// Whose scores: `offline`, `bedrock:<model-id>` or `openai:<model>@<url>`; overrides `[judge]`.
@@ -300,7 +301,7 @@ struct PublishArgs {
     /// UID of the Grafana CloudWatch data source the alert rules query.
     #[arg(long, default_value = "cloudwatch")]
     grafana_datasource: String,
-    /// Rubric file whose scores are published; overrides `score.rubric`.
+    /// Rubric file (or built-in name) whose scores are published; overrides `score.rubric`.
     #[arg(long)]
     rubric: Option<PathBuf>,
     /// Whose scores: `offline`, `bedrock:<model-id>` or `openai:<model>@<url>`; overrides `[judge]`.
@@ -343,7 +344,8 @@ struct CompareArgs {
     /// added to `[compare] gates`.
     #[arg(long = "gate")]
     gates: Vec<String>,
-    /// Rubric file; overrides `score.rubric`.
+    /// Rubric file, or a built-in rubric by name (`quality`, `quality@1.0.0`, `pairwise`,
+    /// `safety-binary`); overrides `score.rubric`.
     #[arg(long)]
     rubric: Option<PathBuf>,
     /// `offline`, `bedrock:<model-id>` or `openai:<model>@<url>`; overrides `[judge]`.
@@ -368,7 +370,8 @@ struct CalibrateArgs {
     /// orders on `pairwise.toml` beside the rubric (or on `--rubric`).
     #[arg(long)]
     labels: PathBuf,
-    /// Rubric file; overrides `score.rubric`.
+    /// Rubric file, or a built-in rubric by name (`quality`, `quality@1.0.0`, `pairwise`,
+    /// `safety-binary`); overrides `score.rubric`.
     #[arg(long)]
     rubric: Option<PathBuf>,
     /// `offline`, `bedrock:<model-id>` or `openai:<model>@<url>`; overrides `[judge]`.
@@ -395,7 +398,8 @@ struct PlanArgs {
     /// window).
     #[command(flatten)]
     window: WindowArgs,
-    /// Rubric file; overrides `score.rubric`.
+    /// Rubric file, or a built-in rubric by name (`quality`, `quality@1.0.0`, `pairwise`,
+    /// `safety-binary`); overrides `score.rubric`.
     #[arg(long)]
     rubric: Option<PathBuf>,
     /// `offline`, `bedrock:<model-id>`, `openai:<model>@<url>` or `jury`; overrides `[judge]`.
@@ -771,12 +775,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 .with_progress(progress_mode(cli.log_format));
             let pairwise = match &args.pairwise {
                 None => None,
-                Some(None) => Some(rubric::load(
-                    &path
-                        .parent()
-                        .unwrap_or(std::path::Path::new(""))
-                        .join("pairwise.toml"),
-                )?),
+                Some(None) => Some(rubric::load(&rubric::beside(&path, "pairwise"))?),
                 Some(Some(p)) => Some(rubric::load(p)?),
             };
             let window = window_flags(&args.window)?;
@@ -837,15 +836,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Calibrate(args) => {
             let path = rubric_and_judge(&mut config, &args.rubric, &args.judge)?;
-            // Preferences are judged on `pairwise.toml` beside the configured rubric, unless
-            // `--rubric` names the one to use.
-            let beside = path
-                .parent()
-                .unwrap_or(std::path::Path::new(""))
-                .join("pairwise.toml");
+            // Preferences are judged on `pairwise.toml` beside the configured rubric (or the
+            // built-in `pairwise`), unless `--rubric` names the one to use.
             let pairwise = match args.rubric {
-                None if beside.exists() => Some(rubric::load(&beside)?),
-                _ => None,
+                None => Some(rubric::load(&rubric::beside(&path, "pairwise"))?),
+                Some(_) => None,
             };
             let ctx = Ctx::new(config, today)
                 .await

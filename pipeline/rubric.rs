@@ -24,6 +24,11 @@ pub enum RubricError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "no rubric file `{path}`, and `{name}` is not a built-in rubric (built in: {})",
+        builtin_names().join(", ")
+    )]
+    NotFound { path: PathBuf, name: String },
     #[error("invalid rubric `{path}`: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("rubric `{path}` fails lint:\n{}", problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
@@ -370,13 +375,83 @@ pub fn short(hash: &str) -> &str {
     &hash[..12.min(hash.len())]
 }
 
-/// Reads and validates a rubric file, without looking at the lock (`rubric show`, `rubric hash`).
+/// The rubrics built into the binary, so it runs from any folder: (id, the file's text). Chosen
+/// by name where a rubric path is taken (`--rubric quality`, `quality@1.0.0`, `score.rubric =
+/// "pairwise"`); a file at the path wins.
+const BUILTIN: [(&str, &str); 3] = [
+    ("quality", include_str!("../rubrics/quality.toml")),
+    ("pairwise", include_str!("../rubrics/pairwise.toml")),
+    (
+        "safety-binary",
+        include_str!("../rubrics/safety-binary.toml"),
+    ),
+];
+
+/// The built-in rubrics' names, `id@version` each.
+pub fn builtin_names() -> Vec<String> {
+    BUILTIN
+        .iter()
+        .filter_map(|(_, text)| parse(text, Path::new("built-in")).ok())
+        .map(|r| r.key())
+        .collect()
+}
+
+/// The built-in rubric a path names, when there is no file there and its last part is a
+/// built-in's id, or `id@version` of the built-in version.
+fn builtin(path: &Path) -> Option<Result<Rubric, RubricError>> {
+    let name = path.file_name()?.to_str()?;
+    let (id, version) = match name.split_once('@') {
+        Some((id, version)) => (id, Some(version)),
+        None => (name, None),
+    };
+    let (_, text) = BUILTIN.iter().find(|(known, _)| *known == id)?;
+    let origin = PathBuf::from(format!("built-in:{id}"));
+    let rubric = match parse(text, &origin) {
+        Ok(r) => r,
+        Err(e) => return Some(Err(e)),
+    };
+    if version.is_some_and(|v| v != rubric.version) {
+        return None;
+    }
+    Some(Ok(rubric))
+}
+
+/// Reads and validates a rubric file, or the built-in rubric its path names when there is no
+/// file ([`BUILTIN`]), without looking at the lock (`rubric show`, `rubric hash`).
 pub fn read(path: &Path) -> Result<Rubric, RubricError> {
-    let text = std::fs::read_to_string(path).map_err(|source| RubricError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(source) if source.kind() == std::io::ErrorKind::NotFound => {
+            return builtin(path).unwrap_or_else(|| {
+                Err(RubricError::NotFound {
+                    path: path.to_path_buf(),
+                    name: path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().to_string())
+                        .unwrap_or_default(),
+                })
+            });
+        }
+        Err(source) => {
+            return Err(RubricError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
     parse(&text, path)
+}
+
+/// The rubric `name` beside `rubric_path`: its file `<name>.toml` there when there is one, else
+/// the built-in `name` (`compare --pairwise` and `calibrate`'s preferences).
+pub fn beside(rubric_path: &Path, name: &str) -> PathBuf {
+    let folder = rubric_path.parent().unwrap_or(Path::new(""));
+    let file = folder.join(format!("{name}.toml"));
+    if file.exists() {
+        file
+    } else {
+        folder.join(name)
+    }
 }
 
 /// Reads and validates a rubric file and checks it against the lock beside it: a version the
@@ -413,6 +488,10 @@ fn read_lock(path: &Path) -> Result<Lock, RubricError> {
 /// the lock already records it.
 pub fn lint(path: &Path) -> Result<(Rubric, bool), RubricError> {
     let rubric = read(path)?;
+    if !path.exists() {
+        // Built in: its text is fixed in the binary, and locked in the repository's lock.
+        return Ok((rubric, true));
+    }
     let lock_file = lock_path(path);
     let lock = read_lock(&lock_file)?;
     match lock.get(&rubric.id).and_then(|v| v.get(&rubric.version)) {
@@ -551,5 +630,40 @@ levels = { "1" = "a", "2" = "b", "3" = "c", "4" = "d", "5" = "e" }
         lock(&path).unwrap();
         let recorded = read_lock(&dir.path().join(LOCK_FILE)).unwrap();
         assert_eq!(recorded["demo"].len(), 2);
+    }
+
+    #[test]
+    fn built_in_rubrics_are_chosen_by_name_and_a_file_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let quality = load(&dir.path().join("quality")).unwrap();
+        assert_eq!(quality.key(), "quality@1.0.0");
+        assert_eq!(
+            load(&dir.path().join("quality@1.0.0")).unwrap().hash(),
+            quality.hash()
+        );
+        // The built-in text is the repository's, locked there.
+        let repo =
+            load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("rubrics/quality.toml")).unwrap();
+        assert_eq!(repo.hash(), quality.hash());
+        assert_eq!(load(&dir.path().join("pairwise")).unwrap().id, "pairwise");
+        // Another version, or an unknown name, is an error naming the path and the built-ins.
+        let err = load(&dir.path().join("quality@9.9.9"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("quality@9.9.9") && err.contains("quality@1.0.0"),
+            "{err}"
+        );
+        let err = load(&dir.path().join("rubrics/mine.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rubrics/mine.toml"), "{err}");
+        // A file of that name wins.
+        std::fs::write(dir.path().join("quality"), GOOD).unwrap();
+        assert_eq!(load(&dir.path().join("quality")).unwrap().id, "demo");
+        assert_eq!(
+            beside(&dir.path().join("quality"), "pairwise"),
+            dir.path().join("pairwise")
+        );
     }
 }

@@ -5,6 +5,7 @@ mod analyse;
 mod calibrate;
 mod cli;
 mod compare;
+mod deploy;
 mod ingest_local;
 mod ingest_s3;
 mod integrity;
