@@ -7,6 +7,7 @@ pub mod agreement;
 pub mod analyse;
 pub mod aws;
 pub mod calibrate;
+pub mod catalog;
 pub mod compare;
 pub mod config;
 pub mod context;

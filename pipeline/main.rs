@@ -93,6 +93,9 @@ enum Command {
     /// How many judgments a day each model needs for the monitor to catch a sustained drop
     /// within N days, and what they cost with the configured judge.
     Plan(PlanArgs),
+    /// The warehouse's tables as SQL for query engines: `--athena` prints `CREATE EXTERNAL
+    /// TABLE` statements with partition projection (Athena; Trino and Spark through Glue).
+    Catalog(CatalogArgs),
     /// Check, show, hash or lock rubric files (rubrics/*.toml).
     #[command(subcommand)]
     Rubric(RubricCommand),
@@ -381,6 +384,16 @@ struct CalibrateArgs {
     /// answer) and report its test-retest kappa: the judge's own noise.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
     repeat: u32,
+}
+
+#[derive(Args)]
+struct CatalogArgs {
+    /// Athena DDL (the only dialect so far).
+    #[arg(long, required = true)]
+    athena: bool,
+    /// The database the tables go in.
+    #[arg(long, default_value = "evalwatch")]
+    database: String,
 }
 
 #[derive(Args)]
@@ -864,6 +877,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let summary = with_writer_lock(&ctx, "calibrate", work).await?;
             evalwatch::logs::calibrate(&summary);
             println!("{}", serde_json::json!({ "calibrate": summary }));
+            Ok(0)
+        }
+        Command::Catalog(args) => {
+            let ctx = Ctx::new(config, today).await;
+            let ddl = evalwatch::catalog::athena(&ctx.warehouse, &args.database)
+                .await
+                .context("catalog failed")?;
+            debug_assert!(args.athena);
+            print!("{ddl}");
             Ok(0)
         }
         Command::Plan(args) => {

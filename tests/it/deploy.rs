@@ -117,3 +117,106 @@ fn built_in_rubrics_are_chosen_by_name_from_any_folder() {
         "{err}"
     );
 }
+
+/// `catalog --athena`: a `CREATE EXTERNAL TABLE` per table, its columns exactly the Parquet
+/// columns the writers wrote (names, order, types), every column the schema module names, the
+/// partition keys in path order with their projection, and the models found as the projected
+/// values.
+#[test]
+fn the_athena_catalog_matches_what_the_writers_wrote() {
+    let wh = tempfile::tempdir().unwrap();
+    let out = run(evalwatch().arg("--warehouse").arg(wh.path()).arg("run"));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = run(evalwatch().arg("--warehouse").arg(wh.path()).args([
+        "catalog",
+        "--athena",
+        "--database",
+        "ew",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ddl = stdout(&out);
+    let tables = [
+        (
+            "captures",
+            evalwatch::schema::captures::COLUMNS,
+            "`model` string, `date` date",
+        ),
+        (
+            "quarantine",
+            evalwatch::schema::quarantine::COLUMNS,
+            "`date` date",
+        ),
+        (
+            "scores",
+            evalwatch::schema::scores::COLUMNS,
+            "`rubric` string, `model` string, `date` date",
+        ),
+        (
+            "telemetry",
+            evalwatch::schema::telemetry::COLUMNS,
+            "`model` string, `date` date",
+        ),
+        ("drift", evalwatch::schema::drift::COLUMNS, "`date` date"),
+        (
+            "aggregates",
+            evalwatch::schema::aggregates::COLUMNS,
+            "`date` date",
+        ),
+    ];
+    for (table, declared, partitions) in tables {
+        let start = ddl
+            .find(&format!(
+                "CREATE EXTERNAL TABLE IF NOT EXISTS `ew`.`{table}` ("
+            ))
+            .unwrap_or_else(|| panic!("no {table} in\n{ddl}"));
+        let body = &ddl[start..];
+        let columns_end = body.find("\n)\nPARTITIONED BY (").unwrap();
+        let columns: Vec<(String, String)> = body[..columns_end]
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let (name, kind) = l.trim().trim_end_matches(',').split_once(' ').unwrap();
+                (name.trim_matches('`').to_string(), kind.to_string())
+            })
+            .collect();
+        let partitions_line = body[columns_end..].lines().nth(2).unwrap();
+        assert_eq!(
+            partitions_line,
+            format!("PARTITIONED BY ({partitions})"),
+            "{table}"
+        );
+        // The writers' columns, as a part holds them.
+        let part = files_under(&wh.path().join(table))
+            .into_iter()
+            .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .unwrap();
+        use polars::prelude::SerReader;
+        let df = polars::prelude::ParquetReader::new(std::fs::File::open(&part).unwrap())
+            .finish()
+            .unwrap();
+        let written: Vec<(String, String)> = df
+            .schema()
+            .iter()
+            .map(|(n, t)| (n.to_string(), evalwatch::catalog::hive_type(t)))
+            .collect();
+        assert_eq!(columns, written, "{table}");
+        let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
+        for column in declared {
+            assert!(
+                names.contains(column),
+                "{table}: `{column}` missing from {names:?}"
+            );
+        }
+        assert!(
+            body.contains("'projection.date.type' = 'date'") || !partitions.contains("date"),
+            "{table}"
+        );
+    }
+    assert!(ddl.contains("`captured_at` timestamp"));
+    assert!(ddl.contains("'projection.model.values' = 'chat-a,chat-b'"));
+    assert!(ddl.contains("'projection.rubric.values' = 'quality@1.0.0'"));
+    assert!(
+        ddl.contains("no part written yet"),
+        "calibration has none: {ddl}"
+    );
+}
