@@ -106,9 +106,16 @@ fn write_captures(root: &Path, scenario: &Scenario, worse: f64) {
     }
 }
 
-/// Ingests, scores (the stub replaying the scenario's levels) and analyses the days; returns
-/// per component the days (indexes) with a score metric alerting, and the metrics and tests.
-fn alerts(scenario: &Scenario, worse: f64) -> HashMap<String, Vec<(usize, String, String)>> {
+/// What the analyse made of a scenario: per component the days (indexes) with a score metric
+/// alerting, with the metrics and tests; and the canary's baseline on its last day, as `drift/`
+/// describes it.
+struct Found {
+    alerts: HashMap<String, Vec<(usize, String, String)>>,
+    canary_last_baseline: String,
+}
+
+/// Ingests, scores (the stub replaying the scenario's levels) and analyses the days.
+fn alerts(scenario: &Scenario, worse: f64) -> Found {
     let dir = tempfile::tempdir().unwrap();
     let capture = dir.path().join("capture");
     write_captures(&capture, scenario, worse);
@@ -171,6 +178,12 @@ fn alerts(scenario: &Scenario, worse: f64) -> HashMap<String, Vec<(usize, String
         .map(|d| d.unwrap())
         .collect();
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+    let baselines = strings(&drift, "baseline");
+    let last = (day_of(DAYS - 1) - epoch).num_days() as i32;
+    let canary_last_baseline = (0..drift.height())
+        .find(|i| models[*i] == "canary" && dates[*i] == last)
+        .map(|i| baselines[i].clone())
+        .unwrap_or_default();
     let mut out: HashMap<String, Vec<(usize, String, String)>> = HashMap::new();
     for i in 0..drift.height() {
         if verdicts[i] == "alert" && metrics[i].starts_with("score.") {
@@ -183,11 +196,29 @@ fn alerts(scenario: &Scenario, worse: f64) -> HashMap<String, Vec<(usize, String
             ));
         }
     }
-    out
+    Found {
+        alerts: out,
+        canary_last_baseline,
+    }
 }
 
-/// The canary alerts within 3 days of its onset and not before; the twin never.
-fn assert_caught(found: &HashMap<String, Vec<(usize, String, String)>>) {
+/// The canary alerts within 3 days of its onset and not before; the twin never. The canary's
+/// alerted days stay out of its baseline, replaced by days before the onset: `drift/` says so.
+fn assert_caught(found: &Found) {
+    let baseline = &found.canary_last_baseline;
+    // Its range is the 7 days before the last; every one from the onset alerted and is out, the
+    // newest clean days before the range take their places.
+    for d in ONSET..DAYS - 1 {
+        assert!(
+            baseline.contains(&format!("{} (alerted)", day_of(d))),
+            "the canary's last baseline: {baseline}"
+        );
+    }
+    assert!(
+        baseline.contains(&format!(", with {}", day_of(DAYS - 9))),
+        "the canary's last baseline: {baseline}"
+    );
+    let found = &found.alerts;
     let steady = found.get("steady").cloned().unwrap_or_default();
     assert!(
         steady.is_empty(),
