@@ -220,3 +220,54 @@ fn the_athena_catalog_matches_what_the_writers_wrote() {
         "calibration has none: {ddl}"
     );
 }
+
+/// Every manifest in `deploy/kubernetes/` validates against the Kubernetes schemas
+/// (`kubernetes-validate --strict`: unknown fields refused), and the validator is shown to
+/// refuse a manifest with a misspelt field, so the check cannot pass on nothing.
+#[test]
+fn the_kubernetes_manifests_validate_against_the_schemas() {
+    let validate = python_tool(KUBERNETES_VALIDATE, "kubernetes-validate");
+    let manifests: Vec<std::path::PathBuf> = files_under(&repo_root().join("deploy/kubernetes"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    assert!(!manifests.is_empty());
+    let check = |path: &std::path::Path| {
+        std::process::Command::new(&validate)
+            .args(["--strict", "--quiet"])
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    for manifest in &manifests {
+        let out = check(manifest);
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            manifest.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    let text = std::fs::read_to_string(repo_root().join("deploy/kubernetes/cronjob.yaml")).unwrap();
+    std::fs::write(
+        &bad,
+        text.replace(
+            "concurrencyPolicy: Forbid",
+            "concurrencyPolicy: Forbid\n  concurencyLimit: 3",
+        ),
+    )
+    .unwrap();
+    let out = check(&bad);
+    assert!(
+        !out.status.success(),
+        "a misspelt field must fail validation"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("concurencyLimit"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -161,6 +161,47 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Python tools the tests call (installed on first use into a venv under `target/`)
+
+/// `kubernetes-validate` (PyPI), the Kubernetes schemas of the manifests' API versions.
+pub const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
+
+/// The executable `bin` of the PyPI package `requirement` (`name==version`), installed on first
+/// use into `target/<name>-venv-<version>`; fails naming what went wrong, never skips.
+pub fn python_tool(requirement: &str, bin: &str) -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join(format!("{}-venv", requirement.replace("==", "-")));
+    let tool = venv.join("bin").join(bin);
+    if tool.exists() {
+        return tool;
+    }
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .expect("python3 is installed");
+    assert!(status.success(), "python3 -m venv {}", venv.display());
+    let output = Command::new(venv.join("bin/pip"))
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            requirement,
+        ])
+        .output()
+        .expect("pip runs");
+    assert!(
+        output.status.success(),
+        "pip install {requirement} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    tool
+}
+
+// ---------------------------------------------------------------------------------------------
 // ministack
 
 pub struct Ministack {
