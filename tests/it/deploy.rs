@@ -271,3 +271,29 @@ fn the_kubernetes_manifests_validate_against_the_schemas() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// A config written by `evalwatch init` outside the repository runs there: it names no rubric
+/// file, so the built-in `quality` is used (before, it resolved to a `rubrics/quality.toml`
+/// beside the config that is not there, and the run failed).
+#[test]
+fn a_config_from_init_runs_outside_the_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("evalwatch.toml");
+    let mut init = evalwatch();
+    init.current_dir(dir.path())
+        .args(["init", "--path"])
+        .arg(&config);
+    let out = run(&mut init);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut score = evalwatch();
+    score
+        .current_dir(dir.path())
+        .arg("--config")
+        .arg(&config)
+        .arg("--warehouse")
+        .arg(dir.path().join("wh"))
+        .args(["score", "--dry-run"]);
+    let out = run(&mut score);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stage_summary(&out, "score")["rubric"], "quality@1.0.0");
+}
