@@ -299,7 +299,7 @@ fn main() {
         .into_iter()
         .flatten()
         .collect();
-        let mut sorted = stated.clone();
+        let mut sorted = stated;
         sorted.sort_by(f64::total_cmp);
         let Some(mde) = sorted.get(sorted.len() / 2).copied() else {
             continue;

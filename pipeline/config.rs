@@ -823,6 +823,27 @@ pub struct AnalyseSettings {
     pub sequential_min_effect: f64,
 }
 
+impl AnalyseSettings {
+    /// The windows a baseline holds: a rolling one's (`None` for a fixed one, whose size is its
+    /// range's).
+    pub fn rolling_windows(&self) -> Option<usize> {
+        match self.baseline {
+            Baseline::Rolling(days) => Some((days / self.window_days.max(1)).max(1) as usize),
+            Baseline::Fixed(_) => None,
+        }
+    }
+
+    /// The windows a baseline holds, rolling or fixed.
+    pub fn baseline_windows(&self) -> usize {
+        match self.baseline {
+            Baseline::Rolling(_) => self.rolling_windows().unwrap_or(1),
+            Baseline::Fixed(range) => (((range.until - range.since).num_days() + 1) as usize
+                / self.window_days.max(1) as usize)
+                .max(1),
+        }
+    }
+}
+
 /// Where `publish` sends the analysed numbers.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Sink {

@@ -884,7 +884,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let ddl = evalwatch::catalog::athena(&ctx.warehouse, &args.database)
                 .await
                 .context("catalog failed")?;
-            debug_assert!(args.athena);
             print!("{ddl}");
             Ok(0)
         }
@@ -1033,7 +1032,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 .with_wait_lock(wait_lock)
                 .with_progress(progress_mode(cli.log_format))
                 .listening_for_signals();
-            let mut job = ScoreJob::from_config(&ctx.config, rubric::load(&path)?);
+            let rubric = rubric::load(&path)?;
+            let mut job = ScoreJob::from_config(&ctx.config, rubric.clone());
             job.window = window;
             job.model = args.model.clone();
             job.limit = args.limit;
@@ -1052,40 +1052,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 with_writer_lock(&ctx, "score", work).await?
             };
             if dry_run {
-                // Per model the sampled captures a day of the plan, and what they let the
-                // monitor see, from the spread of the two weeks of judgments before it.
-                type Days = (u64, std::collections::BTreeSet<chrono::NaiveDate>);
-                let mut days: std::collections::BTreeMap<String, Days> =
-                    std::collections::BTreeMap::new();
-                for p in &summary.plan {
-                    let entry = days.entry(p.model.clone()).or_default();
-                    entry.0 += p.sampled;
-                    entry.1.insert(p.date);
-                }
-                let planned: std::collections::BTreeMap<String, f64> = days
-                    .into_iter()
-                    .map(|(m, (n, d))| (m, n as f64 / d.len().max(1) as f64))
-                    .collect();
-                let (first, last) = (
-                    summary.plan.iter().map(|p| p.date).min(),
-                    summary.plan.iter().map(|p| p.date).max(),
-                );
-                if let (Some(first), Some(last)) = (first, last) {
-                    let history = DateRange {
-                        since: first - chrono::Days::new(14),
-                        until: last,
-                    };
-                    summary.sensitivity = evalwatch::analyse::plan::planned_sensitivity(
-                        &ctx.warehouse,
-                        &rubric::load(&path)?,
-                        &summary.judge,
-                        &ctx.config.analyse,
-                        &planned,
-                        history,
-                    )
-                    .await
-                    .context("score --dry-run: the monitor's sensitivity")?;
-                }
+                summary.sensitivity = evalwatch::analyse::plan::planned_sensitivity(
+                    &ctx.warehouse,
+                    &rubric,
+                    &ctx.config.analyse,
+                    &summary,
+                )
+                .await
+                .context("score --dry-run: the monitor's sensitivity")?;
             }
             evalwatch::logs::score(&summary);
             println!("{}", serde_json::json!({ "score": summary }));

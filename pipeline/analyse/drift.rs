@@ -526,13 +526,37 @@ fn cusum_rows(
 /// How a day of `n` values and its baseline of `n_baseline` are simulated
 /// ([`sequential::Scheme::of`]): rolling over the configured windows, or pinned.
 pub fn scheme(settings: &AnalyseSettings, n: usize, n_baseline: usize) -> sequential::Scheme {
-    let windows = match settings.baseline {
-        crate::config::Baseline::Rolling(days) => {
-            Some((days / settings.window_days.max(1)).max(1) as usize)
-        }
-        crate::config::Baseline::Fixed(_) => None,
-    };
-    sequential::Scheme::of(windows, n, n_baseline)
+    sequential::Scheme::of(settings.rolling_windows(), n, n_baseline)
+}
+
+/// What the monitor holds a metric of `variance` to on a day of `n` values against `n_baseline`:
+/// the slack and scheme of the day, the per-day test's settings, and the CUSUM level `h` (the
+/// day's `cusum_down` row's when known, else `cusum-h`, else the normal days' level for a model
+/// of `can_alert` score metrics). What the minimum detectable drop is computed for.
+pub fn monitor(
+    settings: &AnalyseSettings,
+    variance: f64,
+    (n, n_baseline): (usize, usize),
+    h: Option<f64>,
+    can_alert: usize,
+) -> sequential::Monitor {
+    let k = slack(settings, variance, n, n_baseline);
+    let scheme = scheme(settings, n, n_baseline);
+    let h = h.or(settings.cusum_h).unwrap_or_else(|| {
+        sequential::gaussian_level(
+            k,
+            settings.false_alerts_per_30_days / can_alert.max(1) as f64,
+            scheme,
+        )
+    });
+    sequential::Monitor {
+        se: sequential::Monitor::standard_error(variance, n, n_baseline),
+        k,
+        h,
+        alpha: settings.alpha_alert,
+        min_effect: settings.min_effect,
+        scheme,
+    }
 }
 
 /// Whether a metric's CUSUM alerts (in its bad direction): the scores and the composite.
@@ -610,11 +634,7 @@ pub struct DayStatus {
 /// metric's track. The `cusum_down` / `cusum_up` rows get the CUSUM as their statistic and
 /// alert past their level in the metric's bad direction (the other direction, and features,
 /// only warn).
-pub fn label_patterns(
-    rows: &mut [DriftRow],
-    tracks: &mut BTreeMap<String, Track>,
-    _settings: &AnalyseSettings,
-) -> DayStatus {
+pub fn label_patterns(rows: &mut [DriftRow], tracks: &mut BTreeMap<String, Track>) -> DayStatus {
     let mut status = DayStatus::default();
     // Each metric once (its CUSUM rows come after the day's other rows).
     let mut names: Vec<String> = Vec::new();
@@ -741,7 +761,7 @@ mod tests {
         let base = baseline(7, 100, 0.1);
         let mut tracks = BTreeMap::new();
         let mut same = compare(&day(100, 0.1), &base, &s);
-        label_patterns(&mut same, &mut tracks, &s);
+        label_patterns(&mut same, &mut tracks);
         assert!(
             same.iter()
                 .all(|r| r.verdict == "ok" || r.verdict == "insufficient_data"),
@@ -749,7 +769,7 @@ mod tests {
         );
 
         let mut first = compare(&day(100, 0.5), &base, &s);
-        label_patterns(&mut first, &mut tracks, &s);
+        label_patterns(&mut first, &mut tracks);
         let safety = verdicts(&first, "score.safety");
         assert!(safety.iter().any(|(_, v, _)| *v == "alert"), "{safety:?}");
         assert!(
@@ -758,7 +778,7 @@ mod tests {
         );
 
         let mut second = compare(&day(100, 0.5), &base, &s);
-        label_patterns(&mut second, &mut tracks, &s);
+        label_patterns(&mut second, &mut tracks);
         assert!(
             verdicts(&second, "score.safety")
                 .iter()

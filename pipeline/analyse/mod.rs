@@ -303,17 +303,6 @@ fn rolling_members(
         .collect();
     members.extend(&added);
     members.sort();
-    let list = |v: &mut dyn Iterator<Item = String>| v.collect::<Vec<_>>().join(", ");
-    let mut text = format!(
-        "{description} without {}",
-        list(&mut out.iter().map(|(d, w)| format!("{d} ({w})")))
-    );
-    if !added.is_empty() {
-        text.push_str(&format!(
-            ", with {}",
-            list(&mut added.iter().map(|d| d.to_string()))
-        ));
-    }
     if members.is_empty() {
         return (
             in_range,
@@ -322,6 +311,12 @@ fn rolling_members(
                 (reach.until - reach.since).num_days() + 1
             ),
         );
+    }
+    let without: Vec<String> = out.iter().map(|(d, w)| format!("{d} ({w})")).collect();
+    let mut text = format!("{description} without {}", without.join(", "));
+    if !added.is_empty() {
+        let with: Vec<String> = added.iter().map(|d| d.to_string()).collect();
+        text.push_str(&format!(", with {}", with.join(", ")));
     }
     (members, text)
 }
@@ -835,16 +830,12 @@ fn compute_model(
             };
             let current = &data[&(model.clone(), start)];
             let mut rows = drift::compare(current, baseline, settings);
-            let status = drift::label_patterns(&mut rows, &mut tracks, settings);
+            let status = drift::label_patterns(&mut rows, &mut tracks);
             // A young baseline (fewer windows than it will hold) keeps every window: freezing
             // it on its first days would pin a baseline of a day or two.
-            let mature = match settings.baseline {
-                Baseline::Rolling(days) => {
-                    cached.as_ref().map_or(0, |(m, _)| m.len())
-                        >= (days / periods.len.max(1)).max(1) as usize
-                }
-                Baseline::Fixed(_) => false,
-            };
+            let mature = settings
+                .rolling_windows()
+                .is_some_and(|windows| cached.as_ref().map_or(0, |(m, _)| m.len()) >= windows);
             if mature {
                 suspicion.record(start, status, periods.back(start, SUSPICION_WINDOWS - 1));
             }
@@ -917,34 +908,16 @@ fn detectable(
     if n == 0 || nb < 2 {
         return [None; 3];
     }
-    let k = drift::slack(settings, variance, n, nb);
     let h = rows
         .iter()
         .find(|r| r.metric == metric && r.test == "cusum_down")
-        .and_then(|r| r.threshold)
-        .unwrap_or_else(|| {
-            // The metrics whose CUSUM can alert: the dimensions and the composite.
-            let can_alert = rows
-                .iter()
-                .filter(|r| r.test == "cusum_down" && drift::sequential_alerts(&r.metric))
-                .count()
-                .max(1);
-            settings.cusum_h.unwrap_or_else(|| {
-                sequential::gaussian_level(
-                    k,
-                    settings.false_alerts_per_30_days / can_alert as f64,
-                    drift::scheme(settings, n, nb),
-                )
-            })
-        });
-    let monitor = sequential::Monitor {
-        se: sequential::Monitor::standard_error(variance, n, nb),
-        k,
-        h,
-        alpha: settings.alpha_alert,
-        min_effect: settings.min_effect,
-        scheme: drift::scheme(settings, n, nb),
-    };
+        .and_then(|r| r.threshold);
+    // The metrics whose CUSUM can alert: the dimensions and the composite.
+    let can_alert = rows
+        .iter()
+        .filter(|r| r.test == "cusum_down" && drift::sequential_alerts(&r.metric))
+        .count();
+    let monitor = drift::monitor(settings, variance, (n, nb), h, can_alert);
     sequential::MDE_DAYS.map(|days| sequential::mde(&monitor, days))
 }
 

@@ -19,8 +19,8 @@ use serde::Serialize;
 
 use super::drift;
 use super::load::{self, Data, LoadError};
-use super::sequential::{self, Monitor};
-use crate::config::{AnalyseSettings, Baseline, DateRange, JudgeSettings};
+use super::sequential;
+use crate::config::{AnalyseSettings, DateRange, JudgeSettings};
 use crate::judge::protocol;
 use crate::rubric::Rubric;
 use crate::warehouse::Warehouse;
@@ -43,10 +43,10 @@ pub struct PlanJob {
     pub metric: String,
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error(transparent)]
-    Load(#[from] std::sync::Arc<LoadError>),
+    Load(#[from] LoadError),
     #[error("`{metric}` is not `composite` nor a dimension of rubric {rubric} ({dimensions})")]
     Metric {
         metric: String,
@@ -57,12 +57,6 @@ pub enum PlanError {
     Within(usize),
     #[error("--detect must be a drop in (0, 1) of the 0..1 scale, not {0}")]
     Detect(f64),
-}
-
-impl From<LoadError> for PlanError {
-    fn from(e: LoadError) -> PlanError {
-        PlanError::Load(std::sync::Arc::new(e))
-    }
 }
 
 /// One model's plan.
@@ -112,26 +106,9 @@ pub fn detectable_at(
     can_alert: usize,
     days: usize,
 ) -> Option<f64> {
-    let windows = match settings.baseline {
-        Baseline::Rolling(d) => (d / settings.window_days.max(1)).max(1) as usize,
-        Baseline::Fixed(range) => ((range.until - range.since).num_days() + 1).max(1) as usize,
-    };
     let n = n as usize;
-    let nb = n * windows;
-    let k = drift::slack(settings, variance, n, nb);
-    let p = settings.false_alerts_per_30_days / can_alert.max(1) as f64;
-    let scheme = drift::scheme(settings, n, nb);
-    let h = settings
-        .cusum_h
-        .unwrap_or_else(|| sequential::gaussian_level(k, p, scheme));
-    let monitor = Monitor {
-        se: Monitor::standard_error(variance, n, nb),
-        k,
-        h,
-        alpha: settings.alpha_alert,
-        min_effect: settings.min_effect,
-        scheme,
-    };
+    let nb = n * settings.baseline_windows();
+    let monitor = drift::monitor(settings, variance, (n, nb), None, can_alert);
     sequential::mde(&monitor, days)
 }
 
@@ -306,30 +283,46 @@ pub struct PlannedSensitivity {
     pub spread_from: usize,
 }
 
-/// For `score --dry-run`: per model of `planned` (model, judgments a day), the drops the monitor
-/// would see at that volume, from the spread of the model's composite in the judgments of
-/// `history` (the days before the plan and its own, when judged before). A model with no earlier
-/// judgments is left out: there is no spread to go on.
+/// For `score --dry-run`: per model of its plan, at the plan's judgments a day (the sampled
+/// captures of its days), the drops the monitor would see, from the spread of the model's
+/// composite in the judgments of the two weeks before the plan and of its own days (when judged
+/// before). A model with no earlier judgments is left out: there is no spread to go on.
 pub async fn planned_sensitivity(
     warehouse: &Warehouse,
     rubric: &Rubric,
-    judge: &str,
     settings: &AnalyseSettings,
-    planned: &BTreeMap<String, f64>,
-    history: DateRange,
+    dry_run: &crate::score::ScoreSummary,
 ) -> Result<Vec<PlannedSensitivity>, PlanError> {
+    let (Some(first), Some(last)) = (
+        dry_run.plan.iter().map(|p| p.date).min(),
+        dry_run.plan.iter().map(|p| p.date).max(),
+    ) else {
+        return Ok(Vec::new());
+    };
+    // Per model: captures sampled, and the days they fall on.
+    let mut planned: BTreeMap<&String, (u64, BTreeSet<chrono::NaiveDate>)> = BTreeMap::new();
+    for p in &dry_run.plan {
+        let entry = planned.entry(&p.model).or_default();
+        entry.0 += p.sampled;
+        entry.1.insert(p.date);
+    }
+    let history = DateRange {
+        since: first - chrono::Days::new(14),
+        until: last,
+    };
     let days: BTreeSet<_> = super::window_days(history).collect();
     let mut data = Data::new();
-    load::load_scores(warehouse, rubric, judge, &days, &mut data).await?;
+    load::load_scores(warehouse, rubric, &dry_run.judge, &days, &mut data).await?;
     let can_alert = rubric.dimensions.len() + 1;
     let mut out = Vec::new();
-    for (model, per_day) in planned {
+    for (model, (sampled, on)) in planned {
+        let per_day = sampled as f64 / on.len().max(1) as f64;
         let values: Vec<f64> = data
             .iter()
             .filter(|((m, _), _)| m == model)
             .flat_map(|(_, d)| d.composite.iter().copied())
             .collect();
-        if values.len() < 2 || *per_day < 1.0 {
+        if values.len() < 2 || per_day < 1.0 {
             continue;
         }
         let (_, variance, _) = sequential::moments(&values);
@@ -337,7 +330,7 @@ pub async fn planned_sensitivity(
         let at = |days| detectable_at(settings, variance, n, can_alert, days);
         out.push(PlannedSensitivity {
             model: model.clone(),
-            judged_per_day: *per_day,
+            judged_per_day: per_day,
             within_1d: at(1),
             within_3d: at(3),
             within_7d: at(7),

@@ -18,15 +18,7 @@ fn drift_rows(df: &DataFrame) -> Vec<(String, i32, String, String, String, Strin
     let tests = strings(df, "test");
     let verdicts = strings(df, "verdict");
     let patterns = strings(df, "pattern");
-    let dates: Vec<i32> = df
-        .column("date")
-        .unwrap()
-        .date()
-        .unwrap()
-        .phys
-        .iter()
-        .map(|d| d.unwrap())
-        .collect();
+    let dates = day_numbers(df);
     let mut rows: Vec<_> = (0..df.height())
         .map(|i| {
             (

@@ -168,15 +168,7 @@ fn alerts(scenario: &Scenario, worse: f64) -> Found {
         strings(&drift, "test"),
         strings(&drift, "verdict"),
     );
-    let dates: Vec<i32> = drift
-        .column("date")
-        .unwrap()
-        .date()
-        .unwrap()
-        .phys
-        .iter()
-        .map(|d| d.unwrap())
-        .collect();
+    let dates = day_numbers(&drift);
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
     let baselines = strings(&drift, "baseline");
     let last = (day_of(DAYS - 1) - epoch).num_days() as i32;

@@ -115,6 +115,18 @@ pub fn read_table(warehouse: &Path, table: &str) -> DataFrame {
         .unwrap_or_else(|e| panic!("polars reads {}: {e}", dir.display()))
 }
 
+/// The `date` partition column as days since 1970-01-01, one per row.
+pub fn day_numbers(df: &DataFrame) -> Vec<i32> {
+    df.column("date")
+        .unwrap()
+        .date()
+        .unwrap()
+        .phys
+        .iter()
+        .map(|d| d.unwrap())
+        .collect()
+}
+
 pub fn strings(df: &DataFrame, column: &str) -> Vec<String> {
     df.column(column)
         .unwrap_or_else(|e| panic!("column {column}: {e}"))
@@ -169,11 +181,21 @@ pub const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
 /// The executable `bin` of the PyPI package `requirement` (`name==version`), installed on first
 /// use into `target/<name>-venv-<version>`; fails naming what went wrong, never skips.
 pub fn python_tool(requirement: &str, bin: &str) -> PathBuf {
+    venv_tool(
+        &format!("{}-venv", requirement.replace("==", "-")),
+        &[requirement],
+        bin,
+    )
+}
+
+/// The executable `bin` of a venv `target/<name>` holding `requirements`, made on first use.
+fn venv_tool(name: &str, requirements: &[&str], bin: &str) -> PathBuf {
+    // Beside the build outputs (CARGO_TARGET_TMPDIR is target/tmp).
     let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| repo_root().join("target"))
-        .join(format!("{}-venv", requirement.replace("==", "-")));
+        .join(name);
     let tool = venv.join("bin").join(bin);
     if tool.exists() {
         return tool;
@@ -185,17 +207,14 @@ pub fn python_tool(requirement: &str, bin: &str) -> PathBuf {
         .expect("python3 is installed");
     assert!(status.success(), "python3 -m venv {}", venv.display());
     let output = Command::new(venv.join("bin/pip"))
-        .args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            requirement,
-        ])
+        .args(["install", "--quiet", "--disable-pip-version-check"])
+        .args(requirements)
         .output()
         .expect("pip runs");
     assert!(
         output.status.success(),
-        "pip install {requirement} failed:\n{}",
+        "pip install {} failed:\n{}",
+        requirements.join(" "),
         String::from_utf8_lossy(&output.stderr)
     );
     tool
@@ -216,44 +235,16 @@ pub fn ministack() -> &'static Ministack {
     MINISTACK.get_or_init(start_ministack)
 }
 
-fn ministack_venv() -> PathBuf {
-    // target/ministack-venv, beside the build outputs (CARGO_TARGET_TMPDIR is target/tmp).
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| repo_root().join("target"))
-        .join(format!(
-            "ministack-venv-{MINISTACK_VERSION}-cbor2-{CBOR2_VERSION}"
-        ))
-}
-
-fn install_ministack(venv: &Path) -> PathBuf {
-    let bin = venv.join("bin/ministack");
-    if bin.exists() {
-        return bin;
-    }
-    let status = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(venv)
-        .status()
-        .expect("python3 is installed");
-    assert!(status.success(), "python3 -m venv {}", venv.display());
-    let output = Command::new(venv.join("bin/pip"))
-        .args([
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
+/// ministack (with cbor2) in `target/ministack-venv-<version>-cbor2-<version>`.
+fn install_ministack() -> PathBuf {
+    venv_tool(
+        &format!("ministack-venv-{MINISTACK_VERSION}-cbor2-{CBOR2_VERSION}"),
+        &[
             &format!("ministack=={MINISTACK_VERSION}"),
             &format!("cbor2=={CBOR2_VERSION}"),
-        ])
-        .output()
-        .expect("pip runs");
-    assert!(
-        output.status.success(),
-        "pip install ministack=={MINISTACK_VERSION} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    bin
+        ],
+        "ministack",
+    )
 }
 
 /// Ends the child when the test process (its parent) is gone, however it ended.
@@ -283,7 +274,7 @@ fn free_port() -> u16 {
 }
 
 fn start_ministack() -> Ministack {
-    let bin = install_ministack(&ministack_venv());
+    let bin = install_ministack();
     let port = free_port();
     let mut child = Command::new("python3")
         .args(["-c", WATCHDOG])
