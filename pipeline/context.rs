@@ -47,16 +47,19 @@ impl Ctx {
         self
     }
 
-    /// Takes the warehouse's writer lock for `command` (waiting `wait_lock`, if set).
+    /// Takes the warehouse's writer lock for `command`, or `shard`'s lock (waiting
+    /// `wait_lock`, if set).
     pub async fn writer_lock(
         &self,
         command: &str,
+        shard: Option<crate::shard::Shard>,
     ) -> Result<crate::lock::WriterLock, crate::lock::LockError> {
         crate::lock::acquire(
             &self.warehouse,
             &crate::run::new_run_id(),
             command,
             self.wait_lock,
+            shard,
         )
         .await
     }

@@ -21,6 +21,7 @@ pub mod rubric;
 pub mod run;
 pub mod schema;
 pub mod score;
+pub mod shard;
 pub mod shutdown;
 pub mod table;
 pub mod telemetry;

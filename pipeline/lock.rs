@@ -15,6 +15,15 @@
 //! lost (a heartbeat found it taken over) or was last confirmed more than 4 minutes ago, before
 //! anyone may take it over; so a writer paused past its lease never commits over the next one.
 //! Release deletes the lock only if it is still ours.
+//!
+//! **Shards** (`run --map`, `ingest`/`score` with `--shard I/N`): a shard holds its own lock
+//! (`state/locks/shard-<I>-of-<N>.*`, the same machinery), so a second process with an index
+//! already running is refused, and the shards of one map step run side by side. They exclude
+//! the unsharded writers: locally a shard also holds the writer lock *shared* (an unsharded
+//! writer holds it exclusive), on S3 a shard refuses to start while `writer.json` is held and an
+//! unsharded writer refuses to start while a shard's lock is live. (On S3 the two checks are not
+//! one atomic step: a shard and an unsharded writer starting within the same second can both
+//! start; the engines run the reduce after the map, so they do not.)
 
 use std::io::{Read, Seek, Write};
 use std::sync::Arc;
@@ -23,6 +32,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::shard::Shard;
 use crate::warehouse::{Warehouse, WarehouseError};
 
 /// How often an S3 lock's heartbeat is refreshed, and how old one may get before the lock counts
@@ -105,7 +115,11 @@ pub struct WriterLock {
 }
 
 enum Inner {
-    Local(std::fs::File),
+    /// The file holding our name, and (for a shard) the writer lock held shared.
+    Local {
+        held: std::fs::File,
+        shared: Option<std::fs::File>,
+    },
     S3 {
         warehouse: Warehouse,
         key: String,
@@ -114,19 +128,29 @@ enum Inner {
     },
 }
 
-/// The lock's key.
+/// The writer lock's key.
 pub fn key(local: bool) -> String {
     let ext = if local { "lock" } else { "json" };
     format!("state/locks/writer.{ext}")
 }
 
-/// Takes the warehouse's writer lock for `command` (run `run_id`), or says who holds it; with
-/// `wait`, tries again until it is free or `wait` has passed.
+const SHARD_LOCKS: &str = "state/locks/shard-";
+
+/// A shard's lock key.
+pub fn shard_key(shard: Shard, local: bool) -> String {
+    let ext = if local { "lock" } else { "json" };
+    format!("{SHARD_LOCKS}{}.{ext}", shard.name())
+}
+
+/// Takes the warehouse's writer lock for `command` (run `run_id`), or, for a shard, that
+/// shard's lock; or says who holds it. With `wait`, tries again until it is free or `wait` has
+/// passed.
 pub async fn acquire(
     warehouse: &Warehouse,
     run_id: &str,
     command: &str,
     wait: Option<Duration>,
+    shard: Option<Shard>,
 ) -> Result<WriterLock, LockError> {
     let deadline = wait.map(|w| tokio::time::Instant::now() + w);
     let mut announced = false;
@@ -141,9 +165,11 @@ pub async fn acquire(
             started_at: now,
             heartbeat_at: now,
         };
-        let attempt = match warehouse.local_root() {
-            Some(root) => acquire_local(&root.join(key(true)), &me),
-            None => acquire_s3(warehouse, &key(false), me).await,
+        let attempt = match (warehouse.local_root(), shard) {
+            (Some(root), None) => acquire_local(root, &me),
+            (Some(root), Some(shard)) => acquire_local_shard(root, shard, &me),
+            (None, None) => acquire_s3_writer(warehouse, me).await,
+            (None, Some(shard)) => acquire_s3_shard(warehouse, shard, me).await,
         };
         match attempt {
             Err(LockError::Held { holder, .. })
@@ -160,7 +186,7 @@ pub async fn acquire(
     }
 }
 
-fn acquire_local(path: &std::path::Path, me: &Holder) -> Result<WriterLock, LockError> {
+fn open_lock_file(path: &std::path::Path) -> Result<std::fs::File, LockError> {
     let io = |source| LockError::Io {
         uri: path.display().to_string(),
         source,
@@ -168,43 +194,194 @@ fn acquire_local(path: &std::path::Path, me: &Holder) -> Result<WriterLock, Lock
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
-    let mut file = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(path)
-        .map_err(io)?;
+        .map_err(io)
+}
+
+/// Who a lock file names, or what to say when it names nobody.
+fn named_in(file: &mut std::fs::File, nobody: &str) -> String {
+    let mut text = String::new();
+    let _ = file.rewind();
+    let _ = file.read_to_string(&mut text);
+    serde_json::from_str::<Holder>(&text)
+        .map(|h| h.to_string())
+        .unwrap_or_else(|_| nobody.to_string())
+}
+
+/// The shards whose local locks are held now, by name.
+fn local_shard_holders(root: &std::path::Path) -> Vec<String> {
+    let dir = root.join("state/locks");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut held = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !name.starts_with("shard-") || !name.ends_with(".lock") {
+            continue;
+        }
+        let Ok(mut file) = std::fs::File::open(entry.path()) else {
+            continue;
+        };
+        if let Err(std::fs::TryLockError::WouldBlock) = file.try_lock_shared() {
+            held.push(format!("{} ({name})", named_in(&mut file, "a shard")));
+        }
+    }
+    held.sort();
+    held
+}
+
+/// Writes `me` into a lock file we hold; warns when it still named a writer that died.
+fn claim(path: &std::path::Path, file: &mut std::fs::File, me: &Holder) -> Result<(), LockError> {
+    let io = |source| LockError::Io {
+        uri: path.display().to_string(),
+        source,
+    };
+    // A finished run empties the file; a name still in it is a run that died holding it.
+    let mut previous = String::new();
+    let _ = file.read_to_string(&mut previous);
+    if let Ok(gone) = serde_json::from_str::<Holder>(&previous) {
+        tracing::warn!(previous = %gone, lock = %path.display(), "took over the lock of a process that ended without releasing it");
+    }
+    let text = serde_json::to_string(me).unwrap_or_default();
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)?;
+    file.sync_data().map_err(io)
+}
+
+fn acquire_local(root: &std::path::Path, me: &Holder) -> Result<WriterLock, LockError> {
+    let path = root.join(key(true));
+    let mut file = open_lock_file(&path)?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
-            let mut text = String::new();
-            let _ = file.read_to_string(&mut text);
-            let holder = serde_json::from_str::<Holder>(&text)
-                .map(|h| h.to_string())
-                .unwrap_or_else(|_| "a process that has not written its name yet".into());
+            let shards = local_shard_holders(root);
+            let holder = if shards.is_empty() {
+                named_in(&mut file, "a process that has not written its name yet")
+            } else {
+                format!("the shards of a map step: {}", shards.join("; "))
+            };
             return Err(LockError::Held {
                 holder,
                 uri: path.display().to_string(),
                 hint: "",
             });
         }
-        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(LockError::Io {
+                uri: path.display().to_string(),
+                source: e,
+            });
+        }
     }
-    // Ours. A finished run empties the file; a name still in it is a run that died holding it.
-    let mut previous = String::new();
-    let _ = file.read_to_string(&mut previous);
-    if let Ok(gone) = serde_json::from_str::<Holder>(&previous) {
-        tracing::warn!(previous = %gone, "took over the writer lock of a process that ended without releasing it");
-    }
-    let text = serde_json::to_string(me).unwrap_or_default();
-    file.set_len(0).map_err(io)?;
-    file.rewind().map_err(io)?;
-    file.write_all(text.as_bytes()).map_err(io)?;
-    file.sync_data().map_err(io)?;
+    claim(&path, &mut file, me)?;
     Ok(WriterLock {
-        inner: Inner::Local(file),
+        inner: Inner::Local {
+            held: file,
+            shared: None,
+        },
     })
+}
+
+fn acquire_local_shard(
+    root: &std::path::Path,
+    shard: Shard,
+    me: &Holder,
+) -> Result<WriterLock, LockError> {
+    let writer_path = root.join(key(true));
+    let mut writer = open_lock_file(&writer_path)?;
+    let held = |path: &std::path::Path, holder| LockError::Held {
+        holder,
+        uri: path.display().to_string(),
+        hint: "",
+    };
+    match writer.try_lock_shared() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = named_in(&mut writer, "an unsharded writer");
+            return Err(held(&writer_path, holder));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(LockError::Io {
+                uri: writer_path.display().to_string(),
+                source: e,
+            });
+        }
+    }
+    let path = root.join(shard_key(shard, true));
+    let mut file = open_lock_file(&path)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = named_in(&mut file, "a process that has not written its name yet");
+            return Err(held(&path, format!("shard {shard}: {holder}")));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(LockError::Io {
+                uri: path.display().to_string(),
+                source: e,
+            });
+        }
+    }
+    claim(&path, &mut file, me)?;
+    Ok(WriterLock {
+        inner: Inner::Local {
+            held: file,
+            shared: Some(writer),
+        },
+    })
+}
+
+/// The holder named by the S3 lock at `key`, if it is live (its heartbeat is recent).
+async fn live_s3_holder(warehouse: &Warehouse, key: &str) -> Result<Option<String>, LockError> {
+    let Some(bytes) = warehouse.get(key).await? else {
+        return Ok(None);
+    };
+    Ok(match serde_json::from_slice::<Holder>(&bytes) {
+        Ok(h) if Utc::now() - h.heartbeat_at <= STALE_AFTER => Some(h.to_string()),
+        _ => None,
+    })
+}
+
+async fn acquire_s3_writer(warehouse: &Warehouse, me: Holder) -> Result<WriterLock, LockError> {
+    let lock = acquire_s3(warehouse, &key(false), me).await?;
+    let mut shards = Vec::new();
+    for shard_lock in warehouse.list(SHARD_LOCKS).await? {
+        if let Some(holder) = live_s3_holder(warehouse, &shard_lock).await? {
+            shards.push(format!("{holder} ({shard_lock})"));
+        }
+    }
+    if shards.is_empty() {
+        return Ok(lock);
+    }
+    lock.release().await?;
+    Err(LockError::Held {
+        holder: format!("the shards of a map step: {}", shards.join("; ")),
+        uri: warehouse.uri(SHARD_LOCKS),
+        hint: "; a lock whose heartbeat is 5 minutes old is taken over",
+    })
+}
+
+async fn acquire_s3_shard(
+    warehouse: &Warehouse,
+    shard: Shard,
+    me: Holder,
+) -> Result<WriterLock, LockError> {
+    let writer = key(false);
+    if let Some(holder) = live_s3_holder(warehouse, &writer).await? {
+        return Err(LockError::Held {
+            holder,
+            uri: warehouse.uri(&writer),
+            hint: "; a lock whose heartbeat is 5 minutes old is taken over",
+        });
+    }
+    acquire_s3(warehouse, &shard_key(shard, false), me).await
 }
 
 async fn acquire_s3(
@@ -297,11 +474,12 @@ impl WriterLock {
     /// Frees the lock for the next run.
     pub async fn release(self) -> Result<(), LockError> {
         match self.inner {
-            Inner::Local(file) => {
+            Inner::Local { held, shared } => {
                 // The file stays (see the module docs), emptied: nobody holds it. The kernel
-                // lock goes with the handle.
-                let _ = file.set_len(0);
-                drop(file);
+                // locks go with the handles.
+                let _ = held.set_len(0);
+                drop(held);
+                drop(shared);
                 Ok(())
             }
             Inner::S3 {

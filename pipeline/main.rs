@@ -18,8 +18,9 @@ use evalwatch::ingest::{IngestJob, ingest};
 use evalwatch::publish::{PublishJob, publish};
 use evalwatch::report::{ReportJob, report};
 use evalwatch::rubric::{self, RubricError};
-use evalwatch::run::{Plan, Stage, new_run_id, run};
+use evalwatch::run::{Mode, Plan, Stage, new_run_id, run};
 use evalwatch::score::{ProgressMode, ScoreJob, score};
+use evalwatch::shard::Shard;
 use evalwatch::telemetry::{TelemetryJob, telemetry};
 
 #[global_allocator]
@@ -185,6 +186,33 @@ struct RunArgs {
     /// Run this stage and the ones after it.
     #[arg(long, value_enum)]
     from: Option<Stage>,
+    /// The map step of a sharded run: ingest and score of one shard (`--shard I/N`, or the
+    /// index of a Kubernetes Indexed Job or AWS Batch array job), committing a marker when done.
+    #[arg(long, conflicts_with = "reduce")]
+    map: bool,
+    /// The reduce step: telemetry, analyse, publish and report, once every shard of the window
+    /// committed its map step (names the missing ones and exits 1 otherwise).
+    #[arg(long)]
+    reduce: bool,
+    /// This process's shard, I/N (0 <= I < N); default from JOB_COMPLETION_INDEX with
+    /// EVALWATCH_SHARDS, or AWS_BATCH_JOB_ARRAY_INDEX with AWS_BATCH_JOB_ARRAY_SIZE.
+    #[arg(long, requires = "map", value_parser = parse_shard)]
+    shard: Option<Shard>,
+    /// How many shards the reduce expects (default: as their markers say).
+    #[arg(long, requires = "reduce")]
+    shards: Option<u32>,
+    /// How long the reduce waits for the shards to commit, in seconds (default: not at all).
+    #[arg(long, requires = "reduce", value_parser = parse_seconds)]
+    wait_shards: Option<f64>,
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    Shard::parse(text, "--shard").map_err(|e| e.to_string())
+}
+
+/// `--shard`, or the engine's index: the shard this process works on, if any.
+fn shard_of(flag: Option<Shard>) -> anyhow::Result<Option<Shard>> {
+    Shard::resolve(flag, |name| std::env::var(name).ok()).map_err(|e| usage(e.to_string(), None))
 }
 
 #[derive(Args)]
@@ -195,6 +223,9 @@ struct IngestArgs {
     /// Keep captures from these dates only. Without them every date is read.
     #[command(flatten)]
     window: WindowArgs,
+    /// Read only this shard's objects, I/N; default from an indexed job's variables.
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<Shard>,
 }
 
 #[derive(Args)]
@@ -221,6 +252,10 @@ struct ScoreArgs {
     /// Print what would be judged and the estimated cost; call and write nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Judge only this shard's model-days, I/N, at 1/N of the judge's quota and budget;
+    /// default from an indexed job's variables.
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<Shard>,
 }
 
 #[derive(Subcommand)]
@@ -645,9 +680,39 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             if let Some(range) = window_flags(&args.window)? {
                 config.window = WindowSpec::Dates(range);
             }
+            let mode = if args.map {
+                let Some(shard) = shard_of(args.shard)? else {
+                    return Err(usage(
+                        "run --map needs its shard",
+                        Some(format!(
+                            "pass --shard I/N, or run it as a Kubernetes Indexed Job (with {} set \
+                             to the completions) or an AWS Batch array job",
+                            evalwatch::shard::SHARDS_VAR
+                        )),
+                    ));
+                };
+                Mode::Map(shard)
+            } else if args.reduce {
+                Mode::Reduce {
+                    shards: args.shards,
+                    wait: args.wait_shards.map(std::time::Duration::from_secs_f64),
+                }
+            } else {
+                if let Some(shard) = shard_of(None)? {
+                    return Err(usage(
+                        format!(
+                            "this process is shard {shard} of an indexed job, but `run` without \
+                             --map runs the whole pipeline"
+                        ),
+                        Some("run `evalwatch run --map` on every index, then `evalwatch run --reduce` once".into()),
+                    ));
+                }
+                Mode::Whole
+            };
             let plan = Plan {
                 only: args.only.clone(),
                 from: args.from,
+                mode,
             };
             let ctx = Ctx::new(config, today)
                 .await
@@ -694,7 +759,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     .await
                     .context("telemetry failed")
             };
-            let Some(summary) = with_writer_lock(&ctx, "telemetry", work).await? else {
+            let Some(summary) = with_writer_lock(&ctx, "telemetry", None, work).await? else {
                 return Err(usage(
                     "no telemetry source: `telemetry.source` is `none`",
                     Some("set `[telemetry] source = \"file\"` (with `path`) or `\"cloudwatch\"` (with `endpoint`)".into()),
@@ -717,7 +782,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let window = window.unwrap_or_else(|| ctx.window());
             let job = AnalyseJob::from_config(&ctx.config, rubric::load(&path)?, window);
             let work = async { analyse(job, &ctx.warehouse).await.context("analyse failed") };
-            let summary = with_writer_lock(&ctx, "analyse", work).await?;
+            let summary = with_writer_lock(&ctx, "analyse", None, work).await?;
             evalwatch::logs::analyse(&summary);
             println!("{}", serde_json::json!({ "analyse": summary }));
             Ok(if summary.alerted() { 3 } else { 0 })
@@ -765,7 +830,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let summary = if dry_run {
                 work.await?
             } else {
-                with_writer_lock(&ctx, "publish", work).await?
+                with_writer_lock(&ctx, "publish", None, work).await?
             };
             evalwatch::logs::publish(&summary);
             if !summary.dry_run {
@@ -874,7 +939,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     .await
                     .context("calibrate failed")
             };
-            let summary = with_writer_lock(&ctx, "calibrate", work).await?;
+            let summary = with_writer_lock(&ctx, "calibrate", None, work).await?;
             evalwatch::logs::calibrate(&summary);
             println!("{}", serde_json::json!({ "calibrate": summary }));
             Ok(0)
@@ -1002,9 +1067,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 settings: ctx.config.ingest.clone(),
                 today,
                 compression: ctx.config.compression,
+                shard: shard_of(args.shard)?,
             };
+            let shard = job.shard;
             let work = async { ingest(job, &ctx.warehouse).await.context("ingest failed") };
-            let summary = with_writer_lock(&ctx, "ingest", work).await?;
+            let summary = with_writer_lock(&ctx, "ingest", shard, work).await?;
             evalwatch::logs::ingest(&summary);
             println!("{}", serde_json::json!({ "ingest": summary }));
             Ok(if summary.failed() { 1 } else { 0 })
@@ -1033,7 +1100,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 .with_progress(progress_mode(cli.log_format))
                 .listening_for_signals();
             let rubric = rubric::load(&path)?;
-            let mut job = ScoreJob::from_config(&ctx.config, rubric.clone());
+            let shard = shard_of(args.shard)?;
+            let mut job = ScoreJob::from_config(&ctx.config, rubric.clone()).for_shard(shard);
             job.window = window;
             job.model = args.model.clone();
             job.limit = args.limit;
@@ -1049,7 +1117,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let mut summary = if dry_run {
                 work.await?
             } else {
-                with_writer_lock(&ctx, "score", work).await?
+                with_writer_lock(&ctx, "score", shard, work).await?
             };
             if dry_run {
                 summary.sensitivity = evalwatch::analyse::plan::planned_sensitivity(
@@ -1096,13 +1164,15 @@ async fn latest_manifest(ctx: &Ctx) -> anyhow::Result<Option<serde_json::Value>>
     read_manifest(ctx, latest).await
 }
 
-/// Runs `work` holding the warehouse's writer lock, released whatever `work` returns.
+/// Runs `work` holding the warehouse's writer lock (or `shard`'s lock), released whatever
+/// `work` returns.
 async fn with_writer_lock<T>(
     ctx: &Ctx,
     command: &str,
+    shard: Option<Shard>,
     work: impl std::future::Future<Output = anyhow::Result<T>>,
 ) -> anyhow::Result<T> {
-    let lock = ctx.writer_lock(command).await?;
+    let lock = ctx.writer_lock(command, shard).await?;
     let result = work.await;
     let released = lock.release().await;
     let value = result?;

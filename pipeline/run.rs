@@ -4,6 +4,11 @@
 //! recording what ran, how long it took and what it did.
 //!
 //! This module is the one place that knows the order of the stages.
+//!
+//! At fleet scale a run is split in two ([`Mode`]): `run --map` (ingest and score of one shard,
+//! under that shard's lock, committing a marker when it finished well) on every index of a
+//! Kubernetes Indexed Job or AWS Batch array job, then `run --reduce` (telemetry, analyse,
+//! publish, report, under the writer lock) once all N shards committed ([`crate::shard`]).
 
 use std::time::Instant;
 
@@ -16,6 +21,7 @@ use crate::ingest::{IngestError, IngestJob, IngestSummary, ingest};
 use crate::publish::{PublishError, PublishJob, PublishSummary, publish};
 use crate::report::{ReportError, ReportJob, ReportSummary, report};
 use crate::score::{ScoreError, ScoreJob, ScoreSummary, score};
+use crate::shard::Shard;
 use crate::telemetry::{TelemetryError, TelemetryJob, TelemetrySummary, telemetry};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +48,8 @@ pub enum RunError {
     Lock(#[from] crate::lock::LockError),
     #[error(transparent)]
     Interrupted(#[from] crate::shutdown::Interrupted),
+    #[error(transparent)]
+    Shard(#[from] crate::shard::ShardError),
 }
 
 impl RunError {
@@ -88,17 +96,57 @@ impl Stage {
     }
 }
 
-/// Which stages a run runs: all (default), `--only` some, or `--from` one on.
+/// Whether a run is the whole pipeline, or one half of a sharded one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    #[default]
+    Whole,
+    /// Ingest and score of one shard.
+    Map(Shard),
+    /// Telemetry, analyse, publish and report, once `shards` shards (as given, or as their
+    /// markers say) committed the window; waiting up to `wait` for them.
+    Reduce {
+        shards: Option<u32>,
+        wait: Option<std::time::Duration>,
+    },
+}
+
+impl Mode {
+    fn describe(&self) -> String {
+        match self {
+            Mode::Whole => "whole".into(),
+            Mode::Map(shard) => format!("map {shard}"),
+            Mode::Reduce { .. } => "reduce".into(),
+        }
+    }
+}
+
+/// Which stages a run runs: all (default), `--only` some, or `--from` one on; a map step
+/// runs ingest and score, a reduce step the rest.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     pub only: Vec<Stage>,
     pub from: Option<Stage>,
+    pub mode: Mode,
 }
 
 impl Plan {
     pub fn runs(&self, stage: Stage) -> bool {
-        (self.only.is_empty() || self.only.contains(&stage))
+        let half = match self.mode {
+            Mode::Whole => true,
+            Mode::Map(_) => stage <= Stage::Score,
+            Mode::Reduce { .. } => stage > Stage::Score,
+        };
+        half && (self.only.is_empty() || self.only.contains(&stage))
             && self.from.is_none_or(|from| stage >= from)
+    }
+
+    /// The shard a map step works on.
+    pub fn shard(&self) -> Option<Shard> {
+        match self.mode {
+            Mode::Map(shard) => Some(shard),
+            _ => None,
+        }
     }
 
     pub fn stages(&self) -> Vec<Stage> {
@@ -135,6 +183,11 @@ pub struct RunManifest {
     pub judge: String,
     pub window: String,
     pub warehouse: String,
+    /// `whole`, `map I/N` or `reduce`.
+    pub mode: String,
+    /// For a reduce: the shards whose map steps it reduced (`I/N` and their run ids).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<String>,
     /// The stages this run was asked to run.
     pub plan: Vec<Stage>,
     pub stages: Vec<StageRecord>,
@@ -197,22 +250,74 @@ fn record<T: Serialize>(stage: Stage, clock: Instant, failed: bool, summary: &T)
 /// Runs the planned stages in order, holding the warehouse's writer lock. Whatever
 /// the outcome (done, a stage failed, a stop was requested), the run manifest is written and the
 /// lock released; each stage's summary is logged as the stage finishes.
+///
+/// A map step holds its shard's lock instead, forgets its marker first and commits it when every
+/// stage finished well. A reduce waits (unlocked, so the shards can finish) for the markers,
+/// then checks them again under the lock, and consumes them once it finished well.
 pub async fn run(ctx: &Ctx, run_id: &str, plan: &Plan) -> Result<RunOutcome, RunError> {
-    let lock = crate::lock::acquire(&ctx.warehouse, run_id, "run", ctx.wait_lock).await?;
-    let outcome = run_locked(ctx, run_id, plan).await;
+    let window = ctx.window();
+    if let Mode::Reduce { shards, wait } = plan.mode {
+        crate::shard::wait_committed(&ctx.warehouse, &window, shards, wait).await?;
+    }
+    let command = match plan.mode {
+        Mode::Whole => "run",
+        Mode::Map(_) => "run --map",
+        Mode::Reduce { .. } => "run --reduce",
+    };
+    let lock =
+        crate::lock::acquire(&ctx.warehouse, run_id, command, ctx.wait_lock, plan.shard()).await?;
+    let outcome = run_sharded(ctx, run_id, plan).await;
     let released = lock.release().await;
     let outcome = outcome?;
     released?;
     Ok(outcome)
 }
 
-async fn run_locked(ctx: &Ctx, run_id: &str, plan: &Plan) -> Result<RunOutcome, RunError> {
+/// [`run_locked`] with the map's and the reduce's markers around it.
+async fn run_sharded(ctx: &Ctx, run_id: &str, plan: &Plan) -> Result<RunOutcome, RunError> {
+    let window = ctx.window();
+    let markers = match plan.mode {
+        Mode::Whole => Vec::new(),
+        Mode::Map(shard) => {
+            crate::shard::clear(&ctx.warehouse, &window, shard).await?;
+            Vec::new()
+        }
+        Mode::Reduce { shards, .. } => {
+            crate::shard::committed(&ctx.warehouse, &window, shards).await?
+        }
+    };
+    let outcome = run_locked(ctx, run_id, plan, &markers).await?;
+    if outcome.failed() {
+        return Ok(outcome);
+    }
+    match plan.mode {
+        Mode::Whole => {}
+        Mode::Map(shard) => {
+            let stages = serde_json::json!({
+                "ingest": outcome.ingest,
+                "score": outcome.score,
+            });
+            let marker = crate::shard::marker(shard, &window, run_id, stages);
+            crate::shard::commit(&ctx.warehouse, &marker, &window).await?;
+        }
+        Mode::Reduce { .. } => crate::shard::consume(&ctx.warehouse, &window, &markers).await?,
+    }
+    Ok(outcome)
+}
+
+async fn run_locked(
+    ctx: &Ctx,
+    run_id: &str,
+    plan: &Plan,
+    markers: &[crate::shard::Marker],
+) -> Result<RunOutcome, RunError> {
     let started_at = Utc::now();
     let window = ctx.window();
     let stages_planned = plan.stages();
     tracing::info!(
         run_id,
         window = %window,
+        mode = %plan.mode.describe(),
         warehouse = %ctx.warehouse.root_uri(),
         stages = %stages_planned.iter().map(|s| s.name()).collect::<Vec<_>>().join(","),
         "run: starting"
@@ -236,6 +341,11 @@ async fn run_locked(ctx: &Ctx, run_id: &str, plan: &Plan) -> Result<RunOutcome, 
             judge: crate::judge::id_of(&ctx.config.judge),
             window: window.to_string(),
             warehouse: ctx.warehouse.root_uri(),
+            mode: plan.mode.describe(),
+            shards: markers
+                .iter()
+                .map(|m| format!("{} ({})", m.shard, m.run_id))
+                .collect(),
             plan: stages_planned.clone(),
             stages: Vec::new(),
         },
@@ -305,6 +415,7 @@ async fn run_stages(
             settings: ctx.config.ingest.clone(),
             today: ctx.today,
             compression: ctx.config.compression,
+            shard: plan.shard(),
         };
         let summary = ingest(job, &ctx.warehouse)
             .await
@@ -317,7 +428,7 @@ async fn run_stages(
 
     if plan.runs(Stage::Score) {
         let clock = begin(Stage::Score)?;
-        let mut job = ScoreJob::from_config(&ctx.config, rubric.clone());
+        let mut job = ScoreJob::from_config(&ctx.config, rubric.clone()).for_shard(plan.shard());
         job.window = Some(window);
         job.progress = ctx.progress;
         job.shutdown = ctx.shutdown.clone();

@@ -2,7 +2,9 @@
 //!
 //! Reads: capture objects from a source (local folder or S3 prefix), and the ingest manifest.
 //! Writes: `captures/model=<m>/date=<d>/part-<h>.parquet`, `quarantine/date=<d>/part-<h>.parquet`
-//! for lines it cannot read, and `state/ingest/manifest.json`.
+//! for lines it cannot read, and the ingest manifest under `state/ingest/manifest/`
+//! ([`manifest`]). With a shard (`--shard I/N`), only the objects that shard owns
+//! ([`crate::shard`]); the others are counted, not read.
 //! Never does: judge, aggregate or drop a line silently. Every line ends up a row, a quarantine
 //! row, or an out-of-window count.
 //!
@@ -31,7 +33,8 @@ use crate::util::{partition_value, sha256_hex};
 use crate::warehouse::{Warehouse, WarehouseError};
 use batch::{CaptureBatch, QuarantineBatch};
 use decode::{LineContext, decode_line};
-use manifest::{Entry, Manifest, ManifestError};
+use crate::shard::Shard;
+use manifest::{Entry, Groups, ManifestError};
 use source::{ObjectRef, Source, SourceError, path_info};
 
 /// A partition's rows are written as a part once they hold about this many bytes.
@@ -62,6 +65,8 @@ pub struct IngestJob {
     pub today: NaiveDate,
     /// Parquet compression of the parts written.
     pub compression: Compression,
+    /// Read only this shard's objects; `None`: all of them.
+    pub shard: Option<Shard>,
 }
 
 /// An object that could not be read, after retries.
@@ -77,7 +82,13 @@ pub struct IngestSummary {
     pub source: String,
     pub warehouse: String,
     pub window: Option<String>,
+    /// `I/N` when this ingest read one shard's objects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     pub objects_listed: u64,
+    /// Listed, but another shard's to read.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub objects_other_shards: u64,
     pub objects_unchanged: u64,
     pub objects_read: u64,
     pub objects_replaced: u64,
@@ -93,6 +104,10 @@ pub struct IngestSummary {
     pub mb_per_s: f64,
     /// A listing error that stopped the walk early, if any.
     pub list_error: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl IngestSummary {
@@ -118,20 +133,27 @@ struct ObjectOutcome {
     parts: Vec<String>,
 }
 
+/// A read's result, with the manifest group of its object.
+type Done = (String, Result<ObjectOutcome, FailedObject>);
+
 /// Runs the stage.
 pub async fn ingest(job: IngestJob, warehouse: &Warehouse) -> Result<IngestSummary, IngestError> {
     let started = Instant::now();
-    let mut manifest = Manifest::load(warehouse).await?;
+    let shard = job.shard.unwrap_or(Shard::WHOLE);
+    Groups::migrate(warehouse).await?;
     let mut summary = IngestSummary {
         source: job.source.root_uri(),
         warehouse: warehouse.root_uri(),
         window: job.window.map(|w| w.to_string()),
+        shard: job.shard.map(|s| s.to_string()),
         ..IngestSummary::default()
     };
+    let mut groups = Groups::new(shard, &summary.source);
     tracing::info!(
         source = %summary.source,
         warehouse = %summary.warehouse,
         window = summary.window.as_deref().unwrap_or("all dates"),
+        shard = summary.shard.as_deref().unwrap_or("all"),
         "ingest: starting"
     );
 
@@ -145,13 +167,18 @@ pub async fn ingest(job: IngestJob, warehouse: &Warehouse) -> Result<IngestSumma
     let job = Arc::new(job);
     let handle = tokio::runtime::Handle::current();
     let workers = job.settings.workers;
-    let mut running: JoinSet<Result<ObjectOutcome, FailedObject>> = JoinSet::new();
+    let mut running: JoinSet<Done> = JoinSet::new();
     let mut last_checkpoint = Instant::now();
     let mut last_progress = Instant::now();
 
     while let Some(object) = rx.recv().await {
         summary.objects_listed += 1;
-        let previous = manifest.objects.get(&object.uri);
+        if !shard.owns_object(&object.rel) {
+            summary.objects_other_shards += 1;
+            continue;
+        }
+        let folder = groups.enter(warehouse, &object.uri).await?;
+        let previous = groups.get(&folder, &object.uri);
         if previous.is_some_and(|e| e.covers(object.size, &object.version, job.window.as_ref())) {
             summary.objects_unchanged += 1;
             continue;
@@ -164,17 +191,19 @@ pub async fn ingest(job: IngestJob, warehouse: &Warehouse) -> Result<IngestSumma
         };
         while running.len() >= workers {
             if let Some(done) = running.join_next().await {
-                finish(done, &mut manifest, &mut summary, warehouse).await;
+                finish(done, &mut groups, &mut summary, warehouse).await?;
             }
         }
+        groups.begin(&folder);
         let (task_job, task_handle, task_warehouse) =
             (job.clone(), handle.clone(), warehouse.clone());
         running.spawn_blocking(move || {
-            read_with_retries(&task_job, object, window, &task_handle, &task_warehouse)
+            let read = read_with_retries(&task_job, object, window, &task_handle, &task_warehouse);
+            (folder, read)
         });
 
         if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            manifest.save(warehouse).await?;
+            groups.checkpoint(warehouse).await?;
             last_checkpoint = Instant::now();
         }
         if last_progress.elapsed() >= Duration::from_secs(10) {
@@ -188,14 +217,15 @@ pub async fn ingest(job: IngestJob, warehouse: &Warehouse) -> Result<IngestSumma
         }
     }
     while let Some(done) = running.join_next().await {
-        finish(done, &mut manifest, &mut summary, warehouse).await;
+        finish(done, &mut groups, &mut summary, warehouse).await?;
     }
     match walker.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => summary.list_error = Some(e.to_string()),
         Err(e) => summary.list_error = Some(format!("listing task failed: {e}")),
     }
-    manifest.save(warehouse).await?;
+    groups.finish(warehouse).await?;
+    tracing::debug!(most_open = groups.most_open, "ingest: manifest groups");
 
     summary.seconds = started.elapsed().as_secs_f64();
     summary.mb_per_s = if summary.seconds > 0.0 {
@@ -208,30 +238,31 @@ pub async fn ingest(job: IngestJob, warehouse: &Warehouse) -> Result<IngestSumma
 
 /// Records a finished object in the manifest and the summary, and removes parts it no longer has.
 async fn finish(
-    done: Result<Result<ObjectOutcome, FailedObject>, tokio::task::JoinError>,
-    manifest: &mut Manifest,
+    done: Result<Done, tokio::task::JoinError>,
+    groups: &mut Groups,
     summary: &mut IngestSummary,
     warehouse: &Warehouse,
-) {
-    let outcome = match done {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(failed)) => {
+) -> Result<(), ManifestError> {
+    let (folder, outcome) = match done {
+        Ok((folder, Ok(outcome))) => (folder, outcome),
+        Ok((folder, Err(failed))) => {
             tracing::error!(object = %failed.uri, error = %failed.error, "ingest: object not read");
             summary.objects_failed.push(failed);
-            return;
+            return groups.end(warehouse, &folder, None).await;
         }
         Err(e) => {
+            // The group stays open (its read count is not known to drop); saved at the end.
             summary.objects_failed.push(FailedObject {
                 uri: "(unknown)".into(),
                 error: format!("reader task failed: {e}"),
             });
-            return;
+            return Ok(());
         }
     };
     let uri = outcome.object.uri.clone();
     let kept: BTreeSet<&String> = outcome.parts.iter().collect();
     let mut stale_failed = false;
-    if let Some(old) = manifest.objects.get(&uri) {
+    if let Some(old) = groups.get(&folder, &uri) {
         summary.objects_replaced += 1;
         for part in old.parts.iter().filter(|p| !kept.contains(p)) {
             match warehouse.delete(part).await {
@@ -249,7 +280,7 @@ async fn finish(
             uri,
             error: "re-read, but a part of its previous version could not be removed".into(),
         });
-        return;
+        return groups.end(warehouse, &folder, None).await;
     }
     summary.objects_read += 1;
     summary.bytes_read += outcome.object.size;
@@ -259,20 +290,18 @@ async fn finish(
     summary.out_of_window += outcome.out_of_window;
     summary.parts_written += outcome.parts.len() as u64;
     tracing::debug!(object = %uri, rows = outcome.rows, quarantined = outcome.quarantined, "ingest: object read");
-    manifest.objects.insert(
-        uri,
-        Entry {
-            size: outcome.object.size,
-            version: outcome.object.version,
-            window: outcome.window,
-            lines: outcome.lines,
-            rows: outcome.rows,
-            quarantined: outcome.quarantined,
-            out_of_window: outcome.out_of_window,
-            parts: outcome.parts,
-            ingested_at: Utc::now().to_rfc3339(),
-        },
-    );
+    let entry = Entry {
+        size: outcome.object.size,
+        version: outcome.object.version,
+        window: outcome.window,
+        lines: outcome.lines,
+        rows: outcome.rows,
+        quarantined: outcome.quarantined,
+        out_of_window: outcome.out_of_window,
+        parts: outcome.parts,
+        ingested_at: Utc::now().to_rfc3339(),
+    };
+    groups.end(warehouse, &folder, Some((uri, entry))).await
 }
 
 /// Why one read of an object stopped.

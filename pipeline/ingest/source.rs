@@ -94,6 +94,23 @@ pub fn path_info(rel: &str) -> PathInfo {
     }
 }
 
+/// The folder that holds an object's capture day, and that day: for the SageMaker layout the
+/// path before `yyyy/mm/dd/hh/`, otherwise the object's own folder; the date its path names.
+/// Objects of one (folder, day) are listed one after another, so the ingest manifest keeps
+/// one file per (folder, day).
+pub fn day_folder(path: &str) -> (String, Option<NaiveDate>) {
+    let segments: Vec<&str> = path.split('/').collect();
+    let n = segments.len();
+    let numeric = |s: &str, len| s.len() == len && s.bytes().all(|b| b.is_ascii_digit());
+    let hourly = n >= 5
+        && numeric(segments[n - 5], 4)
+        && numeric(segments[n - 4], 2)
+        && numeric(segments[n - 3], 2)
+        && numeric(segments[n - 2], 2);
+    let keep = if hourly { n - 5 } else { n.saturating_sub(1) };
+    (segments[..keep].join("/"), path_info(path).date)
+}
+
 /// The dates a folder path can hold, judged by a `yyyy[/mm[/dd]]` run in its segments:
 /// `Some((first, last))`, or `None` when the path names no date.
 fn date_prefix(segments: &[&str]) -> Option<(NaiveDate, NaiveDate)> {
@@ -479,6 +496,14 @@ mod tests {
             path_info("logs/2026/10/05/f.jsonl").date,
             Some(d(2026, 10, 5))
         );
+    }
+
+    #[test]
+    fn objects_are_grouped_by_folder_and_day() {
+        let (folder, date) = day_folder("s3://b/cap/ep/comp/2026/10/01/07/x.jsonl");
+        assert_eq!((folder.as_str(), date), ("s3://b/cap/ep/comp", Some(d(2026, 10, 1))));
+        let (folder, date) = day_folder("/data/flat/x.jsonl");
+        assert_eq!((folder.as_str(), date), ("/data/flat", None));
     }
 
     #[test]

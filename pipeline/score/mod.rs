@@ -114,6 +114,8 @@ pub struct ScoreJob {
     /// Stop requests (SIGTERM/SIGINT): no new judgment once requested; calls in flight get
     /// `judge.shutdown-grace` to finish.
     pub shutdown: crate::shutdown::Shutdown,
+    /// Judge only this shard's partitions; `None`: all of them.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 impl ScoreJob {
@@ -132,7 +134,21 @@ impl ScoreJob {
             dry_run: false,
             progress: ProgressMode::Lines,
             shutdown: crate::shutdown::Shutdown::new(),
+            shard: None,
         }
+    }
+
+    /// This job as shard `shard` runs it: its partitions only, and its share of the judge's
+    /// quota and the budget (requests and tokens per minute and USD divided by N), since the N
+    /// shards call the same judge account at once.
+    pub fn for_shard(mut self, shard: Option<crate::shard::Shard>) -> ScoreJob {
+        if let Some(shard) = shard {
+            self.judge.requests_per_minute = shard.share(self.judge.requests_per_minute);
+            self.judge.tokens_per_minute = shard.share(self.judge.tokens_per_minute);
+            self.budget_usd = self.budget_usd.map(|b| shard.share(b));
+        }
+        self.shard = shard;
+        self
     }
 }
 
@@ -158,6 +174,7 @@ impl ScoreJob {
             dry_run: false,
             progress,
             shutdown: crate::shutdown::Shutdown::new(),
+            shard: None,
         }
     }
 }
@@ -257,6 +274,7 @@ fn partitions(keys: &[String], job: &ScoreJob) -> Vec<Partition> {
         if !file.ends_with(".parquet")
             || job.window.is_some_and(|w| !w.contains(date))
             || wanted_model.as_deref().is_some_and(|m| m != model)
+            || job.shard.is_some_and(|s| !s.owns_partition(model, date))
         {
             continue;
         }

@@ -133,7 +133,10 @@ fn s3_source_into_an_s3_warehouse_is_incremental_and_replaces_changed_objects() 
 
     let copy = tempfile::tempdir().unwrap();
     rt.block_on(download(&s3, &wh_bucket, "evalwatch", copy.path()));
-    assert!(copy.path().join("state/ingest/manifest.json").exists());
+    // One manifest file per endpoint/component folder and day, written by the unsharded ingest.
+    let manifests = files_under(&copy.path().join("state/ingest/manifest"));
+    assert!(!manifests.is_empty());
+    assert!(manifests.iter().all(|p| p.ends_with("0-of-1.json")), "{manifests:?}");
     let from_s3 = read_table(copy.path(), "captures");
     let from_local = read_table(local_wh.path(), "captures");
     assert_eq!(from_s3.height() as u64, count(&summary, "rows"));
