@@ -896,10 +896,20 @@ pub struct AwsSettings {
 
 // ---------------------------------------------------------------------------------------------
 
-/// Reads and validates a config file, or the built-in one when `path` is `None`.
+/// The config's TOML text itself, where no file can be mounted (AWS Batch); `--config` wins.
+pub const CONFIG_TEXT_VAR: &str = "EVALWATCH_CONFIG_TEXT";
+
+/// Reads and validates a config file; without one, the text in `EVALWATCH_CONFIG_TEXT`, or the
+/// built-in config.
 pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
     match path {
-        None => validate_text(BUILTIN_CONFIG, "built-in", Path::new("")),
+        None => match std::env::var(CONFIG_TEXT_VAR) {
+            // Engines without mounted files (AWS Batch job definitions) pass the text itself.
+            Ok(text) if !text.trim().is_empty() => {
+                validate_text(&text, CONFIG_TEXT_VAR, Path::new(""))
+            }
+            _ => validate_text(BUILTIN_CONFIG, "built-in", Path::new("")),
+        },
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                 path: path.to_path_buf(),

@@ -190,8 +190,9 @@ struct RunArgs {
     /// index of a Kubernetes Indexed Job or AWS Batch array job), committing a marker when done.
     #[arg(long, conflicts_with = "reduce")]
     map: bool,
-    /// The reduce step: telemetry, analyse, publish and report, once every shard of the window
-    /// committed its map step (names the missing ones and exits 1 otherwise).
+    /// The reduce step, once every shard of the window committed its map step (names the
+    /// missing ones and exits 1 otherwise): score (from the judge cache, but for rows no shard
+    /// judged), telemetry, analyse, publish and report.
     #[arg(long)]
     reduce: bool,
     /// This process's shard, I/N (0 <= I < N); default from JOB_COMPLETION_INDEX with

@@ -7,8 +7,9 @@
 //!
 //! At fleet scale a run is split in two ([`Mode`]): `run --map` (ingest and score of one shard,
 //! under that shard's lock, committing a marker when it finished well) on every index of a
-//! Kubernetes Indexed Job or AWS Batch array job, then `run --reduce` (telemetry, analyse,
-//! publish, report, under the writer lock) once all N shards committed ([`crate::shard`]).
+//! Kubernetes Indexed Job or AWS Batch array job, then `run --reduce` (score again from the
+//! judge cache for what no shard could judge, then telemetry, analyse, publish, report, under
+//! the writer lock) once all N shards committed ([`crate::shard`]).
 
 use std::time::Instant;
 
@@ -103,7 +104,8 @@ pub enum Mode {
     Whole,
     /// Ingest and score of one shard.
     Map(Shard),
-    /// Telemetry, analyse, publish and report, once `shards` shards (as given, or as their
+    /// Score (from the cache, but for rows no shard judged), telemetry, analyse, publish and
+    /// report, once `shards` shards (as given, or as their
     /// markers say) committed the window; waiting up to `wait` for them.
     Reduce {
         shards: Option<u32>,
@@ -135,7 +137,9 @@ impl Plan {
         let half = match self.mode {
             Mode::Whole => true,
             Mode::Map(_) => stage <= Stage::Score,
-            Mode::Reduce { .. } => stage > Stage::Score,
+            // The reduce scores the window once more, unsharded: rows a shard read into a
+            // partition another shard had judged already are judged now, all else is cached.
+            Mode::Reduce { .. } => stage >= Stage::Score,
         };
         half && (self.only.is_empty() || self.only.contains(&stage))
             && self.from.is_none_or(|from| stage >= from)

@@ -3,9 +3,15 @@
 //! scheduler of our own: the engine starts the processes, this module says what each one owns.
 //!
 //! - Ownership is a pure function of the data, so a retried index redoes exactly its own share:
-//!   ingest shard `I` of `N` reads the source objects whose key (relative to the source root)
-//!   hashes to `I` modulo `N`; score shard `I` judges the `captures` partitions whose (model,
-//!   date) hashes to `I`. Score parts are per partition and judge, so no two shards write one.
+//!   score shard `I` of `N` judges the `captures` partitions whose (model, date) hashes to `I`
+//!   modulo `N` (score parts are per partition and judge, so no two shards write one); ingest
+//!   shard `I` reads the source objects of those partitions where the object's path names its
+//!   partition (the SageMaker layout `<endpoint>/<component>/yyyy/mm/dd/hh/`, the component being
+//!   the model), so a shard judges what it read itself, and any other object by the hash of its
+//!   path under the source root. Rows of a partition that another shard read (a record naming
+//!   another model, a flat folder) may arrive after the owner judged it: the reduce runs the
+//!   score stage over the window once more, unsharded, which judges just those (every judgment
+//!   the shards made comes from the judge cache, free).
 //! - The index comes from `--shard I/N`, or from the engine: `JOB_COMPLETION_INDEX` (Kubernetes
 //!   Indexed Job; the count from `EVALWATCH_SHARDS`, since a pod cannot read its Job's
 //!   completions) or `AWS_BATCH_JOB_ARRAY_INDEX` with `AWS_BATCH_JOB_ARRAY_SIZE` (AWS Batch).
@@ -152,9 +158,20 @@ impl Shard {
         self.count == 1
     }
 
-    /// Whether this shard reads the source object at `rel` (its path under the source root).
-    pub fn owns_object(&self, rel: &str) -> bool {
-        self.count == 1 || bucket(rel, self.count) == self.index
+    /// Whether this shard reads the source object at `rel` (its path under the source root):
+    /// the owner of the partition its path names (unless the model comes from the payload),
+    /// else by the hash of the path.
+    pub fn owns_object(&self, rel: &str, model_from_payload: bool) -> bool {
+        if self.count == 1 {
+            return true;
+        }
+        let info = crate::ingest::source::path_info(rel);
+        match (info.component, info.date) {
+            (Some(component), Some(date)) if !model_from_payload => {
+                self.owns_partition(&crate::util::partition_value(&component), date)
+            }
+            _ => bucket(rel, self.count) == self.index,
+        }
     }
 
     /// Whether this shard judges the `captures` partition of (`model_segment`, `date`).
@@ -189,15 +206,25 @@ fn marker_key(window: &DateRange, shard: Shard) -> String {
 
 /// Forgets that `shard` committed `window`: called when its map step starts, so a reduce never
 /// counts a shard that is being redone.
-pub async fn clear(warehouse: &Warehouse, window: &DateRange, shard: Shard) -> Result<(), ShardError> {
+pub async fn clear(
+    warehouse: &Warehouse,
+    window: &DateRange,
+    shard: Shard,
+) -> Result<(), ShardError> {
     warehouse.delete(&marker_key(window, shard)).await?;
     Ok(())
 }
 
 /// Records that `shard` finished its map step for `window`.
-pub async fn commit(warehouse: &Warehouse, marker: &Marker, window: &DateRange) -> Result<(), ShardError> {
+pub async fn commit(
+    warehouse: &Warehouse,
+    marker: &Marker,
+    window: &DateRange,
+) -> Result<(), ShardError> {
     let bytes = serde_json::to_vec_pretty(marker).unwrap_or_default();
-    warehouse.put(&marker_key(window, marker.shard), bytes).await?;
+    warehouse
+        .put(&marker_key(window, marker.shard), bytes)
+        .await?;
     Ok(())
 }
 
@@ -216,7 +243,9 @@ pub async fn committed(
         };
         match serde_json::from_slice::<Marker>(&bytes) {
             Ok(marker) => markers.push(marker),
-            Err(e) => tracing::warn!(key, error = %e, "reduce: an unreadable shard marker is left out"),
+            Err(e) => {
+                tracing::warn!(key, error = %e, "reduce: an unreadable shard marker is left out")
+            }
         }
     }
     let count = match count {
@@ -236,7 +265,11 @@ pub async fn committed(
                 many => {
                     return Err(ShardError::Counts {
                         window: window.to_string(),
-                        counts: many.iter().map(u32::to_string).collect::<Vec<_>>().join(", "),
+                        counts: many
+                            .iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", "),
                     });
                 }
             }
@@ -287,7 +320,11 @@ pub async fn wait_committed(
 
 /// Removes the markers a finished reduce used, so a later reduce of the same window waits for
 /// a new map step.
-pub async fn consume(warehouse: &Warehouse, window: &DateRange, markers: &[Marker]) -> Result<(), ShardError> {
+pub async fn consume(
+    warehouse: &Warehouse,
+    window: &DateRange,
+    markers: &[Marker],
+) -> Result<(), ShardError> {
     for marker in markers {
         warehouse.delete(&marker_key(window, marker.shard)).await?;
     }
@@ -319,12 +356,18 @@ mod tests {
 
     #[test]
     fn shards_parse_and_come_from_the_engines() {
-        assert_eq!(Shard::parse("2/4", "--shard").unwrap(), Shard::new(2, 4).unwrap());
+        assert_eq!(
+            Shard::parse("2/4", "--shard").unwrap(),
+            Shard::new(2, 4).unwrap()
+        );
         for bad in ["4/4", "1", "a/2", "0/0", "-1/3"] {
             assert!(Shard::parse(bad, "--shard").is_err(), "{bad}");
         }
         let flag = Shard::new(1, 2);
-        assert_eq!(Shard::resolve(flag, env(&[(K8S_INDEX, "3")])).unwrap(), flag);
+        assert_eq!(
+            Shard::resolve(flag, env(&[(K8S_INDEX, "3")])).unwrap(),
+            flag
+        );
         assert_eq!(Shard::resolve(None, env(&[])).unwrap(), None);
         let k8s = env(&[(K8S_INDEX, "3"), (SHARDS_VAR, "4")]);
         assert_eq!(Shard::resolve(None, k8s).unwrap(), Shard::new(3, 4));
@@ -340,13 +383,43 @@ mod tests {
         let shards: Vec<Shard> = (0..4).map(|i| Shard::new(i, 4).unwrap()).collect();
         let mut per_shard = [0usize; 4];
         for n in 0..4000 {
-            let rel = format!("ep/comp/2026/10/01/{:02}/file-{n}.jsonl", n % 24);
-            let owners: Vec<&Shard> = shards.iter().filter(|s| s.owns_object(&rel)).collect();
+            let rel = format!("exports/batch-{}/file-{n}.jsonl", n % 7);
+            let owners: Vec<&Shard> = shards
+                .iter()
+                .filter(|s| s.owns_object(&rel, false))
+                .collect();
             assert_eq!(owners.len(), 1, "{rel}");
             per_shard[owners[0].index as usize] += 1;
-            assert!(Shard::WHOLE.owns_object(&rel));
+            assert!(Shard::WHOLE.owns_object(&rel, false));
         }
         // Balanced within a few percent.
-        assert!(per_shard.iter().all(|n| (900..1100).contains(n)), "{per_shard:?}");
+        assert!(
+            per_shard.iter().all(|n| (900..1100).contains(n)),
+            "{per_shard:?}"
+        );
+    }
+
+    #[test]
+    fn a_sagemaker_object_belongs_to_the_shard_that_judges_its_partition() {
+        let day = |d| chrono::NaiveDate::from_ymd_opt(2026, 10, d).unwrap();
+        for component in ["chat-a", "chat-b", "Chat B v2"] {
+            for d in 1..=14 {
+                let rel = format!("ep/{component}/2026/10/{d:02}/07/x.jsonl");
+                let segment = crate::util::partition_value(component);
+                for i in 0..4 {
+                    let shard = Shard::new(i, 4).unwrap();
+                    assert_eq!(
+                        shard.owns_object(&rel, false),
+                        shard.owns_partition(&segment, day(d)),
+                        "{rel}"
+                    );
+                }
+                // With the model from the payload the path says nothing: by the path's hash.
+                let owners = (0..4)
+                    .filter(|i| Shard::new(*i, 4).unwrap().owns_object(&rel, true))
+                    .count();
+                assert_eq!(owners, 1);
+            }
+        }
     }
 }

@@ -96,6 +96,8 @@ pub struct Groups {
     shard: Shard,
     /// The source's root URI: an object's path under it decides its shard.
     root: String,
+    /// `ingest.model-from-payload`, which ownership depends on.
+    model_from_payload: bool,
     open: HashMap<String, Group>,
     /// The group of the object listed last: kept open while the listing is in it.
     current: Option<String>,
@@ -104,10 +106,11 @@ pub struct Groups {
 }
 
 impl Groups {
-    pub fn new(shard: Shard, source_root: &str) -> Groups {
+    pub fn new(shard: Shard, source_root: &str, model_from_payload: bool) -> Groups {
         Groups {
             shard,
             root: source_root.trim_end_matches('/').to_string(),
+            model_from_payload,
             open: HashMap::new(),
             current: None,
             most_open: 0,
@@ -134,18 +137,29 @@ impl Groups {
             let mut merged = read(warehouse, &key).await?.unwrap_or_default();
             merged.version = 1;
             for (uri, entry) in &manifest.objects {
-                merged.objects.entry(uri.clone()).or_insert_with(|| entry.clone());
+                merged
+                    .objects
+                    .entry(uri.clone())
+                    .or_insert_with(|| entry.clone());
             }
             write(warehouse, &key, &merged).await?;
         }
         warehouse.delete(LEGACY_KEY).await?;
-        tracing::info!(objects = moved, groups = groups.len(), "ingest: split the manifest into per-day files");
+        tracing::info!(
+            objects = moved,
+            groups = groups.len(),
+            "ingest: split the manifest into per-day files"
+        );
         Ok(moved)
     }
 
     /// Opens the group of `uri` (reading it on first use) and makes it the current one; saves
     /// and closes the groups the listing has left whose reads are done.
-    pub async fn enter(&mut self, warehouse: &Warehouse, uri: &str) -> Result<String, ManifestError> {
+    pub async fn enter(
+        &mut self,
+        warehouse: &Warehouse,
+        uri: &str,
+    ) -> Result<String, ManifestError> {
         let folder = group_of(uri);
         if self.current.as_deref() != Some(folder.as_str()) {
             self.current = Some(folder.clone());
@@ -171,7 +185,11 @@ impl Groups {
             };
             for (uri, entry) in manifest.objects {
                 // Entries in other shards' files (another N) are ours when we own the object now.
-                if key != mine && !self.shard.owns_object(self.relative(&uri)) {
+                if key != mine
+                    && !self
+                        .shard
+                        .owns_object(self.relative(&uri), self.model_from_payload)
+                {
                     continue;
                 }
                 match group.objects.get(&uri) {
@@ -365,7 +383,14 @@ mod tests {
         };
         let root = "s3://src/cap";
         let uris: Vec<String> = (0..40)
-            .map(|i| format!("{root}/ep/c{}/2026/10/0{}/0{}/f{i}.jsonl", i % 2, 1 + i % 3, i % 5))
+            .map(|i| {
+                format!(
+                    "{root}/ep/c{}/2026/10/0{}/0{}/f{i}.jsonl",
+                    i % 2,
+                    1 + i % 3,
+                    i % 5
+                )
+            })
             .collect();
         let legacy = Manifest {
             version: 1,
@@ -380,34 +405,43 @@ mod tests {
 
         // Shard 1 of 2 sees exactly the entries of the objects it owns, and writes only its file.
         let shard = Shard::new(1, 2).unwrap();
-        let mut groups = Groups::new(shard, root);
+        let mut groups = Groups::new(shard, root, false);
         let mut seen = 0;
+        let mut touched = std::collections::BTreeSet::new();
         for uri in &uris {
             let rel = uri.strip_prefix("s3://src/cap/").unwrap();
             let folder = groups.enter(&warehouse, uri).await.unwrap();
-            let owned = shard.owns_object(rel);
+            let owned = shard.owns_object(rel, false);
             assert_eq!(groups.get(&folder, uri).is_some(), owned, "{uri}");
             if owned {
                 seen += 1;
+                touched.insert(folder.clone());
                 groups.begin(&folder);
                 let done = Some((uri.clone(), at(2)));
                 groups.end(&warehouse, &folder, done).await.unwrap();
             }
-            assert!(groups.open.len() <= 2, "groups are closed as the listing leaves them");
+            assert!(
+                groups.open.len() <= 2,
+                "groups are closed as the listing leaves them"
+            );
         }
         groups.finish(&warehouse).await.unwrap();
         assert!(seen > 5 && seen < 35, "{seen}");
         let files = warehouse.list(ROOT).await.unwrap();
-        assert_eq!(files.iter().filter(|f| f.ends_with("/1-of-2.json")).count(), 6);
-        assert_eq!(files.iter().filter(|f| f.ends_with("/0-of-2.json")).count(), 0);
+        let written = files.iter().filter(|f| f.ends_with("/1-of-2.json")).count();
+        assert_eq!(written, touched.len(), "a file for each group it read into");
+        assert_eq!(
+            files.iter().filter(|f| f.ends_with("/0-of-2.json")).count(),
+            0
+        );
 
         // An unsharded run reads both files, keeps the newest entry of each object, and folds
         // the group into one file.
-        let mut whole = Groups::new(Shard::WHOLE, root);
+        let mut whole = Groups::new(Shard::WHOLE, root, false);
         for uri in &uris {
             let folder = whole.enter(&warehouse, uri).await.unwrap();
             let rel = uri.strip_prefix("s3://src/cap/").unwrap();
-            let newest = if shard.owns_object(rel) { 2 } else { 1 };
+            let newest = if shard.owns_object(rel, false) { 2 } else { 1 };
             assert_eq!(whole.get(&folder, uri).unwrap(), &at(newest), "{uri}");
         }
         whole.finish(&warehouse).await.unwrap();

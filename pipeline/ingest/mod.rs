@@ -28,12 +28,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::config::{Compression, DateRange, IngestConfig};
+use crate::shard::Shard;
 use crate::table::write_parquet;
 use crate::util::{partition_value, sha256_hex};
 use crate::warehouse::{Warehouse, WarehouseError};
 use batch::{CaptureBatch, QuarantineBatch};
 use decode::{LineContext, decode_line};
-use crate::shard::Shard;
 use manifest::{Entry, Groups, ManifestError};
 use source::{ObjectRef, Source, SourceError, path_info};
 
@@ -148,7 +148,7 @@ pub async fn ingest(job: IngestJob, warehouse: &Warehouse) -> Result<IngestSumma
         shard: job.shard.map(|s| s.to_string()),
         ..IngestSummary::default()
     };
-    let mut groups = Groups::new(shard, &summary.source);
+    let mut groups = Groups::new(shard, &summary.source, job.settings.model_from_payload);
     tracing::info!(
         source = %summary.source,
         warehouse = %summary.warehouse,
@@ -173,7 +173,7 @@ pub async fn ingest(job: IngestJob, warehouse: &Warehouse) -> Result<IngestSumma
 
     while let Some(object) = rx.recv().await {
         summary.objects_listed += 1;
-        if !shard.owns_object(&object.rel) {
+        if !shard.owns_object(&object.rel, job.settings.model_from_payload) {
             summary.objects_other_shards += 1;
             continue;
         }

@@ -501,7 +501,10 @@ mod tests {
     #[test]
     fn objects_are_grouped_by_folder_and_day() {
         let (folder, date) = day_folder("s3://b/cap/ep/comp/2026/10/01/07/x.jsonl");
-        assert_eq!((folder.as_str(), date), ("s3://b/cap/ep/comp", Some(d(2026, 10, 1))));
+        assert_eq!(
+            (folder.as_str(), date),
+            ("s3://b/cap/ep/comp", Some(d(2026, 10, 1)))
+        );
         let (folder, date) = day_folder("/data/flat/x.jsonl");
         assert_eq!((folder.as_str(), date), ("/data/flat", None));
     }

@@ -1,5 +1,6 @@
 //! The shipped deployment, run as shipped: the CronJob's container command and its mounted
-//! config (`deploy/kubernetes/cronjob.yaml`), from an empty folder, with nothing of the
+//! config (`deploy/kubernetes/`), the sharded map and reduce Jobs, and the AWS Batch job
+//! definition and submissions (`deploy/aws-batch/`), from an empty folder, with nothing of the
 //! repository around it. Only the placeholders for buckets, the endpoint and the region are
 //! swapped for local stand-ins (a local warehouse, the bundled sample's captures, the offline
 //! judge, no telemetry or publishing), as a user swaps them for theirs. The rubric comes from the
@@ -7,7 +8,8 @@
 
 use crate::support::*;
 
-/// The CronJob's container `args` (a flow sequence: JSON) and the ConfigMap's `evalwatch.toml`.
+/// The CronJob's container `args` (a flow sequence: JSON) and mount, and the shared ConfigMap's
+/// `evalwatch.toml` (`deploy/kubernetes/config.yaml`).
 fn shipped() -> (Vec<String>, String, String) {
     let yaml = std::fs::read_to_string(repo_root().join("deploy/kubernetes/cronjob.yaml")).unwrap();
     let args_line = yaml
@@ -23,6 +25,12 @@ fn shipped() -> (Vec<String>, String, String) {
         .expect("the config's mount")
         .trim()
         .to_string();
+    (args, mount, shipped_config())
+}
+
+/// The ConfigMap's `evalwatch.toml`.
+fn shipped_config() -> String {
+    let yaml = std::fs::read_to_string(repo_root().join("deploy/kubernetes/config.yaml")).unwrap();
     let mut config = String::new();
     let mut inside = false;
     for line in yaml.lines() {
@@ -38,19 +46,13 @@ fn shipped() -> (Vec<String>, String, String) {
             config.push('\n');
         }
     }
-    (args, mount, config)
+    config
 }
 
-#[test]
-fn the_cronjob_runs_as_shipped_from_an_empty_folder() {
-    let (args, mount, config) = shipped();
-    assert_eq!(args[..2], ["--config", "/etc/evalwatch/evalwatch.toml"]);
-    assert_eq!(mount, "/etc/evalwatch");
-    let root = tempfile::tempdir().unwrap();
-    let etc = root.path().join("etc/evalwatch");
-    std::fs::create_dir_all(&etc).unwrap();
-    let warehouse = root.path().join("warehouse");
-    let local = config
+/// A shipped config with its placeholders swapped for local stand-ins: a local warehouse, the
+/// bundled sample's captures, the offline judge, no telemetry or publishing.
+fn localize(config: &str, warehouse: &std::path::Path) -> String {
+    config
         .replace(
             "s3://WAREHOUSE_BUCKET/WAREHOUSE_PREFIX",
             &warehouse.display().to_string(),
@@ -63,7 +65,18 @@ fn the_cronjob_runs_as_shipped_from_an_empty_folder() {
         .replace("source = \"cloudwatch\"", "source = \"none\"")
         .replace("endpoint = \"ENDPOINT_NAME\"\n", "")
         .replace("sink = \"cloudwatch\"", "sink = \"none\"")
-        .replace("\"REGION\"", "\"us-east-1\"");
+        .replace("\"REGION\"", "\"us-east-1\"")
+}
+
+#[test]
+fn the_cronjob_runs_as_shipped_from_an_empty_folder() {
+    let (args, mount, config) = shipped();
+    assert_eq!(args[..2], ["--config", "/etc/evalwatch/evalwatch.toml"]);
+    assert_eq!(mount, "/etc/evalwatch");
+    let root = tempfile::tempdir().unwrap();
+    let etc = root.path().join("etc/evalwatch");
+    std::fs::create_dir_all(&etc).unwrap();
+    let local = localize(&config, &root.path().join("warehouse"));
     assert!(
         !local.contains("rubric"),
         "the shipped config names no rubric file"
@@ -88,6 +101,210 @@ fn the_cronjob_runs_as_shipped_from_an_empty_folder() {
         0,
         "nothing written in the cwd"
     );
+}
+
+/// A container of a shipped Job, as `scripts/deploy_check.py workloads` reads it with PyYAML.
+#[derive(serde::Deserialize)]
+struct Workload {
+    name: String,
+    indexed: bool,
+    completions: u32,
+    args: Vec<String>,
+    env: std::collections::BTreeMap<String, String>,
+    mounts: Vec<String>,
+}
+
+/// The window the deploy tests run, and what the offline judge's run of it must end with.
+const WINDOW: [&str; 4] = ["--since", "2026-10-08", "--until", "2026-10-14"];
+
+/// Runs the map step's `n` indexes at once (each with `index_env(i)` set, as the engine sets it),
+/// then the reduce; asserts they exit 0 and the reduce 3 (the sample's regression alerts), and
+/// that the reduce names every shard it reduced.
+fn map_then_reduce(
+    n: u32,
+    map: impl Fn(u32) -> std::process::Command,
+    reduce: std::process::Command,
+    warehouse: &std::path::Path,
+) {
+    let maps: Vec<_> = (0..n)
+        .map(|i| {
+            let mut cmd = map(i);
+            cmd.args(WINDOW)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, child) in maps.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "index {i}: {}", stderr(&out));
+        assert_eq!(stage_summary(&out, "ingest")["shard"], format!("{i}/{n}"));
+    }
+    let mut reduce = reduce;
+    let out = run(reduce.args(WINDOW));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let manifests: Vec<serde_json::Value> = files_under(&warehouse.join("runs"))
+        .iter()
+        .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+        .collect();
+    let reduced = manifests
+        .iter()
+        .find(|m| m["mode"] == "reduce")
+        .expect("the reduce's run manifest");
+    assert_eq!(reduced["shards"].as_array().unwrap().len(), n as usize);
+    // Every sampled capture of the window was judged, by exactly one shard.
+    let captures = read_table(warehouse, "captures").height();
+    assert_eq!(read_table(warehouse, "scores").height(), captures * 3);
+}
+
+/// `deploy/kubernetes/sharded.yaml` as shipped: the Indexed Job's container (args, env, mount)
+/// on every index with `JOB_COMPLETION_INDEX` set as Kubernetes sets it, then the reduce Job's,
+/// from an empty folder with only the mounted config.
+#[test]
+fn the_sharded_jobs_run_as_shipped_from_an_empty_folder() {
+    let python = python_tool(KUBERNETES_VALIDATE, "python");
+    let out = std::process::Command::new(python)
+        .arg(repo_root().join("scripts/deploy_check.py"))
+        .arg("workloads")
+        .arg(repo_root().join("deploy/kubernetes/sharded.yaml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let workloads: Vec<Workload> = serde_json::from_slice(&out.stdout).unwrap();
+    let [map, reduce] = workloads.as_slice() else {
+        panic!("a map and a reduce");
+    };
+    assert_eq!(
+        (map.name.as_str(), reduce.name.as_str()),
+        ("evalwatch-map", "evalwatch-reduce")
+    );
+    assert!(map.indexed && !reduce.indexed);
+    assert_eq!(map.env["EVALWATCH_SHARDS"], map.completions.to_string());
+    assert!(
+        reduce
+            .args
+            .windows(2)
+            .any(|w| w == ["--shards", &map.completions.to_string()])
+    );
+    let root = tempfile::tempdir().unwrap();
+    let etc = root.path().join("etc/evalwatch");
+    std::fs::create_dir_all(&etc).unwrap();
+    assert_eq!(map.mounts, ["/etc/evalwatch"]);
+    assert_eq!(reduce.mounts, ["/etc/evalwatch"]);
+    let warehouse = root.path().join("warehouse");
+    std::fs::write(
+        etc.join("evalwatch.toml"),
+        localize(&shipped_config(), &warehouse),
+    )
+    .unwrap();
+    let empty = root.path().join("work");
+    std::fs::create_dir_all(&empty).unwrap();
+    let container = |w: &Workload| {
+        let mut cmd = evalwatch();
+        cmd.current_dir(&empty).envs(&w.env);
+        for arg in &w.args {
+            cmd.arg(arg.replace("/etc/evalwatch", &etc.display().to_string()));
+        }
+        cmd
+    };
+    map_then_reduce(
+        map.completions,
+        |i| {
+            let mut cmd = container(map);
+            cmd.env("JOB_COMPLETION_INDEX", i.to_string());
+            cmd
+        },
+        container(reduce),
+        &warehouse,
+    );
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+}
+
+/// `deploy/aws-batch/` as shipped: the job definition and both submit-job inputs validate against
+/// botocore's `batch` model (and a misspelt key is shown to fail), and the job definition's
+/// command and environment (the config in `EVALWATCH_CONFIG_TEXT`) run on every array index with
+/// `AWS_BATCH_JOB_ARRAY_INDEX` and `AWS_BATCH_JOB_ARRAY_SIZE` set as AWS Batch sets them, then
+/// the reduce job's command, from an empty folder.
+#[test]
+fn the_aws_batch_files_validate_and_run_as_shipped() {
+    let dir = repo_root().join("deploy/aws-batch");
+    let python = python_tool(BOTOCORE, "python");
+    let check = |files: &[std::path::PathBuf]| {
+        std::process::Command::new(&python)
+            .arg(repo_root().join("scripts/deploy_check.py"))
+            .arg("batch")
+            .args(files)
+            .output()
+            .unwrap()
+    };
+    let files = ["job-definition.json", "map-job.json", "reduce-job.json"].map(|f| dir.join(f));
+    let out = check(&files);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("map-job.json");
+    let text = std::fs::read_to_string(&files[1]).unwrap();
+    std::fs::write(
+        &bad,
+        text.replace("\"arrayProperties\"", "\"arrayProperty\""),
+    )
+    .unwrap();
+    let out = check(&[files[0].clone(), bad]);
+    assert!(!out.status.success());
+    assert!(stdout(&out).contains("arrayProperty"), "{}", stdout(&out));
+
+    let read = |f: &std::path::PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap()
+    };
+    let (definition, map_job, reduce_job) = (read(&files[0]), read(&files[1]), read(&files[2]));
+    let container = &definition["containerProperties"];
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    let map_command = strings(&container["command"]);
+    let reduce_command = strings(&reduce_job["containerOverrides"]["command"]);
+    let size = map_job["arrayProperties"]["size"].as_u64().unwrap() as u32;
+    assert!(
+        reduce_command
+            .windows(2)
+            .any(|w| w == ["--shards", &size.to_string()])
+    );
+    let config = container["environment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "EVALWATCH_CONFIG_TEXT")
+        .and_then(|e| e["value"].as_str())
+        .expect("the config in the environment")
+        .to_string();
+    assert_eq!(config, shipped_config(), "one config for both engines");
+    let warehouse = tmp.path().join("warehouse");
+    let local = localize(&config, &warehouse);
+    let empty = tmp.path().join("work");
+    std::fs::create_dir_all(&empty).unwrap();
+    let container = |command: &[String]| {
+        let mut cmd = evalwatch();
+        cmd.current_dir(&empty)
+            .env("EVALWATCH_CONFIG_TEXT", &local)
+            .args(command);
+        cmd
+    };
+    map_then_reduce(
+        size,
+        |i| {
+            let mut cmd = container(&map_command);
+            cmd.env("AWS_BATCH_JOB_ARRAY_INDEX", i.to_string())
+                .env("AWS_BATCH_JOB_ARRAY_SIZE", size.to_string());
+            cmd
+        },
+        container(&reduce_command),
+        &warehouse,
+    );
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
 }
 
 /// Built-in rubrics by name wherever a rubric is taken, from a folder without `rubrics/`.

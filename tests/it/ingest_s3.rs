@@ -5,58 +5,6 @@ use std::path::Path;
 
 use crate::support::*;
 
-/// Uploads the sample files under `days` (e.g. `2026/10/03`) for both components to
-/// `s3://bucket/prefix/...`; returns how many lines they hold.
-async fn upload_sample_days(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    prefix: &str,
-    days: &[&str],
-) -> usize {
-    let mut lines = 0;
-    for component in ["chat-a", "chat-b"] {
-        for day in days {
-            let dir = sample_capture().join(format!("assistant-prod/{component}/{day}"));
-            for file in files_under(&dir) {
-                let rel = file.strip_prefix(sample_capture()).unwrap();
-                let body = std::fs::read(&file).unwrap();
-                lines += String::from_utf8_lossy(&body).lines().count();
-                put(s3, bucket, &format!("{prefix}/{}", rel.display()), body).await;
-            }
-        }
-    }
-    lines
-}
-
-/// Copies every object under `prefix` of a bucket into `dir`, keeping the key layout.
-async fn download(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str, dir: &Path) -> usize {
-    let mut n = 0;
-    let mut pages = s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(prefix)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        for object in page.unwrap().contents() {
-            let key = object.key().unwrap();
-            let body = s3
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .unwrap();
-            let bytes = body.body.collect().await.unwrap().into_bytes();
-            let path = dir.join(key.strip_prefix(prefix).unwrap().trim_start_matches('/'));
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, bytes).unwrap();
-            n += 1;
-        }
-    }
-    n
-}
-
 /// `evalwatch --config CONFIG --warehouse DIR ingest`.
 fn ingest_into(config: &Path, warehouse: &Path) -> std::process::Output {
     run(evalwatch()
@@ -136,7 +84,10 @@ fn s3_source_into_an_s3_warehouse_is_incremental_and_replaces_changed_objects() 
     // One manifest file per endpoint/component folder and day, written by the unsharded ingest.
     let manifests = files_under(&copy.path().join("state/ingest/manifest"));
     assert!(!manifests.is_empty());
-    assert!(manifests.iter().all(|p| p.ends_with("0-of-1.json")), "{manifests:?}");
+    assert!(
+        manifests.iter().all(|p| p.ends_with("0-of-1.json")),
+        "{manifests:?}"
+    );
     let from_s3 = read_table(copy.path(), "captures");
     let from_local = read_table(local_wh.path(), "captures");
     assert_eq!(from_s3.height() as u64, count(&summary, "rows"));

@@ -17,5 +17,6 @@ mod run;
 mod score;
 mod score_llm;
 mod sensitivity;
+mod shards;
 mod support;
 mod telemetry;

@@ -31,6 +31,11 @@ pub fn sample_capture() -> PathBuf {
 pub fn evalwatch() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_evalwatch"));
     cmd.env_remove("EVALWATCH_CONFIG")
+        .env_remove("EVALWATCH_CONFIG_TEXT")
+        .env_remove("EVALWATCH_SHARDS")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .env_remove("AWS_BATCH_JOB_ARRAY_INDEX")
+        .env_remove("AWS_BATCH_JOB_ARRAY_SIZE")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -177,6 +182,9 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 /// `kubernetes-validate` (PyPI), the Kubernetes schemas of the manifests' API versions.
 pub const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
+
+/// `botocore` (PyPI), the AWS service models `aws ... --cli-input-json` validates against.
+pub const BOTOCORE: &str = "botocore==1.44.5";
 
 /// The executable `bin` of the PyPI package `requirement` (`name==version`), installed on first
 /// use into `target/<name>-venv-<version>`; fails naming what went wrong, never skips.
@@ -376,6 +384,58 @@ pub async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: Vec<u8>
         .send()
         .await
         .unwrap_or_else(|e| panic!("put s3://{bucket}/{key}: {e:?}"));
+}
+
+/// Uploads the sample files under `days` (e.g. `2026/10/03`) for both components to
+/// `s3://bucket/prefix/...`; returns how many lines they hold.
+pub async fn upload_sample_days(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+    days: &[&str],
+) -> usize {
+    let mut lines = 0;
+    for component in ["chat-a", "chat-b"] {
+        for day in days {
+            let dir = sample_capture().join(format!("assistant-prod/{component}/{day}"));
+            for file in files_under(&dir) {
+                let rel = file.strip_prefix(sample_capture()).unwrap();
+                let body = std::fs::read(&file).unwrap();
+                lines += String::from_utf8_lossy(&body).lines().count();
+                put(s3, bucket, &format!("{prefix}/{}", rel.display()), body).await;
+            }
+        }
+    }
+    lines
+}
+
+/// Copies every object under `prefix` of a bucket into `dir`, keeping the key layout.
+pub async fn download(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str, dir: &Path) -> usize {
+    let mut n = 0;
+    let mut pages = s3
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for object in page.unwrap().contents() {
+            let key = object.key().unwrap();
+            let body = s3
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            let bytes = body.body.collect().await.unwrap().into_bytes();
+            let path = dir.join(key.strip_prefix(prefix).unwrap().trim_start_matches('/'));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+            n += 1;
+        }
+    }
+    n
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
