@@ -8,6 +8,7 @@ pub mod analyse;
 pub mod aws;
 pub mod calibrate;
 pub mod catalog;
+pub mod compact;
 pub mod compare;
 pub mod config;
 pub mod context;

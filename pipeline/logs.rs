@@ -251,6 +251,13 @@ pub fn score(summary: &ScoreSummary) {
 
 /// The ingest summary for people, on stderr (the JSON goes to stdout).
 pub fn ingest(summary: &IngestSummary) {
+    if let Some(shard) = &summary.shard {
+        tracing::info!(
+            "ingest: shard {shard}: {} of {} objects listed are other shards'",
+            summary.objects_other_shards,
+            summary.objects_listed
+        );
+    }
     tracing::info!(
         "ingest: {} objects read ({} unchanged, {} failed), {} lines -> {} rows, {} quarantined, \
          {} outside the window, {:.1} MB/s",
@@ -373,4 +380,19 @@ pub fn plan(s: &crate::analyse::plan::PlanSummary) {
             ),
         }
     }
+}
+
+pub fn compact(summary: &crate::compact::CompactSummary) {
+    tracing::info!(
+        "compact: {} of {} partitions compacted, {} parts merged into {} ({} rows, {:.1} MB -> \
+         {:.1} MB) in {:.1}s",
+        summary.partitions_compacted,
+        summary.partitions,
+        summary.parts_merged,
+        summary.parts_written,
+        summary.rows,
+        summary.bytes_before as f64 / 1e6,
+        summary.bytes_after as f64 / 1e6,
+        summary.seconds
+    );
 }

@@ -97,6 +97,9 @@ enum Command {
     /// The warehouse's tables as SQL for query engines: `--athena` prints `CREATE EXTERNAL
     /// TABLE` statements with partition projection (Athena; Trino and Spark through Glue).
     Catalog(CatalogArgs),
+    /// Merge each `captures` partition's small parts (one per capture object) into one; readers
+    /// never see a capture twice or not at all, and re-ingest keeps replacing changed objects.
+    Compact(CompactArgs),
     /// Check, show, hash or lock rubric files (rubrics/*.toml).
     #[command(subcommand)]
     Rubric(RubricCommand),
@@ -399,6 +402,19 @@ struct CompareArgs {
     /// (`--pairwise` alone: `pairwise.toml` beside the rubric).
     #[arg(long, num_args = 0..=1)]
     pairwise: Option<Option<PathBuf>>,
+}
+
+#[derive(Args)]
+struct CompactArgs {
+    /// Partitions of these dates only. Without them every date.
+    #[command(flatten)]
+    window: WindowArgs,
+    /// Only this model's partitions.
+    #[arg(long)]
+    model: Option<String>,
+    /// Parts of at least this many MiB are left as they are.
+    #[arg(long, default_value_t = 32)]
+    max_part_mib: u64,
 }
 
 #[derive(Args)]
@@ -943,6 +959,25 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let summary = with_writer_lock(&ctx, "calibrate", None, work).await?;
             evalwatch::logs::calibrate(&summary);
             println!("{}", serde_json::json!({ "calibrate": summary }));
+            Ok(0)
+        }
+        Command::Compact(args) => {
+            let window = window_flags(&args.window)?;
+            let ctx = Ctx::new(config, today).await.with_wait_lock(wait_lock);
+            let job = evalwatch::compact::CompactJob {
+                window,
+                model: args.model.clone(),
+                max_part_bytes: args.max_part_mib << 20,
+                compression: ctx.config.compression,
+            };
+            let work = async {
+                evalwatch::compact::compact(job, &ctx.warehouse)
+                    .await
+                    .context("compact failed")
+            };
+            let summary = with_writer_lock(&ctx, "compact", None, work).await?;
+            evalwatch::logs::compact(&summary);
+            println!("{}", serde_json::json!({ "compact": summary }));
             Ok(0)
         }
         Command::Catalog(args) => {

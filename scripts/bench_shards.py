@@ -11,7 +11,7 @@ all unchanged: that run is pure planning (listing, manifest groups, comparisons)
 the process's maximum RSS (`/usr/bin/time -v`).
 
 Sharded ingest: the bundled sample's capture files copied under 20 components x 14 days (6,720
-objects, real content), ingested into a fresh warehouse by 1 process, then by 2 and by 4 shard
+objects, real content, each file's lines repeated --repeat times), ingested into a fresh warehouse by 1 process, then by 2 and by 4 shard
 processes started together (`ingest --shard I/N`); wall time is from the first start to the last
 exit. Data lives under --work (default /tmp/evalwatch-bench-shards) and is reused.
 """
@@ -57,10 +57,10 @@ def make_empty_source(path, n):
     return count
 
 
-def make_real_source(path):
+def make_real_source(path, repeat):
     marker = path / ".complete"
-    if marker.exists():
-        return int(marker.read_text())
+    if marker.exists() and marker.read_text().startswith(f"{repeat}:"):
+        return int(marker.read_text().split(":")[1])
     shutil.rmtree(path, ignore_errors=True)
     days = sorted((SAMPLE / "chat-a" / "2026" / "10").iterdir())
     count = 0
@@ -72,9 +72,9 @@ def make_real_source(path):
                 target.mkdir(parents=True, exist_ok=True)
                 source_hour = SAMPLE / component / "2026" / "10" / day.name / hour.name
                 for file in source_hour.iterdir():
-                    shutil.copyfile(file, target / file.name)
+                    (target / file.name).write_bytes(file.read_bytes() * repeat)
                     count += 1
-    marker.write_text(str(count))
+    marker.write_text(f"{repeat}:{count}")
     return count
 
 
@@ -103,6 +103,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--work", default="/tmp/evalwatch-bench-shards")
+    parser.add_argument("--repeat", type=int, default=10, help="copies of each sample file's lines per object")
     args = parser.parse_args()
     if not BIN.exists():
         sys.exit(f"{BIN} is missing: run `cargo build --release` first")
@@ -112,7 +113,7 @@ def main():
     print("## Planning: ingest of N empty objects, then again with all unchanged\n")
     print("| objects | manifest files | manifest MiB | first run s | first run peak MiB | unchanged run s | unchanged run peak MiB |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
-    for n in [int(s) for s in args.sizes.split(",")]:
+    for n in [int(s) for s in args.sizes.split(",") if s]:
         source = work / f"empty-{n}"
         objects = make_empty_source(source, n)
         warehouse = work / f"wh-empty-{n}"
@@ -128,7 +129,7 @@ def main():
         shutil.rmtree(warehouse, ignore_errors=True)
 
     source = work / "real"
-    objects = make_real_source(source)
+    objects = make_real_source(source, args.repeat)
     size = sum(f.stat().st_size for f in source.rglob("*.jsonl"))
     print(f"\n## Ingest of {objects:,} capture objects ({size / 2**20:.0f} MiB) by N shard processes at once\n")
     print("| shard processes | wall s | speed-up | rows |")

@@ -24,6 +24,8 @@ pub enum LoadError {
     Read { key: String, message: String },
     #[error(transparent)]
     Part(#[from] crate::table::PartError),
+    #[error(transparent)]
+    Compact(#[from] crate::compact::CompactError),
 }
 
 /// What one model did on one day. Every value vector but `captured_at` and the telemetry ones
@@ -484,7 +486,7 @@ pub async fn load_captures(
 ) -> Result<(), LoadError> {
     read_parts(
         warehouse,
-        warehouse.list("captures/").await?,
+        crate::compact::captures(warehouse).await?,
         days,
         CAPTURE_COLUMNS,
         |df, _| capture_part(&df),

@@ -55,6 +55,8 @@ pub enum CalibrateError {
     #[error(transparent)]
     Part(#[from] crate::table::PartError),
     #[error(transparent)]
+    Compact(#[from] crate::compact::CompactError),
+    #[error(transparent)]
     Score(#[from] crate::score::ScoreError),
     #[error(transparent)]
     Preferences(#[from] crate::compare::CompareError),
@@ -198,10 +200,7 @@ async fn capture_texts(
         (schema::captures::PROMPT, DataType::String),
         (schema::captures::RESPONSE, DataType::String),
     ];
-    for key in warehouse
-        .list(&format!("{}/", schema::captures::TABLE))
-        .await?
-    {
+    for key in crate::compact::captures(warehouse).await? {
         let Some(df) = read_key(warehouse, &key, &columns).await? else {
             continue;
         };

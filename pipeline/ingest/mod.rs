@@ -52,6 +52,8 @@ pub enum IngestError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
+    #[error(transparent)]
+    Compact(#[from] crate::compact::CompactError),
 }
 
 /// What to ingest. Built by the caller from config and flags.
@@ -141,6 +143,9 @@ pub async fn ingest(job: IngestJob, warehouse: &Warehouse) -> Result<IngestSumma
     let started = Instant::now();
     let shard = job.shard.unwrap_or(Shard::WHOLE);
     Groups::migrate(warehouse).await?;
+    crate::compact::finish_pending(warehouse).await?;
+    // Partitions whose rows sit in compacted parts: a re-read object's old rows leave them.
+    let compacted = crate::compact::compacted_folders(warehouse).await?;
     let mut summary = IngestSummary {
         source: job.source.root_uri(),
         warehouse: warehouse.root_uri(),
@@ -191,7 +196,14 @@ pub async fn ingest(job: IngestJob, warehouse: &Warehouse) -> Result<IngestSumma
         };
         while running.len() >= workers {
             if let Some(done) = running.join_next().await {
-                finish(done, &mut groups, &mut summary, warehouse).await?;
+                finish(
+                    done,
+                    &mut groups,
+                    &mut summary,
+                    warehouse,
+                    (&compacted, job.compression),
+                )
+                .await?;
             }
         }
         groups.begin(&folder);
@@ -217,7 +229,14 @@ pub async fn ingest(job: IngestJob, warehouse: &Warehouse) -> Result<IngestSumma
         }
     }
     while let Some(done) = running.join_next().await {
-        finish(done, &mut groups, &mut summary, warehouse).await?;
+        finish(
+            done,
+            &mut groups,
+            &mut summary,
+            warehouse,
+            (&compacted, job.compression),
+        )
+        .await?;
     }
     match walker.await {
         Ok(Ok(())) => {}
@@ -242,13 +261,14 @@ async fn finish(
     groups: &mut Groups,
     summary: &mut IngestSummary,
     warehouse: &Warehouse,
-) -> Result<(), ManifestError> {
+    (compacted, compression): (&BTreeSet<String>, Compression),
+) -> Result<(), IngestError> {
     let (folder, outcome) = match done {
         Ok((folder, Ok(outcome))) => (folder, outcome),
         Ok((folder, Err(failed))) => {
             tracing::error!(object = %failed.uri, error = %failed.error, "ingest: object not read");
             summary.objects_failed.push(failed);
-            return groups.end(warehouse, &folder, None).await;
+            return Ok(groups.end(warehouse, &folder, None).await?);
         }
         Err(e) => {
             // The group stays open (its read count is not known to drop); saved at the end.
@@ -264,6 +284,21 @@ async fn finish(
     let mut stale_failed = false;
     if let Some(old) = groups.get(&folder, &uri) {
         summary.objects_replaced += 1;
+        // Its earlier rows inside compacted parts go as its stale parts do.
+        let folders: BTreeSet<String> = old
+            .parts
+            .iter()
+            .chain(outcome.parts.iter())
+            .filter_map(|p| p.rsplit_once('/').map(|(f, _)| f.to_string()))
+            .filter(|f| compacted.contains(f))
+            .collect();
+        if !folders.is_empty()
+            && let Err(e) =
+                crate::compact::forget_object(warehouse, &folders, &uri, compression).await
+        {
+            tracing::error!(object = %uri, error = %e, "ingest: earlier rows not removed from a compacted part");
+            stale_failed = true;
+        }
         for part in old.parts.iter().filter(|p| !kept.contains(p)) {
             match warehouse.delete(part).await {
                 Ok(()) => summary.parts_removed += 1,
@@ -280,7 +315,7 @@ async fn finish(
             uri,
             error: "re-read, but a part of its previous version could not be removed".into(),
         });
-        return groups.end(warehouse, &folder, None).await;
+        return Ok(groups.end(warehouse, &folder, None).await?);
     }
     summary.objects_read += 1;
     summary.bytes_read += outcome.object.size;
@@ -301,7 +336,7 @@ async fn finish(
         parts: outcome.parts,
         ingested_at: Utc::now().to_rfc3339(),
     };
-    groups.end(warehouse, &folder, Some((uri, entry))).await
+    Ok(groups.end(warehouse, &folder, Some((uri, entry))).await?)
 }
 
 /// Why one read of an object stopped.

@@ -214,9 +214,7 @@ pub(super) async fn score_jury(
     if job.dry_run {
         return Ok(summary);
     }
-    let keys = warehouse
-        .list(&format!("{}/", schema::captures::TABLE))
-        .await?;
+    let keys = crate::compact::captures(warehouse).await?;
     for partition in partitions(&keys, &job) {
         let folder = current::folder(&job.rubric.key(), &partition.model_segment, partition.date);
         let listing = warehouse.list(&format!("{folder}/")).await?;

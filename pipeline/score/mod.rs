@@ -55,6 +55,8 @@ pub enum ScoreError {
     Rubric(#[from] current::RubricCheckError),
     #[error(transparent)]
     Part(#[from] crate::table::PartError),
+    #[error(transparent)]
+    Compact(#[from] crate::compact::CompactError),
     /// The judge cannot be used at all: stopped before the first call.
     #[error("the judge `{judge}` cannot be called: {message}")]
     Unusable {
@@ -780,7 +782,7 @@ pub async fn score(
         params_hash: params_hash.clone(),
     };
     current::check_rubric(warehouse, &job.rubric, job.dry_run).await?;
-    let keys = warehouse.list("captures/").await?;
+    let keys = crate::compact::captures(warehouse).await?;
     let wanted = partitions(&keys, &job);
     tracing::info!(rubric = %job.rubric.key(), judge = %judge_id, partitions = wanted.len(), dry_run = job.dry_run, "score: starting");
 

@@ -4,6 +4,7 @@
 mod analyse;
 mod calibrate;
 mod cli;
+mod compact;
 mod compare;
 mod deploy;
 mod ingest_local;

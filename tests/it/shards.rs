@@ -94,27 +94,6 @@ fn tables(s3: &aws_sdk_s3::Client, bucket: &str) -> tempfile::TempDir {
     dir
 }
 
-/// A table's rows as sorted text, on the given columns.
-fn rows(warehouse: &Path, table: &str, columns: &[&str]) -> Vec<String> {
-    let df = read_table(warehouse, table);
-    let df = df
-        .select(columns.iter().copied())
-        .unwrap_or_else(|e| panic!("{table}: {e}"));
-    let mut out: Vec<String> = (0..df.height())
-        .map(|i| {
-            df.get_row(i)
-                .unwrap()
-                .0
-                .iter()
-                .map(|v| v.to_string())
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 /// The columns of `aggregates` that say what was measured (not when).
 fn measured_columns(warehouse: &Path) -> Vec<String> {
     read_table(warehouse, "aggregates")

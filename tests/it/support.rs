@@ -142,6 +142,27 @@ pub fn strings(df: &DataFrame, column: &str) -> Vec<String> {
         .collect()
 }
 
+/// A table's rows as sorted text, on the given columns.
+pub fn rows(warehouse: &Path, table: &str, columns: &[&str]) -> Vec<String> {
+    let df = read_table(warehouse, table);
+    let df = df
+        .select(columns.iter().copied())
+        .unwrap_or_else(|e| panic!("{table}: {e}"));
+    let mut out: Vec<String> = (0..df.height())
+        .map(|i| {
+            df.get_row(i)
+                .unwrap()
+                .0
+                .iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// Copies a folder tree.
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
