@@ -103,6 +103,70 @@ fn the_cronjob_runs_as_shipped_from_an_empty_folder() {
     );
 }
 
+/// The image, built from the repository's `Dockerfile` with podman, runs the nightly job with
+/// only its config mounted (and a folder for the warehouse). It needs podman (`apt-get install
+/// podman`) and access to docker.io for the base images; the CI machine has no registry access,
+/// so it runs by hand (`cargo test --test it -- --ignored the_image`). What the image holds (the
+/// binary alone, run from an empty folder with a mounted config) is checked on every run by
+/// `the_cronjob_runs_as_shipped_from_an_empty_folder`.
+#[test]
+#[ignore = "builds the container image: needs podman and access to docker.io; run by hand"]
+fn the_image_builds_and_runs_the_nightly_job() {
+    let podman = |args: &[&str]| {
+        std::process::Command::new("podman")
+            .args(args)
+            .current_dir(repo_root())
+            .output()
+            .unwrap_or_else(|e| panic!("podman cannot run ({e}): apt-get install podman"))
+    };
+    let tag = "localhost/evalwatch-test:latest";
+    let out = podman(&["build", "--network=host", "-t", tag, "."]);
+    assert!(out.status.success(), "podman build: {}", stderr(&out));
+    let root = tempfile::tempdir().unwrap();
+    let (etc, warehouse) = (root.path().join("etc"), root.path().join("warehouse"));
+    for dir in [&etc, &warehouse] {
+        std::fs::create_dir_all(dir).unwrap();
+        // The image runs as an unprivileged user.
+        std::process::Command::new("chmod")
+            .arg("777")
+            .arg(dir)
+            .status()
+            .unwrap();
+    }
+    let config = localize(&shipped_config(), std::path::Path::new("/data/warehouse"))
+        .replace(&sample_capture().display().to_string(), "/data/capture");
+    std::fs::write(etc.join("evalwatch.toml"), config).unwrap();
+    let mount =
+        |from: &std::path::Path, to: &str, mode: &str| format!("{}:{to}:{mode}", from.display());
+    let out = podman(&[
+        "run",
+        "--rm",
+        "-v",
+        &mount(&etc, "/etc/evalwatch", "ro"),
+        "-v",
+        &mount(&sample_capture(), "/data/capture", "ro"),
+        "-v",
+        &mount(&warehouse, "/data/warehouse", "rw"),
+        tag,
+        "--config",
+        "/etc/evalwatch/evalwatch.toml",
+        "run",
+        "--since",
+        "2026-10-01",
+        "--until",
+        "2026-10-14",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(!parts_of(&warehouse, "scores").is_empty());
+}
+
+fn parts_of(warehouse: &std::path::Path, table: &str) -> Vec<std::path::PathBuf> {
+    files_under(&warehouse.join(table))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect()
+}
+
 /// A container of a shipped Job, as `scripts/deploy_check.py workloads` reads it with PyYAML.
 #[derive(serde::Deserialize)]
 struct Workload {
@@ -380,6 +444,17 @@ fn the_athena_catalog_matches_what_the_writers_wrote() {
             "`date` date",
         ),
     ];
+    // A second reader of the same layout: DuckDB's hive-partitioned Parquet reader.
+    let python = python_tool(DUCKDB, "python");
+    let out = std::process::Command::new(python)
+        .arg(repo_root().join("scripts/duckdb_columns.py"))
+        .arg(wh.path())
+        .args(tables.iter().map(|(t, _, _)| *t))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let duckdb: std::collections::BTreeMap<String, Vec<(String, String)>> =
+        serde_json::from_slice(&out.stdout).unwrap();
     for (table, declared, partitions) in tables {
         let start = ddl
             .find(&format!(
@@ -417,6 +492,29 @@ fn the_athena_catalog_matches_what_the_writers_wrote() {
             .map(|(n, t)| (n.to_string(), evalwatch::catalog::hive_type(t)))
             .collect();
         assert_eq!(columns, written, "{table}");
+        // DuckDB reads the same columns, of the same kinds, then the partition keys (in an order
+        // of its own).
+        let mut keys: Vec<(String, String)> = partitions
+            .split(", ")
+            .map(|key| {
+                let (name, kind) = key.split_once(' ').unwrap();
+                (name.trim_matches('`').to_string(), kind.to_string())
+            })
+            .collect();
+        let read: Vec<(String, String)> = duckdb[table]
+            .iter()
+            .map(|(name, kind)| (name.clone(), hive_of_duckdb(kind)))
+            .collect();
+        let (file_columns, key_columns) = read.split_at(columns.len().min(read.len()));
+        assert_eq!(
+            file_columns,
+            columns.as_slice(),
+            "{table}: DuckDB's columns"
+        );
+        let mut key_columns = key_columns.to_vec();
+        key_columns.sort();
+        keys.sort();
+        assert_eq!(key_columns, keys, "{table}: DuckDB's partition keys");
         let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
         for column in declared {
             assert!(
@@ -436,6 +534,27 @@ fn the_athena_catalog_matches_what_the_writers_wrote() {
         ddl.contains("no part written yet"),
         "calibration has none: {ddl}"
     );
+}
+
+/// The Hive type of a DuckDB column type, as `catalog --athena` names it.
+fn hive_of_duckdb(kind: &str) -> String {
+    if let Some(inner) = kind.strip_suffix("[]") {
+        return format!("array<{}>", hive_of_duckdb(inner));
+    }
+    match kind {
+        "VARCHAR" => "string",
+        "BOOLEAN" => "boolean",
+        "TINYINT" => "tinyint",
+        "SMALLINT" => "smallint",
+        "INTEGER" | "UTINYINT" | "USMALLINT" => "int",
+        "BIGINT" | "UINTEGER" | "UBIGINT" => "bigint",
+        "FLOAT" => "float",
+        "DOUBLE" => "double",
+        "DATE" => "date",
+        k if k.starts_with("TIMESTAMP") => "timestamp",
+        other => other,
+    }
+    .to_string()
 }
 
 /// Every manifest in `deploy/kubernetes/` validates against the Kubernetes schemas

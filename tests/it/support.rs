@@ -204,6 +204,9 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// `kubernetes-validate` (PyPI), the Kubernetes schemas of the manifests' API versions.
 pub const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
 
+/// `duckdb` (PyPI), a second reader of the warehouse's layout.
+pub const DUCKDB: &str = "duckdb==2.0.0";
+
 /// `botocore` (PyPI), the AWS service models `aws ... --cli-input-json` validates against.
 pub const BOTOCORE: &str = "botocore==1.44.5";
 
