@@ -258,34 +258,51 @@ fn claim(path: &std::path::Path, file: &mut std::fs::File, me: &Holder) -> Resul
 fn acquire_local(root: &std::path::Path, me: &Holder) -> Result<WriterLock, LockError> {
     let path = root.join(key(true));
     let mut file = open_lock_file(&path)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let shards = local_shard_holders(root);
-            let holder = if shards.is_empty() {
-                named_in(&mut file, "a process that has not written its name yet")
-            } else {
-                format!("the shards of a map step: {}", shards.join("; "))
-            };
-            return Err(LockError::Held {
-                holder,
-                uri: path.display().to_string(),
-                hint: "",
-            });
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(LockError::Io {
-                uri: path.display().to_string(),
-                source: e,
-            });
-        }
+    if !os_lock(&file, &path, false)? {
+        let shards = local_shard_holders(root);
+        let holder = if shards.is_empty() {
+            named_in(&mut file, "a process that has not written its name yet")
+        } else {
+            format!("the shards of a map step: {}", shards.join("; "))
+        };
+        return Err(LockError::Held {
+            holder,
+            uri: path.display().to_string(),
+            hint: "",
+        });
     }
-    claim(&path, &mut file, me)?;
+    hold(&path, file, None, me)
+}
+
+/// Tries the operating system's lock on `file` (shared or exclusive); `false` when another
+/// process holds it.
+fn os_lock(file: &std::fs::File, path: &std::path::Path, shared: bool) -> Result<bool, LockError> {
+    let attempt = if shared {
+        file.try_lock_shared()
+    } else {
+        file.try_lock()
+    };
+    match attempt {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(source)) => Err(LockError::Io {
+            uri: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// The lock held in `file` (our name written into it), with the writer lock held shared for a
+/// shard.
+fn hold(
+    path: &std::path::Path,
+    mut file: std::fs::File,
+    shared: Option<std::fs::File>,
+    me: &Holder,
+) -> Result<WriterLock, LockError> {
+    claim(path, &mut file, me)?;
     Ok(WriterLock {
-        inner: Inner::Local {
-            held: file,
-            shared: None,
-        },
+        inner: Inner::Local { held: file, shared },
     })
 }
 
@@ -301,41 +318,17 @@ fn acquire_local_shard(
         uri: path.display().to_string(),
         hint: "",
     };
-    match writer.try_lock_shared() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let holder = named_in(&mut writer, "an unsharded writer");
-            return Err(held(&writer_path, holder));
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(LockError::Io {
-                uri: writer_path.display().to_string(),
-                source: e,
-            });
-        }
+    if !os_lock(&writer, &writer_path, true)? {
+        let holder = named_in(&mut writer, "an unsharded writer");
+        return Err(held(&writer_path, holder));
     }
     let path = root.join(shard_key(shard, true));
     let mut file = open_lock_file(&path)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let holder = named_in(&mut file, "a process that has not written its name yet");
-            return Err(held(&path, format!("shard {shard}: {holder}")));
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(LockError::Io {
-                uri: path.display().to_string(),
-                source: e,
-            });
-        }
+    if !os_lock(&file, &path, false)? {
+        let holder = named_in(&mut file, "a process that has not written its name yet");
+        return Err(held(&path, format!("shard {shard}: {holder}")));
     }
-    claim(&path, &mut file, me)?;
-    Ok(WriterLock {
-        inner: Inner::Local {
-            held: file,
-            shared: Some(writer),
-        },
-    })
+    hold(&path, file, Some(writer), me)
 }
 
 /// The holder named by the S3 lock at `key`, if it is live (its heartbeat is recent).

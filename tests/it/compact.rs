@@ -7,10 +7,7 @@ use crate::support::*;
 const CAPTURES: [&str; 4] = ["request_id", "content_hash", "source_uri", "source_line"];
 
 fn parts(warehouse: &std::path::Path) -> Vec<std::path::PathBuf> {
-    files_under(&warehouse.join("captures"))
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .collect()
+    parquet_under(&warehouse.join("captures"))
 }
 
 #[test]

@@ -157,14 +157,7 @@ fn the_image_builds_and_runs_the_nightly_job() {
         "2026-10-14",
     ]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(!parts_of(&warehouse, "scores").is_empty());
-}
-
-fn parts_of(warehouse: &std::path::Path, table: &str) -> Vec<std::path::PathBuf> {
-    files_under(&warehouse.join(table))
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .collect()
+    assert!(!parquet_under(&warehouse.join("scores")).is_empty());
 }
 
 /// A container of a shipped Job, as `scripts/deploy_check.py workloads` reads it with PyYAML.
@@ -478,10 +471,7 @@ fn the_athena_catalog_matches_what_the_writers_wrote() {
             "{table}"
         );
         // The writers' columns, as a part holds them.
-        let part = files_under(&wh.path().join(table))
-            .into_iter()
-            .find(|p| p.extension().is_some_and(|e| e == "parquet"))
-            .unwrap();
+        let part = parquet_under(&wh.path().join(table)).remove(0);
         use polars::prelude::SerReader;
         let df = polars::prelude::ParquetReader::new(std::fs::File::open(&part).unwrap())
             .finish()

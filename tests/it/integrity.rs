@@ -11,10 +11,7 @@ use crate::support::*;
 
 /// Every `part-*.parquet` under `scores/`, as paths relative to the warehouse.
 fn score_parts(wh: &Path) -> Vec<std::path::PathBuf> {
-    files_under(&wh.join("scores"))
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .collect()
+    parquet_under(&wh.join("scores"))
 }
 
 #[test]

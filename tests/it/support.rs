@@ -177,6 +177,14 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// Every Parquet part under `dir`, sorted.
+pub fn parquet_under(dir: &Path) -> Vec<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect()
+}
+
 /// Every file under `dir`, sorted.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
