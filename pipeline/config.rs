@@ -297,6 +297,18 @@ pub struct RawJudge {
     pub input_usd_per_million_tokens: Option<f64>,
     /// USD per million output tokens.
     pub output_usd_per_million_tokens: Option<f64>,
+    /// Bedrock: put a cache point after the rubric's instructions (and the tool definition), so
+    /// the model reads them from its prompt cache on every call after the first, on the models
+    /// in `prompt-cache-models`. Default: true.
+    pub prompt_caching: Option<bool>,
+    /// Bedrock model ids (or parts of them) that support prompt caching through Converse.
+    /// Default: the Claude and Nova models Bedrock documents (see the README).
+    pub prompt_cache_models: Option<Vec<String>>,
+    /// USD per million input tokens read from the prompt cache. Required with prices when
+    /// prompt caching is on for the judge's model.
+    pub cache_read_usd_per_million_tokens: Option<f64>,
+    /// USD per million input tokens written to the prompt cache.
+    pub cache_write_usd_per_million_tokens: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -588,15 +600,53 @@ impl JuryAggregate {
 pub struct Prices {
     pub input_usd_per_million: f64,
     pub output_usd_per_million: f64,
+    /// Input tokens read from, and written to, the prompt cache (where the model caches).
+    pub cache_read_usd_per_million: Option<f64>,
+    pub cache_write_usd_per_million: Option<f64>,
 }
 
 impl Prices {
     pub fn cost(&self, input_tokens: u64, output_tokens: u64) -> f64 {
+        self.cost_cached(input_tokens, output_tokens, 0, 0)
+    }
+
+    /// The cost of a call that also read and wrote prompt-cache tokens (`input_tokens` are the
+    /// others, as Bedrock reports them). Cache tokens without a cache price cost the input price.
+    pub fn cost_cached(
+        &self,
+        input_tokens: u64,
+        output_tokens: u64,
+        cache_read_tokens: u64,
+        cache_write_tokens: u64,
+    ) -> f64 {
+        let read = self
+            .cache_read_usd_per_million
+            .unwrap_or(self.input_usd_per_million);
+        let write = self
+            .cache_write_usd_per_million
+            .unwrap_or(self.input_usd_per_million);
         (input_tokens as f64 * self.input_usd_per_million
-            + output_tokens as f64 * self.output_usd_per_million)
+            + output_tokens as f64 * self.output_usd_per_million
+            + cache_read_tokens as f64 * read
+            + cache_write_tokens as f64 * write)
             / 1e6
     }
 }
+
+/// The Bedrock models whose Converse requests take a cache point (Bedrock's prompt caching
+/// documentation, November 2026): matched as parts of the model id, so inference profiles
+/// (`us.`, `global.`) match too. `judge.prompt-cache-models` replaces the list.
+pub const PROMPT_CACHE_MODELS: &[&str] = &[
+    "anthropic.claude-3-7-sonnet",
+    "anthropic.claude-3-5-haiku",
+    "anthropic.claude-sonnet-4",
+    "anthropic.claude-opus-4",
+    "anthropic.claude-haiku-4",
+    "amazon.nova-micro",
+    "amazon.nova-lite",
+    "amazon.nova-pro",
+    "amazon.nova-premier",
+];
 
 /// The judge and how calls to it are paced.
 #[derive(Debug, Clone, PartialEq)]
@@ -621,6 +671,23 @@ pub struct JudgeSettings {
     /// A jury's members (`--judge` syntax) and how their levels combine.
     pub jury: Vec<String>,
     pub jury_aggregate: JuryAggregate,
+    /// `judge.prompt-caching` and the models it applies to.
+    pub prompt_caching: bool,
+    pub prompt_cache_models: Vec<String>,
+}
+
+impl JudgeSettings {
+    /// Whether calls to this judge put a cache point after the rubric's instructions: a Bedrock
+    /// judge, caching on, its model in the list.
+    pub fn caches_prompt(&self) -> bool {
+        self.kind == JudgeKind::Bedrock
+            && self.prompt_caching
+            && self.model.as_deref().is_some_and(|model| {
+                self.prompt_cache_models
+                    .iter()
+                    .any(|m| !m.is_empty() && model.contains(m.as_str()))
+            })
+    }
 }
 
 impl JudgeSettings {
@@ -708,6 +775,18 @@ fn check_judge(judge: &JudgeSettings) -> Result<(), (&'static str, String)> {
                         ),
                     ));
                 }
+            }
+            if judge.caches_prompt()
+                && let Some(prices) = &judge.prices
+                && (prices.cache_read_usd_per_million.is_none()
+                    || prices.cache_write_usd_per_million.is_none())
+            {
+                return Err((
+                    "judge.cache-read-usd-per-million-tokens",
+                    format!(
+                        "prompt caching is on for `{model}`, so its prices need                          `cache-read-usd-per-million-tokens` and                          `cache-write-usd-per-million-tokens` too (or set `prompt-caching =                          false`)"
+                    ),
+                ));
             }
             if !judge.allow_unpinned && !is_pinned(judge.kind, model) {
                 return Err((
@@ -1492,6 +1571,14 @@ fn validate_judge(raw: RawJudge) -> Result<JudgeSettings, (&'static str, String)
         (Some(i), Some(o)) if i >= 0.0 && o >= 0.0 => Some(Prices {
             input_usd_per_million: i,
             output_usd_per_million: o,
+            cache_read_usd_per_million: non_negative(
+                "judge.cache-read-usd-per-million-tokens",
+                raw.cache_read_usd_per_million_tokens,
+            )?,
+            cache_write_usd_per_million: non_negative(
+                "judge.cache-write-usd-per-million-tokens",
+                raw.cache_write_usd_per_million_tokens,
+            )?,
         }),
         (Some(_), Some(_)) => {
             return Err((
@@ -1549,9 +1636,23 @@ fn validate_judge(raw: RawJudge) -> Result<JudgeSettings, (&'static str, String)
             }
         },
         prices,
+        prompt_caching: raw.prompt_caching.unwrap_or(true),
+        prompt_cache_models: raw
+            .prompt_cache_models
+            .unwrap_or_else(|| PROMPT_CACHE_MODELS.iter().map(|m| m.to_string()).collect()),
     };
     check_judge(&settings)?;
     Ok(settings)
+}
+
+fn non_negative(
+    key: &'static str,
+    value: Option<f64>,
+) -> Result<Option<f64>, (&'static str, String)> {
+    match value {
+        Some(v) if !(v >= 0.0 && v.is_finite()) => Err((key, format!("{v} is not a price"))),
+        other => Ok(other),
+    }
 }
 
 #[cfg(test)]

@@ -95,6 +95,10 @@ table! {
         JUDGE_LATENCY_MS = "judge_latency_ms",
         INPUT_TOKENS = "input_tokens",
         OUTPUT_TOKENS = "output_tokens",
+        /// Input tokens the judge read from its prompt cache (Bedrock prompt caching), shared
+        /// over the call's dimension rows like the other token counts.
+        CACHE_READ_TOKENS = "cache_read_tokens",
+        CACHE_WRITE_TOKENS = "cache_write_tokens",
         JUDGE_COST_USD = "judge_cost_usd",
         SCORED_AT = "scored_at",
         /// A jury's rows: each member's level, `{"<member judge id>": level, ...}` (JSON); null

@@ -222,8 +222,7 @@ async fn judge_one(
                     protocol::pairwise_user_text(&prompt, &first, &second, repair)
                 })
                 .await;
-                let cost =
-                    prices.map_or(0.0, |p| p.cost(outcome.input_tokens, outcome.output_tokens));
+                let cost = prices.map_or(0.0, |p| outcome.cost(&p));
                 let result = match &outcome.result {
                     Ok(judgments) => match judgments.first() {
                         Some(first) => Ok((

@@ -1,6 +1,13 @@
 //! The Bedrock judge: one `Converse` call per judged pair, temperature 0, with the `record_scores`
 //! tool forced through `toolChoice`. Token counts come from the response's `usage`.
 //!
+//! Prompt caching: on models that support it (`judge.prompt-cache-models`), the system prompt
+//! (the rubric's instructions, the same for every call) ends with a `cachePoint`, so the tool
+//! definition and the instructions before it are read from the model's cache after the first call
+//! (for five minutes after the last hit); only the judged prompt and reply, in the user message,
+//! are new input. The reply's `usage` says how many tokens were read from and written to the
+//! cache; `inputTokens` counts the rest.
+//!
 //! The SDK's own retries are off for this client: the score engine retries with its adaptive
 //! limiter, which has to see every throttle.
 
@@ -10,9 +17,9 @@ use aws_sdk_bedrockruntime::config::http::HttpResponse;
 use aws_sdk_bedrockruntime::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::operation::converse::ConverseError;
 use aws_sdk_bedrockruntime::types::{
-    ContentBlock, ConversationRole, ConverseOutput, InferenceConfiguration, Message,
-    SpecificToolChoice, SystemContentBlock, Tool, ToolChoice, ToolConfiguration, ToolInputSchema,
-    ToolSpecification,
+    CachePointBlock, CachePointType, ContentBlock, ConversationRole, ConverseOutput,
+    InferenceConfiguration, Message, SpecificToolChoice, SystemContentBlock, Tool, ToolChoice,
+    ToolConfiguration, ToolInputSchema, ToolSpecification,
 };
 use aws_smithy_types::{Document, Number};
 use serde_json::Value;
@@ -25,10 +32,16 @@ pub struct BedrockJudge {
     client: aws_sdk_bedrockruntime::Client,
     pub llm: Llm,
     tool_config: ToolConfiguration,
+    /// The system prompt: the rubric's instructions, then a cache point where the model caches.
+    system: Vec<SystemContentBlock>,
 }
 
 impl BedrockJudge {
-    pub fn new(client: aws_sdk_bedrockruntime::Client, llm: Llm) -> Result<BedrockJudge, String> {
+    pub fn new(
+        client: aws_sdk_bedrockruntime::Client,
+        llm: Llm,
+        cache_prompt: bool,
+    ) -> Result<BedrockJudge, String> {
         let prompting = &llm.prompting;
         let spec = ToolSpecification::builder()
             .name(TOOL_NAME)
@@ -45,10 +58,19 @@ impl BedrockJudge {
             .tool_choice(ToolChoice::Tool(choice))
             .build()
             .map_err(|e| e.to_string())?;
+        let mut system = vec![SystemContentBlock::Text(prompting.system.clone())];
+        if cache_prompt {
+            let point = CachePointBlock::builder()
+                .r#type(CachePointType::Default)
+                .build()
+                .map_err(|e| e.to_string())?;
+            system.push(SystemContentBlock::CachePoint(point));
+        }
         Ok(BedrockJudge {
             client,
             llm,
             tool_config,
+            system,
         })
     }
 
@@ -66,7 +88,7 @@ impl BedrockJudge {
             .client
             .converse()
             .model_id(&self.llm.model)
-            .system(SystemContentBlock::Text(self.llm.prompting.system.clone()))
+            .set_system(Some(self.system.clone()))
             .messages(message)
             .inference_config(inference)
             .tool_config(self.tool_config.clone())
@@ -77,6 +99,9 @@ impl BedrockJudge {
         if let Some(usage) = response.usage() {
             reply.input_tokens = u64::try_from(usage.input_tokens()).unwrap_or(0);
             reply.output_tokens = u64::try_from(usage.output_tokens()).unwrap_or(0);
+            let tokens = |n: Option<i32>| n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+            reply.cache_read_tokens = tokens(usage.cache_read_input_tokens());
+            reply.cache_write_tokens = tokens(usage.cache_write_input_tokens());
         }
         if let Some(ConverseOutput::Message(message)) = response.output() {
             for block in message.content() {

@@ -29,8 +29,11 @@ pub struct Reply {
     pub tool_input: Option<Value>,
     /// Any text the judge wrote instead of, or besides, the tool call (for error messages).
     pub text: String,
+    /// Input tokens besides those read from or written to the prompt cache.
     pub input_tokens: u64,
     pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
 }
 
 /// Why one judge call failed.
@@ -170,9 +173,11 @@ impl Judge {
         };
         Ok(match settings.kind {
             JudgeKind::Offline => Judge::Offline,
-            JudgeKind::Bedrock => {
-                Judge::Bedrock(bedrock::BedrockJudge::new(aws.bedrock().await, llm)?)
-            }
+            JudgeKind::Bedrock => Judge::Bedrock(bedrock::BedrockJudge::new(
+                aws.bedrock().await,
+                llm,
+                settings.caches_prompt(),
+            )?),
             JudgeKind::Jury => {
                 return Err("a jury is judged member by member by the score stage".into());
             }

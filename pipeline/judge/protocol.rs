@@ -58,6 +58,12 @@ impl Prompting {
             + user_text.len();
         bytes.div_ceil(4) as u64
     }
+
+    /// A rough count of the tokens every call shares (tool definition and instructions): what a
+    /// prompt cache holds.
+    pub fn estimate_prefix_tokens(&self) -> u64 {
+        self.estimate_input_tokens("")
+    }
 }
 
 /// A rough count of the output tokens of a call: a sentence or two and a score per dimension.

@@ -94,10 +94,22 @@ pub struct StubStats {
     pub answered_twice: u64,
     /// Distinct judged pairs answered.
     pub distinct_answered: u64,
+    /// Converse requests whose system prompt ended with a cache point (right after the rubric's
+    /// instructions), and of those, the ones read from / written to the stub's prompt cache.
+    pub cache_points: u64,
+    pub cache_reads: u64,
+    pub cache_writes: u64,
+    /// Converse requests with a cache point anywhere else (not where the rubric ends).
+    pub misplaced_cache_points: u64,
 }
+
+/// How long a prompt-cache entry lives after its last hit (Bedrock's default TTL).
+const CACHE_TTL: Duration = Duration::from_secs(300);
 
 #[derive(Default)]
 struct Book {
+    /// Prompt-cache entries (hash of the cached prefix) and when each was last used.
+    prompt_cache: HashMap<String, Instant>,
     stats: StubStats,
     answers: HashMap<String, u64>,
     faults_in_a_row: HashMap<String, u32>,
@@ -352,7 +364,14 @@ impl Stub {
             text_only = Some("I would rate this reply a 4 out of 5 overall.".to_string());
         }
         let partial = response.contains("[stub:partial]");
-        let input_tokens = (request.body.len() / 4) as u64;
+        // As Bedrock reports it: tokens read from or written to the cache are not in
+        // `inputTokens`.
+        let (cache_read, cache_write) = match wire {
+            Wire::Converse => self.prompt_cache(&body),
+            Wire::OpenAi => (0, 0),
+        };
+        let input_tokens =
+            ((request.body.len() / 4) as u64).saturating_sub(cache_read + cache_write);
         let output_tokens = (input.to_string().len() / 4) as u64 + 10;
         let body = match wire {
             Wire::Converse => {
@@ -368,7 +387,13 @@ impl Stub {
                 json!({
                     "output": {"message": {"role": "assistant", "content": content}},
                     "stopReason": if text_only.is_some() { "end_turn" } else { "tool_use" },
-                    "usage": {"inputTokens": input_tokens, "outputTokens": output_tokens, "totalTokens": input_tokens + output_tokens},
+                    "usage": {
+                        "inputTokens": input_tokens,
+                        "outputTokens": output_tokens,
+                        "cacheReadInputTokens": cache_read,
+                        "cacheWriteInputTokens": cache_write,
+                        "totalTokens": input_tokens + output_tokens + cache_read + cache_write,
+                    },
                     "metrics": {"latencyMs": self.config.latency.as_millis() as u64},
                 })
             }
@@ -393,6 +418,51 @@ impl Stub {
             }
         };
         (200, vec![], body.to_string().into_bytes())
+    }
+
+    /// Prompt caching as Bedrock's Converse does it: a `cachePoint` right after the system text
+    /// caches the tool definition and the system text (4 bytes a token); the first request with
+    /// a prefix writes it, later ones within the TTL read it. Returns (read, written) tokens.
+    fn prompt_cache(&self, body: &Value) -> (u64, u64) {
+        let system = body["system"].as_array().cloned().unwrap_or_default();
+        let at = system.iter().position(|b| b.get("cachePoint").is_some());
+        let elsewhere = body["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
+            .chain(
+                body["toolConfig"]["tools"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            )
+            .any(|b| b.get("cachePoint").is_some());
+        let mut book = self.book();
+        let well_placed = at == Some(1) && system.len() == 2 && system[0]["text"].is_string();
+        if elsewhere || (at.is_some() && !well_placed) {
+            book.stats.misplaced_cache_points += 1;
+        }
+        if !well_placed {
+            return (0, 0);
+        }
+        book.stats.cache_points += 1;
+        let prefix = format!("{}{}", body["toolConfig"], system[0]["text"]);
+        let tokens = (prefix.len() / 4) as u64;
+        let key = sha256_hex(prefix.as_bytes());
+        let now = Instant::now();
+        let hit = book
+            .prompt_cache
+            .get(&key)
+            .is_some_and(|last| now.duration_since(*last) < CACHE_TTL);
+        book.prompt_cache.insert(key, now);
+        if hit {
+            book.stats.cache_reads += 1;
+            (tokens, 0)
+        } else {
+            book.stats.cache_writes += 1;
+            (0, tokens)
+        }
     }
 
     /// Whether this request fails, by the configured rates and ceiling.

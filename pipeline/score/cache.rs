@@ -40,6 +40,11 @@ pub struct CachedJudgment {
     pub rationales: Vec<String>,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Prompt-cache tokens (none in entries written before prompt caching).
+    #[serde(default)]
+    pub cache_read_tokens: u64,
+    #[serde(default)]
+    pub cache_write_tokens: u64,
     pub cost_usd: Option<f64>,
     pub latency_ms: f64,
     pub judged_at: String,
@@ -64,6 +69,8 @@ impl CachedJudgment {
             rationales: judgments.iter().map(|j| j.rationale.clone()).collect(),
             input_tokens: outcome.input_tokens,
             output_tokens: outcome.output_tokens,
+            cache_read_tokens: outcome.cache_read_tokens,
+            cache_write_tokens: outcome.cache_write_tokens,
             cost_usd,
             latency_ms: outcome.latency_ms,
             judged_at: chrono::Utc::now().to_rfc3339(),

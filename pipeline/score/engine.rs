@@ -333,6 +333,8 @@ pub struct CallStats {
     pub repairs: AtomicU64,
     pub input_tokens: AtomicU64,
     pub output_tokens: AtomicU64,
+    pub cache_read_tokens: AtomicU64,
+    pub cache_write_tokens: AtomicU64,
 }
 
 impl CallStats {
@@ -476,6 +478,8 @@ pub async fn call_with_retries(
                 engine.pacer.settle(ticket, Outcome::Answered);
                 CallStats::add(&engine.stats.input_tokens, reply.input_tokens);
                 CallStats::add(&engine.stats.output_tokens, reply.output_tokens);
+                CallStats::add(&engine.stats.cache_read_tokens, reply.cache_read_tokens);
+                CallStats::add(&engine.stats.cache_write_tokens, reply.cache_write_tokens);
                 return Ok((reply, started.elapsed()));
             }
             Err(e) => e,
@@ -523,8 +527,11 @@ pub async fn call_with_retries(
 #[derive(Debug, Clone)]
 pub struct PairOutcome {
     pub result: Result<Vec<Judgment>, String>,
+    /// Input tokens besides those read from or written to the prompt cache.
     pub input_tokens: u64,
     pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
     /// Latency of the call(s) that answered, in milliseconds.
     pub latency_ms: f64,
     /// Why the call failed, when it did (not when the answer did not validate).
@@ -532,12 +539,24 @@ pub struct PairOutcome {
 }
 
 impl PairOutcome {
+    /// What the call(s) cost at `prices`, prompt-cache tokens at their own prices.
+    pub fn cost(&self, prices: &crate::config::Prices) -> f64 {
+        prices.cost_cached(
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+        )
+    }
+
     /// A judgment abandoned because the process is stopping.
     pub fn interrupted() -> PairOutcome {
         PairOutcome {
             result: Err("not judged: stopping".into()),
             input_tokens: 0,
             output_tokens: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
             latency_ms: 0.0,
             call_error: Some(CallError::Interrupted),
         }
@@ -562,6 +581,8 @@ pub async fn judge_text(
         result: Err(String::new()),
         input_tokens: 0,
         output_tokens: 0,
+        cache_read_tokens: 0,
+        cache_write_tokens: 0,
         latency_ms: 0.0,
         call_error: None,
     };
@@ -584,6 +605,8 @@ pub async fn judge_text(
         };
         outcome.input_tokens += reply.input_tokens;
         outcome.output_tokens += reply.output_tokens;
+        outcome.cache_read_tokens += reply.cache_read_tokens;
+        outcome.cache_write_tokens += reply.cache_write_tokens;
         outcome.latency_ms += latency.as_secs_f64() * 1000.0;
         let checked = match &reply.tool_input {
             None => Err(format!(
@@ -720,6 +743,8 @@ mod tests {
             result: Err(e.to_string()),
             input_tokens: 0,
             output_tokens: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
             latency_ms: 0.0,
             call_error: Some(e),
         };
@@ -727,6 +752,8 @@ mod tests {
             result: Ok(Vec::new()),
             input_tokens: 0,
             output_tokens: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
             latency_ms: 0.0,
             call_error: None,
         };

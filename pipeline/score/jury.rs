@@ -35,6 +35,8 @@ struct MemberRow {
     latency_ms: Option<f64>,
     input_tokens: Option<i64>,
     output_tokens: Option<i64>,
+    cache_read_tokens: Option<i64>,
+    cache_write_tokens: Option<i64>,
     cost_usd: Option<f64>,
 }
 
@@ -101,6 +103,8 @@ async fn member_rows(
         (s::JUDGE_LATENCY_MS, DataType::Float64),
         (s::INPUT_TOKENS, DataType::Int64),
         (s::OUTPUT_TOKENS, DataType::Int64),
+        (s::CACHE_READ_TOKENS, DataType::Int64),
+        (s::CACHE_WRITE_TOKENS, DataType::Int64),
         (s::JUDGE_COST_USD, DataType::Float64),
     ];
     let mut out = Vec::new();
@@ -127,6 +131,7 @@ async fn member_rows(
             int(s::INPUT_TOKENS),
             int(s::OUTPUT_TOKENS),
         );
+        let (cache_read, cache_write) = (int(s::CACHE_READ_TOKENS), int(s::CACHE_WRITE_TOKENS));
         let (latency, cost) = (float(s::JUDGE_LATENCY_MS), float(s::JUDGE_COST_USD));
         for i in 0..df.height() {
             if judges.get(i) != Some(judge) {
@@ -146,6 +151,8 @@ async fn member_rows(
                     latency_ms: latency.as_ref().and_then(|c| c.get(i)),
                     input_tokens: input.as_ref().and_then(|c| c.get(i)),
                     output_tokens: output.as_ref().and_then(|c| c.get(i)),
+                    cache_read_tokens: cache_read.as_ref().and_then(|c| c.get(i)),
+                    cache_write_tokens: cache_write.as_ref().and_then(|c| c.get(i)),
                     cost_usd: cost.as_ref().and_then(|c| c.get(i)),
                 },
             ));
@@ -164,6 +171,8 @@ fn add(total: &mut ScoreSummary, member: &ScoreSummary) {
     total.repairs += member.repairs;
     total.input_tokens += member.input_tokens;
     total.output_tokens += member.output_tokens;
+    total.cache_read_tokens += member.cache_read_tokens;
+    total.cache_write_tokens += member.cache_write_tokens;
     total.pacer_cuts += member.pacer_cuts;
     total.pacer_restores += member.pacer_restores;
     total.failed += member.failed;
@@ -250,6 +259,9 @@ pub(super) async fn score_jury(
                 .push((!cost.is_empty()).then(|| cost.iter().sum()));
             rows.input_tokens.push(sum_i(|r| r.input_tokens));
             rows.output_tokens.push(sum_i(|r| r.output_tokens));
+            rows.cache_read_tokens.push(sum_i(|r| r.cache_read_tokens));
+            rows.cache_write_tokens
+                .push(sum_i(|r| r.cache_write_tokens));
             rows.judge_latency_ms.push(
                 present
                     .iter()

@@ -234,6 +234,9 @@ pub struct ScoreSummary {
     pub repairs: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Input tokens read from, and written to, the judge's prompt cache.
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
     /// What this run's calls cost (null without judge prices).
     pub cost_usd: Option<f64>,
     /// What the pairs to judge were estimated to cost before calling (the dry-run figure).
@@ -403,6 +406,8 @@ enum Verdict {
         judgments: Vec<Judgment>,
         input_tokens: Option<u64>,
         output_tokens: Option<u64>,
+        cache_read_tokens: Option<u64>,
+        cache_write_tokens: Option<u64>,
         cost_usd: Option<f64>,
         latency_ms: f64,
     },
@@ -430,6 +435,8 @@ impl Verdict {
                 .collect(),
             input_tokens: Some(entry.input_tokens),
             output_tokens: Some(entry.output_tokens),
+            cache_read_tokens: Some(entry.cache_read_tokens),
+            cache_write_tokens: Some(entry.cache_write_tokens),
             cost_usd: entry.cost_usd,
             latency_ms: entry.latency_ms,
         }
@@ -451,6 +458,8 @@ struct ScoreRows {
     judge_latency_ms: Vec<Option<f64>>,
     input_tokens: Vec<Option<i64>>,
     output_tokens: Vec<Option<i64>>,
+    cache_read_tokens: Vec<Option<i64>>,
+    cache_write_tokens: Vec<Option<i64>>,
     judge_cost_usd: Vec<Option<f64>>,
     /// A jury's per-member levels (JSON), `None` for a single judge.
     member_levels: Vec<Option<String>>,
@@ -485,6 +494,8 @@ impl ScoreRows {
                     judgments,
                     input_tokens,
                     output_tokens,
+                    cache_read_tokens,
+                    cache_write_tokens,
                     cost_usd,
                     latency_ms,
                 } => match judgments.iter().find(|j| j.dimension == dimension.name) {
@@ -492,6 +503,10 @@ impl ScoreRows {
                         self.judge_latency_ms.push(Some(*latency_ms));
                         self.input_tokens.push(share(*input_tokens, n, index));
                         self.output_tokens.push(share(*output_tokens, n, index));
+                        self.cache_read_tokens
+                            .push(share(*cache_read_tokens, n, index));
+                        self.cache_write_tokens
+                            .push(share(*cache_write_tokens, n, index));
                         self.judge_cost_usd.push(cost_usd.map(|c| c / n as f64));
                         self.score.push(dimension.scale.normalise(j.level));
                         self.label.push(Some(j.level.to_string()));
@@ -528,6 +543,8 @@ impl ScoreRows {
         self.judge_latency_ms.push(latency_ms);
         self.input_tokens.push(None);
         self.output_tokens.push(None);
+        self.cache_read_tokens.push(None);
+        self.cache_write_tokens.push(None);
         self.judge_cost_usd.push(None);
         self.score.push(None);
         self.label.push(None);
@@ -574,6 +591,14 @@ impl ScoreRows {
                 ),
                 Column::new(schema::scores::INPUT_TOKENS.into(), self.input_tokens),
                 Column::new(schema::scores::OUTPUT_TOKENS.into(), self.output_tokens),
+                Column::new(
+                    schema::scores::CACHE_READ_TOKENS.into(),
+                    self.cache_read_tokens,
+                ),
+                Column::new(
+                    schema::scores::CACHE_WRITE_TOKENS.into(),
+                    self.cache_write_tokens,
+                ),
                 Column::new(schema::scores::JUDGE_COST_USD.into(), self.judge_cost_usd),
                 utc_micros(schema::scores::SCORED_AT, vec![scored_at; height]),
                 Column::new(schema::scores::MEMBER_LEVELS.into(), self.member_levels),
@@ -712,11 +737,7 @@ impl Run<'_> {
 
     /// Books a finished LLM judgment: its verdict, the budget, the cache, the progress.
     fn settle(&mut self, work: &mut Work, row: usize, reserved: f64, outcome: PairOutcome) {
-        let cost = self
-            .job
-            .judge
-            .prices
-            .map(|p| p.cost(outcome.input_tokens, outcome.output_tokens));
+        let cost = self.job.judge.prices.map(|p| outcome.cost(&p));
         self.reserved_usd -= reserved;
         self.spent_usd += cost.unwrap_or(0.0);
         if outcome.call_error == Some(crate::judge::CallError::Interrupted) {
@@ -932,9 +953,15 @@ pub async fn score(
                         None,
                     ));
                     let output = protocol::estimate_output_tokens(&job.rubric);
-                    job.judge
-                        .prices
-                        .map_or(0.0, |prices| prices.cost(input, output))
+                    // With prompt caching the shared prefix is read from the cache.
+                    let cached = if job.judge.caches_prompt() {
+                        p.estimate_prefix_tokens().min(input)
+                    } else {
+                        0
+                    };
+                    job.judge.prices.map_or(0.0, |prices| {
+                        prices.cost_cached(input - cached, output, cached, 0)
+                    })
                 });
                 if let Some(budget) = job.budget_usd
                     && (run.budget_hit || run.spent_usd + run.reserved_usd + estimate > budget)
@@ -1036,6 +1063,8 @@ pub async fn score(
     summary.repairs = CallStats::get(&stats.repairs);
     summary.input_tokens = CallStats::get(&stats.input_tokens);
     summary.output_tokens = CallStats::get(&stats.output_tokens);
+    summary.cache_read_tokens = CallStats::get(&stats.cache_read_tokens);
+    summary.cache_write_tokens = CallStats::get(&stats.cache_write_tokens);
     let priced = offline || job.judge.prices.is_some();
     summary.cost_usd = priced.then_some(if job.dry_run { 0.0 } else { run.spent_usd });
     summary.estimated_cost_usd = priced.then_some(estimated_usd);
@@ -1153,6 +1182,8 @@ fn judge_offline(rubric: &Rubric, capture: &Capture) -> Verdict {
             judgments,
             input_tokens: None,
             output_tokens: None,
+            cache_read_tokens: None,
+            cache_write_tokens: None,
             cost_usd: Some(0.0),
             latency_ms,
         },

@@ -559,3 +559,128 @@ fn unpinned_models_and_missing_keys_are_refused_before_any_call() {
         stderr(&out)
     );
 }
+
+/// A Claude model Bedrock caches prompts for.
+const CACHING_MODEL: &str = "anthropic.claude-3-7-sonnet-20250219-v1:0";
+
+/// Prompt caching on Bedrock: every Converse request of a caching model ends its system prompt
+/// with a `cachePoint` right after the rubric's instructions (checked at the stub, which caches
+/// the tool definition and the instructions as Bedrock does); the first call writes the cache and
+/// every later one reads it; the rows carry the cache tokens the judge reported, and each row's
+/// cost prices them at the cache prices. With `prompt-caching = false`, or without cache prices,
+/// neither happens.
+#[test]
+fn bedrock_prompt_caching_puts_a_cache_point_after_the_rubric_and_prices_cache_tokens() {
+    let server = judge_server(StubConfig::default());
+    let wh = ingested("2026-10-03", "2026-10-03");
+    let dir = tempfile::tempdir().unwrap();
+    let prices = "input-usd-per-million-tokens = 3.0\noutput-usd-per-million-tokens = 15.0\n";
+    let cache_prices = "cache-read-usd-per-million-tokens = 0.3\n\
+                        cache-write-usd-per-million-tokens = 3.75\n";
+    let config = judge_config(
+        dir.path(),
+        "bedrock",
+        &server.url,
+        &format!("concurrency = 4\n{prices}{cache_prices}"),
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(MODEL_ID, CACHING_MODEL);
+    std::fs::write(&config, &text).unwrap();
+
+    let out = score(&config, wh.path(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let summary = stage_summary(&out, "score");
+    let stats = server.stub.stats();
+    assert_eq!(
+        stats.cache_points, stats.answered,
+        "a cache point on every call"
+    );
+    assert_eq!(stats.misplaced_cache_points, 0);
+    assert_eq!(stats.cache_writes, 1, "the first call writes the cache");
+    assert_eq!(stats.cache_reads, stats.answered - 1);
+    let df = read_table(wh.path(), "scores");
+    let ints = |name: &str| -> Vec<u64> {
+        df.column(name)
+            .unwrap()
+            .i64()
+            .unwrap()
+            .iter()
+            .map(|v| v.unwrap_or(0) as u64)
+            .collect()
+    };
+    let (input, output) = (ints("input_tokens"), ints("output_tokens"));
+    let (read, write) = (ints("cache_read_tokens"), ints("cache_write_tokens"));
+    assert_eq!(
+        read.iter().sum::<u64>(),
+        count(&summary, "cache_read_tokens")
+    );
+    assert_eq!(
+        write.iter().sum::<u64>(),
+        count(&summary, "cache_write_tokens")
+    );
+    assert!(
+        read.iter().sum::<u64>() > input.iter().sum::<u64>(),
+        "the rubric is most of it"
+    );
+    // Each capture's cost is its tokens at their prices (its three rows share one call).
+    let ids = strings(&df, "request_id");
+    let costs: Vec<f64> = df
+        .column("judge_cost_usd")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap())
+        .collect();
+    let mut per_capture: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+    for i in 0..df.height() {
+        let entry = per_capture.entry(ids[i].as_str()).or_default();
+        entry.0 += costs[i];
+        entry.1 += (input[i] as f64 * 3.0
+            + output[i] as f64 * 15.0
+            + read[i] as f64 * 0.3
+            + write[i] as f64 * 3.75)
+            / 1e6;
+    }
+    for (id, (paid, priced)) in &per_capture {
+        assert!((paid - priced).abs() < 1e-9, "{id}: {paid} vs {priced}");
+    }
+    let total: f64 = costs.iter().sum();
+    let cost_usd = summary["cost_usd"].as_f64().unwrap();
+    assert!((total - cost_usd).abs() < 1e-9, "{total} vs {cost_usd}");
+    let uncached: f64 = (0..df.height())
+        .map(|i| ((input[i] + read[i] + write[i]) as f64 * 3.0 + output[i] as f64 * 15.0) / 1e6)
+        .sum();
+    assert!(
+        total < 0.7 * uncached,
+        "{total} vs {uncached} without the cache"
+    );
+
+    // Off: no cache point.
+    let before = server.stub.stats();
+    let off = dir.path().join("off.toml");
+    std::fs::write(
+        &off,
+        text.replace("[judge]\n", "[judge]\nprompt-caching = false\n"),
+    )
+    .unwrap();
+    let wh2 = ingested("2026-10-03", "2026-10-03");
+    let out = score(&off, wh2.path(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let after = server.stub.stats();
+    assert!(after.answered > before.answered);
+    assert_eq!(after.cache_points, before.cache_points);
+    assert_eq!(count(&stage_summary(&out, "score"), "cache_read_tokens"), 0);
+
+    // Prices without cache prices on a caching model: refused, naming the key.
+    let unpriced = dir.path().join("unpriced.toml");
+    std::fs::write(&unpriced, text.replace(cache_prices, "")).unwrap();
+    let out = score(&unpriced, wh2.path(), &["--dry-run"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cache-read-usd-per-million-tokens"),
+        "{}",
+        stderr(&out)
+    );
+}
