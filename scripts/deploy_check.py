@@ -4,7 +4,7 @@
   deploy_check.py workloads FILE.yaml   Prints, as JSON, every CronJob/Job container in a
                                         Kubernetes manifest: its name, args, env, mounts and
                                         whether its Job is Indexed (with completions). Needs
-                                        PyYAML (installed with kubernetes-validate).
+                                        PyYAML.
   deploy_check.py batch JOBDEF SUBMIT.. Validates an AWS Batch job definition and submit-job
                                         inputs against botocore's `batch` service model (the
                                         model `aws batch ... --cli-input-json` validates with).

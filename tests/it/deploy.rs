@@ -220,7 +220,7 @@ fn map_then_reduce(
 /// from an empty folder with only the mounted config.
 #[test]
 fn the_sharded_jobs_run_as_shipped_from_an_empty_folder() {
-    let python = python_tool(KUBERNETES_VALIDATE, "python");
+    let python = python_tool(PYYAML, "python");
     let out = std::process::Command::new(python)
         .arg(repo_root().join("scripts/deploy_check.py"))
         .arg("workloads")

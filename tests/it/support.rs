@@ -212,6 +212,9 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// `kubernetes-validate` (PyPI), the Kubernetes schemas of the manifests' API versions.
 pub const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
 
+/// `PyYAML` (PyPI), to read the Kubernetes manifests as the tests run them.
+pub const PYYAML: &str = "PyYAML==6.0.3";
+
 /// `duckdb` (PyPI), a second reader of the warehouse's layout.
 pub const DUCKDB: &str = "duckdb==2.0.0";
 
