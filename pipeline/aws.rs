@@ -43,11 +43,22 @@ pub fn s3_client(sdk: &SdkConfig, settings: &AwsSettings) -> aws_sdk_s3::Client 
 
 /// A Bedrock runtime client for the judge. Its retries are off: the score engine retries itself,
 /// with an adaptive rate that must see every throttle.
-pub fn bedrock_client(sdk: &SdkConfig) -> aws_sdk_bedrockruntime::Client {
-    let config = aws_sdk_bedrockruntime::config::Builder::from(sdk)
-        .retry_config(aws_config::retry::RetryConfig::disabled())
-        .build();
-    aws_sdk_bedrockruntime::Client::from_conf(config)
+pub fn bedrock_client(sdk: &SdkConfig, settings: &AwsSettings) -> aws_sdk_bedrockruntime::Client {
+    let mut config = aws_sdk_bedrockruntime::config::Builder::from(sdk)
+        .retry_config(aws_config::retry::RetryConfig::disabled());
+    if let Some(url) = &settings.bedrock_endpoint_url {
+        config = config.endpoint_url(url);
+    }
+    aws_sdk_bedrockruntime::Client::from_conf(config.build())
+}
+
+/// A Bedrock control-plane client (batch inference jobs), with the SDK's standard retries.
+pub fn bedrock_control_client(sdk: &SdkConfig, settings: &AwsSettings) -> aws_sdk_bedrock::Client {
+    let mut config = aws_sdk_bedrock::config::Builder::from(sdk);
+    if let Some(url) = &settings.bedrock_endpoint_url {
+        config = config.endpoint_url(url);
+    }
+    aws_sdk_bedrock::Client::from_conf(config.build())
 }
 
 /// A CloudWatch client for telemetry and publishing.
@@ -64,6 +75,7 @@ pub struct AwsClients {
     sdk: Lazy<SdkConfig>,
     s3: Lazy<aws_sdk_s3::Client>,
     bedrock: Lazy<aws_sdk_bedrockruntime::Client>,
+    bedrock_control: Lazy<aws_sdk_bedrock::Client>,
     cloudwatch: Lazy<aws_sdk_cloudwatch::Client>,
 }
 
@@ -74,6 +86,7 @@ impl AwsClients {
             sdk: Default::default(),
             s3: Default::default(),
             bedrock: Default::default(),
+            bedrock_control: Default::default(),
             cloudwatch: Default::default(),
         }
     }
@@ -85,6 +98,13 @@ impl AwsClients {
     pub async fn s3(&self) -> aws_sdk_s3::Client {
         self.s3
             .get_or_init(|| async { s3_client(self.sdk().await, &self.settings) })
+            .await
+            .clone()
+    }
+
+    pub async fn bedrock_control(&self) -> aws_sdk_bedrock::Client {
+        self.bedrock_control
+            .get_or_init(|| async { bedrock_control_client(self.sdk().await, &self.settings) })
             .await
             .clone()
     }
@@ -141,7 +161,7 @@ impl AwsClients {
 
     pub async fn bedrock(&self) -> aws_sdk_bedrockruntime::Client {
         self.bedrock
-            .get_or_init(|| async { bedrock_client(self.sdk().await) })
+            .get_or_init(|| async { bedrock_client(self.sdk().await, &self.settings) })
             .await
             .clone()
     }

@@ -309,6 +309,30 @@ pub struct RawJudge {
     pub cache_read_usd_per_million_tokens: Option<f64>,
     /// USD per million input tokens written to the prompt cache.
     pub cache_write_usd_per_million_tokens: Option<f64>,
+    /// `on-demand` (default): a Converse call per judgment as it falls due. `batch`: Bedrock batch
+    /// inference (`CreateModelInvocationJob`): the due judgments go to S3 as one job at the batch
+    /// price, collected by the next run (or this one with `score --wait`). Bedrock judges only.
+    pub mode: Option<String>,
+    /// Batch: the IAM service role Bedrock assumes to read the input and write the output.
+    pub batch_role_arn: Option<String>,
+    /// Batch: where inputs and outputs go, `s3://bucket/prefix`.
+    pub batch_s3_prefix: Option<String>,
+    /// Batch: USD per million input and output tokens at the batch price (required in batch mode).
+    pub batch_input_usd_per_million_tokens: Option<f64>,
+    pub batch_output_usd_per_million_tokens: Option<f64>,
+    /// Batch: fewer due judgments than this are judged on demand. Default: 100 (Bedrock's
+    /// minimum records per job).
+    pub batch_min_records: Option<u64>,
+    /// Batch: most records per job (more make more jobs). Default: 50000.
+    pub batch_max_records: Option<u64>,
+    /// Batch: the job's timeout, 24 to 168 hours. Default: 24.
+    pub batch_timeout_hours: Option<u32>,
+    /// Batch: a job still unfinished this many hours after it was submitted is stopped, and its
+    /// records are judged on demand. Default: 24.
+    pub batch_max_delay_hours: Option<f64>,
+    /// Batch: what happens to records a job failed or did not reach: `on-demand` (default:
+    /// judged on demand in the run that collects the job) or `next-run` (due again next run).
+    pub batch_fallback: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -362,6 +386,9 @@ pub struct RawAws {
     pub s3_force_path_style: Option<bool>,
     /// Named profile from `~/.aws/config`. Default: the standard chain.
     pub profile: Option<String>,
+    /// Endpoint for Bedrock only (runtime and control plane: a VPC endpoint, a local stub),
+    /// over `endpoint-url`. Default: none.
+    pub bedrock_endpoint_url: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -674,11 +701,58 @@ pub struct JudgeSettings {
     /// `judge.prompt-caching` and the models it applies to.
     pub prompt_caching: bool,
     pub prompt_cache_models: Vec<String>,
+    /// `judge.mode`, and the batch settings when it is `batch`.
+    pub mode: JudgeMode,
+    pub batch: Option<BatchSettings>,
+}
+
+/// How LLM judgments are requested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JudgeMode {
+    #[default]
+    OnDemand,
+    Batch,
+}
+
+impl JudgeMode {
+    pub fn parse(text: &str) -> Result<JudgeMode, String> {
+        match text.trim() {
+            "on-demand" => Ok(JudgeMode::OnDemand),
+            "batch" => Ok(JudgeMode::Batch),
+            other => Err(format!("`{other}` is not `on-demand` or `batch`")),
+        }
+    }
+}
+
+/// Bedrock batch inference settings (`judge.batch-*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchSettings {
+    pub role_arn: String,
+    /// `s3://bucket/prefix`.
+    pub s3_prefix: String,
+    pub prices: Prices,
+    pub min_records: u64,
+    pub max_records: u64,
+    pub timeout_hours: u32,
+    pub max_delay: std::time::Duration,
+    /// Records a job failed or did not reach are judged on demand by the run that collects it.
+    pub fallback_on_demand: bool,
 }
 
 impl JudgeSettings {
     /// Whether calls to this judge put a cache point after the rubric's instructions: a Bedrock
     /// judge, caching on, its model in the list.
+    /// The checks of the config file, again (after a flag changed a setting): `key: message`.
+    pub fn check(&self) -> Result<(), String> {
+        check_judge(self).map_err(|(key, message)| format!("{key}: {message}"))
+    }
+
+    /// Whether due judgments go to Bedrock batch inference: batch mode, a Bedrock judge.
+    pub fn batches(&self) -> bool {
+        self.mode == JudgeMode::Batch && self.kind == JudgeKind::Bedrock && self.batch.is_some()
+    }
+
     pub fn caches_prompt(&self) -> bool {
         self.kind == JudgeKind::Bedrock
             && self.prompt_caching
@@ -775,6 +849,15 @@ fn check_judge(judge: &JudgeSettings) -> Result<(), (&'static str, String)> {
                         ),
                     ));
                 }
+            }
+            if judge.batches() && !model.contains("anthropic.") {
+                return Err((
+                    "judge.mode",
+                    format!(
+                        "batch mode writes Anthropic's Messages format, and `{model}` is not an \
+                         Anthropic model on Bedrock; use `mode = \"on-demand\"`"
+                    ),
+                ));
             }
             if judge.caches_prompt()
                 && let Some(prices) = &judge.prices
@@ -971,6 +1054,7 @@ pub struct AwsSettings {
     pub endpoint_url: Option<String>,
     pub s3_force_path_style: bool,
     pub profile: Option<String>,
+    pub bedrock_endpoint_url: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1191,6 +1275,7 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
             endpoint_url: raw.aws.endpoint_url,
             s3_force_path_style: raw.aws.s3_force_path_style.unwrap_or(false),
             profile: raw.aws.profile,
+            bedrock_endpoint_url: raw.aws.bedrock_endpoint_url,
         },
         hash: String::new(),
     })
@@ -1593,6 +1678,19 @@ fn validate_judge(raw: RawJudge) -> Result<JudgeSettings, (&'static str, String)
             ));
         }
     };
+    let mode = match raw.mode.as_deref() {
+        None => JudgeMode::OnDemand,
+        Some(text) => JudgeMode::parse(text).map_err(|m| ("judge.mode", m))?,
+    };
+    // Checked when asked for or when any batch key is set (so `score --mode batch` can use them).
+    let batch = if mode == JudgeMode::Batch
+        || raw.batch_role_arn.is_some()
+        || raw.batch_s3_prefix.is_some()
+    {
+        Some(batch_settings(&raw)?)
+    } else {
+        None
+    };
     let settings = JudgeSettings {
         kind,
         model: raw.model,
@@ -1636,6 +1734,8 @@ fn validate_judge(raw: RawJudge) -> Result<JudgeSettings, (&'static str, String)
             }
         },
         prices,
+        mode,
+        batch,
         prompt_caching: raw.prompt_caching.unwrap_or(true),
         prompt_cache_models: raw
             .prompt_cache_models
@@ -1643,6 +1743,103 @@ fn validate_judge(raw: RawJudge) -> Result<JudgeSettings, (&'static str, String)
     };
     check_judge(&settings)?;
     Ok(settings)
+}
+
+/// The batch keys `mode = "batch"` needs, checked.
+fn batch_settings(raw: &RawJudge) -> Result<BatchSettings, (&'static str, String)> {
+    let needed = |key: &'static str, what: &str| {
+        (
+            key,
+            format!("`mode = \"batch\"` needs {what}; set it, or use `mode = \"on-demand\"`"),
+        )
+    };
+    let role_arn = raw
+        .batch_role_arn
+        .clone()
+        .filter(|r| r.starts_with("arn:"))
+        .ok_or_else(|| {
+            needed(
+                "judge.batch-role-arn",
+                "the ARN of the service role Bedrock assumes to read and write the batch files \
+                 (arn:aws:iam::<account>:role/<name>)",
+            )
+        })?;
+    let s3_prefix = raw
+        .batch_s3_prefix
+        .clone()
+        .filter(|p| p.starts_with("s3://") && p.len() > 5)
+        .ok_or_else(|| {
+            needed(
+                "judge.batch-s3-prefix",
+                "an S3 prefix for the batch files (s3://bucket/prefix)",
+            )
+        })?;
+    let (Some(input), Some(output)) = (
+        non_negative(
+            "judge.batch-input-usd-per-million-tokens",
+            raw.batch_input_usd_per_million_tokens,
+        )?,
+        non_negative(
+            "judge.batch-output-usd-per-million-tokens",
+            raw.batch_output_usd_per_million_tokens,
+        )?,
+    ) else {
+        return Err(needed(
+            "judge.batch-input-usd-per-million-tokens",
+            "the batch token prices (`batch-input-usd-per-million-tokens` and \
+             `batch-output-usd-per-million-tokens`, from your price list)",
+        ));
+    };
+    let timeout_hours = raw.batch_timeout_hours.unwrap_or(24);
+    if !(24..=168).contains(&timeout_hours) {
+        return Err((
+            "judge.batch-timeout-hours",
+            format!("{timeout_hours} is outside Bedrock's 24 to 168 hours"),
+        ));
+    }
+    let min_records = raw.batch_min_records.unwrap_or(100);
+    let max_records = raw.batch_max_records.unwrap_or(50_000);
+    if max_records < min_records.max(1) {
+        return Err((
+            "judge.batch-max-records",
+            format!("{max_records} is below `batch-min-records` ({min_records})"),
+        ));
+    }
+    let max_delay = match raw.batch_max_delay_hours {
+        None => 24.0,
+        Some(h) if h > 0.0 && h.is_finite() => h,
+        Some(h) => {
+            return Err((
+                "judge.batch-max-delay-hours",
+                format!("{h} is not a number of hours"),
+            ));
+        }
+    };
+    let fallback_on_demand = match raw.batch_fallback.as_deref() {
+        None | Some("on-demand") => true,
+        Some("next-run") => false,
+        Some(other) => {
+            return Err((
+                "judge.batch-fallback",
+                format!("`{other}` is not `on-demand` or `next-run`"),
+            ));
+        }
+    };
+    Ok(BatchSettings {
+        role_arn,
+        s3_prefix,
+        prices: Prices {
+            input_usd_per_million: input,
+            output_usd_per_million: output,
+            cache_read_usd_per_million: None,
+            cache_write_usd_per_million: None,
+        },
+        min_records,
+        max_records,
+        timeout_hours,
+        max_delay: std::time::Duration::from_secs_f64(max_delay * 3600.0),
+        fallback_on_demand,
+    })
 }
 
 fn non_negative(

@@ -210,7 +210,36 @@ pub fn score(summary: &ScoreSummary) {
             summary.deferred_limit,
             usd(summary.estimated_cost_usd)
         );
+        if let Some(batch) = summary.estimated_batch_cost_usd {
+            tracing::info!(
+                "score (dry run): the same judgments at the batch price: {batch:.4} USD (on demand: {})",
+                usd(summary.estimated_cost_usd)
+            );
+        }
         return;
+    }
+    if let Some(batch) = &summary.batch {
+        if batch.jobs_collected > 0 {
+            tracing::info!(
+                "score: collected {} batch job(s): {} records judged, {} failed, {} without output                  ({} of them judged on demand now), {:.4} USD at the batch price",
+                batch.jobs_collected,
+                batch.collected.judged,
+                batch.collected.failed,
+                batch.collected.missing,
+                batch.judged_on_demand,
+                batch.collected_usd
+            );
+        }
+        if batch.submitted > 0 || batch.pending > 0 {
+            tracing::info!(
+                "score: {} judgments submitted to Bedrock batch inference this run ({} job(s),                  about {:.4} USD at the batch price); {} waiting in {} job(s): their rows come                  when the next run collects them (or pass --wait SECONDS)",
+                batch.submitted,
+                batch.jobs_submitted,
+                batch.submitted_estimated_usd,
+                batch.pending,
+                batch.jobs_pending
+            );
+        }
     }
     tracing::info!(
         "score: {} captures, {} sampled, {} from cache, {} judged by {} against {} in {} partitions \

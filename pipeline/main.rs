@@ -149,6 +149,25 @@ struct StubArgs {
     /// Stop after this many seconds (default: run until interrupted).
     #[arg(long)]
     exit_after: Option<f64>,
+    /// S3 endpoint (e.g. ministack) batch inference jobs read their input from and write their
+    /// output to; without it the batch control plane fails every job.
+    #[arg(long)]
+    s3_endpoint: Option<String>,
+    /// Batch jobs stay `InProgress` for this many status polls.
+    #[arg(long, default_value_t = 0)]
+    batch_polls: u32,
+    /// Batch jobs answer every Nth record with an error (0: none).
+    #[arg(long, default_value_t = 0)]
+    batch_fail_every: u32,
+    /// Batch jobs write their output lines in reverse order.
+    #[arg(long)]
+    batch_shuffle: bool,
+    /// Batch jobs complete partially (every 10th record has no output).
+    #[arg(long)]
+    batch_partial: bool,
+    /// Batch jobs expire after answering half of their records.
+    #[arg(long)]
+    batch_expire: bool,
 }
 
 #[derive(Subcommand)]
@@ -260,6 +279,14 @@ struct ScoreArgs {
     /// default from an indexed job's variables.
     #[arg(long, value_parser = parse_shard)]
     shard: Option<Shard>,
+    /// `on-demand` or `batch` (Bedrock batch inference at the batch price); overrides
+    /// `judge.mode`.
+    #[arg(long)]
+    mode: Option<String>,
+    /// Batch mode: wait up to this many seconds for the batch jobs (running ones and the one
+    /// submitted) to finish, and write their rows in this run.
+    #[arg(long, value_parser = parse_seconds)]
+    wait: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -1130,6 +1157,22 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 }
                 config.budget_usd = Some(budget);
             }
+            if let Some(mode) = &args.mode {
+                config.judge.mode = evalwatch::config::JudgeMode::parse(mode)
+                    .map_err(|m| usage(format!("--mode: {m}"), None))?;
+                if config.judge.mode == evalwatch::config::JudgeMode::Batch
+                    && config.judge.batch.is_none()
+                {
+                    return Err(usage(
+                        "--mode batch needs the batch settings in the config",
+                        Some("set `judge.batch-role-arn`, `judge.batch-s3-prefix`, `judge.batch-input-usd-per-million-tokens` and `judge.batch-output-usd-per-million-tokens`".into()),
+                    ));
+                }
+                config
+                    .judge
+                    .check()
+                    .map_err(|m| usage(format!("--mode: {m}"), None))?;
+            }
             let ctx = Ctx::new(config, today)
                 .await
                 .with_wait_lock(wait_lock)
@@ -1138,6 +1181,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let rubric = rubric::load(&path)?;
             let shard = shard_of(args.shard)?;
             let mut job = ScoreJob::from_config(&ctx.config, rubric.clone()).for_shard(shard);
+            job.batch_wait = args.wait.map(std::time::Duration::from_secs_f64);
             job.window = window;
             job.model = args.model.clone();
             job.limit = args.limit;
@@ -1325,6 +1369,15 @@ async fn judge_stub(args: &StubArgs) -> anyhow::Result<u8> {
         verdicts: None,
         noise: args.noise,
         recorded,
+        s3_endpoint: args.s3_endpoint.clone(),
+        batch: evalwatch::judge::stub_batch::BatchFaults {
+            polls: args.batch_polls,
+            fail_every: args.batch_fail_every,
+            shuffle: args.batch_shuffle,
+            partial: args.batch_partial,
+            expire: args.batch_expire,
+            fail_job: false,
+        },
     });
     let (addr, _task) = stub
         .start(&args.listen)

@@ -14,6 +14,7 @@ pub mod offline;
 pub mod openai;
 pub mod protocol;
 pub mod stub;
+pub mod stub_batch;
 
 use serde_json::{Value, json};
 

@@ -14,6 +14,10 @@
 //! `[stub:reject]` (400 `ValidationException`).
 //!
 //! `GET /_stub/stats` returns the counters as JSON. It does not check signatures.
+//!
+//! With an S3 endpoint (`s3_endpoint`, e.g. ministack) it also serves Bedrock's batch inference
+//! control plane ([`super::stub_batch`]): jobs read their records from S3 and are answered as
+//! Converse answers them.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -51,6 +55,11 @@ pub struct StubConfig {
     /// dimension (e.g. a recorded judge's or people's verdict on that reply); a reply without one
     /// gets the offline scorer's levels.
     pub recorded: Option<std::sync::Arc<std::collections::HashMap<String, u32>>>,
+    /// Where batch jobs read their input and write their output (an S3 endpoint such as
+    /// ministack); without it a batch job fails.
+    pub s3_endpoint: Option<String>,
+    /// Faults of batch jobs.
+    pub batch: super::stub_batch::BatchFaults,
 }
 
 /// The key of a recorded pointwise level: the judged reply.
@@ -77,6 +86,8 @@ impl Default for StubConfig {
             verdicts: None,
             noise: 0.0,
             recorded: None,
+            s3_endpoint: None,
+            batch: Default::default(),
         }
     }
 }
@@ -124,17 +135,26 @@ struct Book {
 pub struct Stub {
     config: StubConfig,
     book: Mutex<Book>,
+    /// Bedrock's batch inference control plane.
+    pub batch: super::stub_batch::BatchPlane,
+    s3: Option<aws_sdk_s3::Client>,
 }
 
 impl Stub {
     pub fn new(config: StubConfig) -> Arc<Stub> {
         let rng = config.seed.max(1);
+        let s3 = config
+            .s3_endpoint
+            .as_deref()
+            .map(super::stub_batch::s3_client);
         Arc::new(Stub {
             config,
             book: Mutex::new(Book {
                 rng,
                 ..Book::default()
             }),
+            batch: Default::default(),
+            s3,
         })
     }
 
@@ -204,6 +224,28 @@ impl Stub {
     async fn handle(&self, request: &Request) -> (u16, Vec<(&'static str, String)>, Vec<u8>) {
         if request.method == "GET" && request.path == "/_stub/stats" {
             return (200, vec![], json!(self.stats()).to_string().into_bytes());
+        }
+        if request.path.starts_with("/model-invocation-job") {
+            let answer = |user: &str, schema: &Value| {
+                let prompt = between(user, "<prompt>\n", "\n</prompt>");
+                let response = between(user, "<response>\n", "\n</response>");
+                let pair = sha256_hex(format!("{prompt}\0{response}").as_bytes());
+                self.pointwise(schema, &prompt, &response, &pair, 1)
+            };
+            let routed = self
+                .batch
+                .handle(
+                    &request.method,
+                    &request.path,
+                    &request.body,
+                    self.s3.as_ref(),
+                    &self.config.batch,
+                    &answer,
+                )
+                .await;
+            if let Some((status, body)) = routed {
+                return (status, vec![], body.to_string().into_bytes());
+            }
         }
         let wire = if request.path.starts_with("/model/") && request.path.ends_with("/converse") {
             Wire::Converse
@@ -322,25 +364,7 @@ impl Stub {
             }
             Value::Object(map)
         } else {
-            let mut levels = scores(&schema, &prompt, &response);
-            if let (Some(recorded), Some(map)) = (&self.config.recorded, levels.as_object_mut())
-                && let Some(level) = recorded.get(&recorded_key(&response))
-            {
-                for entry in map.values_mut() {
-                    entry["score"] = json!(level);
-                    entry["rationale"] = json!("recorded level");
-                }
-            }
-            if self.config.noise > 0.0 {
-                // Drawn from the seed, the pair and how many times it was answered: the same
-                // levels whatever order concurrent requests arrive in, another draw when asked
-                // again.
-                let digest =
-                    sha256_hex(format!("{}\0{pair}\0{answers}", self.config.seed).as_bytes());
-                let mut rng = u64::from_str_radix(&digest[..16], 16).unwrap_or(1) | 1;
-                add_noise(&mut levels, &schema, self.config.noise, &mut rng);
-            }
-            levels
+            self.pointwise(&schema, &prompt, &response, &pair, answers)
         };
         let mut text_only = None;
         if response.contains("[stub:malformed]")
@@ -418,6 +442,34 @@ impl Stub {
             }
         };
         (200, vec![], body.to_string().into_bytes())
+    }
+
+    /// The levels of a pointwise judgment: the offline scorer's, a recorded level, with noise.
+    fn pointwise(
+        &self,
+        schema: &Value,
+        prompt: &str,
+        response: &str,
+        pair: &str,
+        answers: u64,
+    ) -> Value {
+        let mut levels = scores(schema, prompt, response);
+        if let (Some(recorded), Some(map)) = (&self.config.recorded, levels.as_object_mut())
+            && let Some(level) = recorded.get(&recorded_key(response))
+        {
+            for entry in map.values_mut() {
+                entry["score"] = json!(level);
+                entry["rationale"] = json!("recorded level");
+            }
+        }
+        if self.config.noise > 0.0 {
+            // Drawn from the seed, the pair and how many times it was answered: the same levels
+            // whatever order concurrent requests arrive in, another draw when asked again.
+            let digest = sha256_hex(format!("{}\0{pair}\0{answers}", self.config.seed).as_bytes());
+            let mut rng = u64::from_str_radix(&digest[..16], 16).unwrap_or(1) | 1;
+            add_noise(&mut levels, schema, self.config.noise, &mut rng);
+        }
+        levels
     }
 
     /// Prompt caching as Bedrock's Converse does it: a `cachePoint` right after the system text

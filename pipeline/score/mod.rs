@@ -12,13 +12,14 @@
 //! before; the engine ([`engine`]) makes the LLM calls, paced and retried; this module owns the
 //! order of things, the budget, and writing each partition once all of its rows are in.
 
+pub mod batch;
 pub mod cache;
 pub mod current;
 pub mod engine;
 pub mod jury;
 mod progress;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -57,6 +58,8 @@ pub enum ScoreError {
     Part(#[from] crate::table::PartError),
     #[error(transparent)]
     Compact(#[from] crate::compact::CompactError),
+    #[error(transparent)]
+    Batch(#[from] batch::BatchError),
     /// The judge cannot be used at all: stopped before the first call.
     #[error("the judge `{judge}` cannot be called: {message}")]
     Unusable {
@@ -118,6 +121,9 @@ pub struct ScoreJob {
     pub shutdown: crate::shutdown::Shutdown,
     /// Judge only this shard's partitions; `None`: all of them.
     pub shard: Option<crate::shard::Shard>,
+    /// Batch mode: how long to wait for running batch jobs (and the one submitted) to finish
+    /// before writing rows; `None`: collect what is done, submit, and leave the rest.
+    pub batch_wait: Option<std::time::Duration>,
 }
 
 impl ScoreJob {
@@ -137,6 +143,7 @@ impl ScoreJob {
             progress: ProgressMode::Lines,
             shutdown: crate::shutdown::Shutdown::new(),
             shard: None,
+            batch_wait: None,
         }
     }
 
@@ -177,6 +184,7 @@ impl ScoreJob {
             progress,
             shutdown: crate::shutdown::Shutdown::new(),
             shard: None,
+            batch_wait: None,
         }
     }
 }
@@ -192,6 +200,33 @@ pub struct PartitionPlan {
     pub to_judge: u64,
     pub skipped_budget: u64,
     pub deferred_limit: u64,
+    /// Sampled captures waiting in a Bedrock batch job (no rows until it is collected).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub batch_pending: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// What batch mode did in a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BatchSummary {
+    /// Jobs and records collected this run (finished jobs read into the cache).
+    pub jobs_collected: u64,
+    pub collected: batch::Counts,
+    /// Records that failed in a job (or had no output) judged on demand this run.
+    pub judged_on_demand: u64,
+    /// Jobs and records submitted this run.
+    pub jobs_submitted: u64,
+    pub submitted: u64,
+    /// Jobs still running, and their records.
+    pub jobs_pending: u64,
+    pub pending: u64,
+    /// The submitted records' estimated cost at the batch price.
+    pub submitted_estimated_usd: f64,
+    /// What the collected judgments cost at the batch price.
+    pub collected_usd: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -241,6 +276,14 @@ pub struct ScoreSummary {
     pub cost_usd: Option<f64>,
     /// What the pairs to judge were estimated to cost before calling (the dry-run figure).
     pub estimated_cost_usd: Option<f64>,
+    /// The same pairs at the batch price, when batch prices are configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_batch_cost_usd: Option<f64>,
+    /// `on-demand` or `batch`.
+    pub mode: crate::config::JudgeMode,
+    /// Batch mode's jobs and records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchSummary>,
     pub budget_usd: Option<f64>,
     pub seconds: f64,
     /// Pairs judged per second of the stage's wall time.
@@ -258,6 +301,28 @@ struct Partition {
     model_segment: String,
     date: NaiveDate,
     parts: Vec<String>,
+}
+
+/// Every capture of a partition, part by part.
+async fn read_partition(
+    warehouse: &Warehouse,
+    partition: &Partition,
+) -> Result<Vec<Capture>, ScoreError> {
+    let mut captures = Vec::new();
+    for key in &partition.parts {
+        let Some(bytes) = warehouse.get(key).await? else {
+            continue; // removed by a concurrent ingest since the listing
+        };
+        let owned = key.clone();
+        let part = tokio::task::spawn_blocking(move || read_part(bytes, &owned))
+            .await
+            .map_err(|e| ScoreError::ReadPart {
+                key: key.clone(),
+                message: e.to_string(),
+            })??;
+        captures.extend(part);
+    }
+    Ok(captures)
 }
 
 /// Groups `captures/model=<m>/date=<d>/part-*.parquet` keys by partition, keeping those wanted.
@@ -782,6 +847,143 @@ impl Run<'_> {
 /// The result of one spawned judge task: (partition slot, row, reserved USD, outcome).
 type TaskResult = (usize, usize, f64, PairOutcome);
 
+/// Batch mode's work before the partitions are judged: finished jobs collected into the cache
+/// (and `cached`), then the due judgments (sampled, not cached, not in a running job, not falling
+/// back to on demand) submitted as jobs when there are at least `batch-min-records` of them;
+/// fewer are judged on demand. With `batch_wait`, waits for the jobs and collects them too.
+/// Returns what is still pending.
+#[allow(clippy::too_many_arguments)]
+async fn run_batches(
+    job: &ScoreJob,
+    warehouse: &Warehouse,
+    aws: &AwsClients,
+    judge: &Judge,
+    scope: &Scope,
+    wanted: &[Partition],
+    cached: &mut HashMap<String, CachedJudgment>,
+    run: &mut Run<'_>,
+) -> Result<batch::Collected, ScoreError> {
+    let Some(settings) = job.judge.batch.as_ref() else {
+        return Ok(batch::Collected::default());
+    };
+    let batcher = batch::Batcher {
+        client: aws.bedrock_control().await,
+        area: batch::area(settings, aws).await?,
+        warehouse,
+        settings,
+        scope,
+        rubric: &job.rubric,
+        model: job.judge.model.clone().unwrap_or_default(),
+    };
+    let mut summary = BatchSummary::default();
+    let mut collected = batcher.collect(job.batch_wait).await?;
+    absorb(&mut collected, cached, run, &mut summary);
+
+    let prompting = judge
+        .prompting()
+        .cloned()
+        .ok_or_else(|| ScoreError::Judge("batch mode needs an LLM judge".into()))?;
+    let mut due = Vec::new();
+    let mut seen = HashSet::new();
+    let mut committed = 0.0;
+    let output = protocol::estimate_output_tokens(&job.rubric);
+    'partitions: for partition in wanted {
+        for capture in sample(read_partition(warehouse, partition).await?, &job.sampling) {
+            let key = scope.key(&capture.content_hash);
+            if cached.contains_key(&key)
+                || collected.pending.contains(&key)
+                || collected.on_demand.contains(&key)
+                || !seen.insert(key.clone())
+            {
+                continue;
+            }
+            if job.limit.is_some_and(|limit| due.len() as u64 >= limit) {
+                break 'partitions;
+            }
+            let user_text = protocol::user_text(&capture.prompt, &capture.response, None);
+            let estimate = settings
+                .prices
+                .cost(prompting.estimate_input_tokens(&user_text), output);
+            if job
+                .budget_usd
+                .is_some_and(|b| run.spent_usd + run.reserved_usd + committed + estimate > b)
+            {
+                break 'partitions;
+            }
+            committed += estimate;
+            due.push(batch::Due {
+                record: batch::RecordRef {
+                    key,
+                    content_hash: capture.content_hash.clone(),
+                },
+                user_text,
+            });
+        }
+    }
+    if due.len() as u64 >= settings.min_records {
+        let jobs = batcher
+            .submit(due, &prompting, job.judge.max_output_tokens)
+            .await?;
+        for submitted in &jobs {
+            summary.submitted += submitted.records.len() as u64;
+            collected
+                .pending
+                .extend(submitted.records.iter().map(|r| r.key.clone()));
+        }
+        summary.jobs_submitted = jobs.len() as u64;
+        summary.submitted_estimated_usd = committed;
+        // Committed: the budget of this run counts it, though the bill comes with the output.
+        run.reserved_usd += committed;
+        if job.batch_wait.is_some() {
+            let mut more = batcher.collect(job.batch_wait).await?;
+            absorb(&mut more, cached, run, &mut summary);
+            collected.pending = more.pending;
+            collected.on_demand.extend(more.on_demand);
+            collected.jobs_pending = more.jobs_pending;
+        } else {
+            collected.jobs_pending += summary.jobs_submitted;
+        }
+    } else if !due.is_empty() {
+        tracing::info!(
+            due = due.len(),
+            min = settings.min_records,
+            "score: fewer due judgments than batch-min-records, judged on demand"
+        );
+    }
+    summary.jobs_pending = collected.jobs_pending;
+    summary.pending = collected.pending.len() as u64;
+    summary.judged_on_demand = collected.on_demand.len() as u64;
+    run.summary.batch = Some(summary);
+    Ok(collected)
+}
+
+/// Puts a collection's judgments into the cache (and the run's spend), and counts it.
+fn absorb(
+    collected: &mut batch::Collected,
+    cached: &mut HashMap<String, CachedJudgment>,
+    run: &mut Run<'_>,
+    summary: &mut BatchSummary,
+) {
+    for entry in collected.judgments.drain(..) {
+        let cost = entry.cost_usd.unwrap_or(0.0);
+        summary.collected_usd += cost;
+        run.spent_usd += cost;
+        if let Some(tx) = &run.cache_tx {
+            let _ = tx.send(entry.clone());
+        }
+        cached.insert(entry.key.clone(), entry);
+    }
+    summary.jobs_collected += collected.jobs_collected;
+    let counts = &collected.counts;
+    let total = &mut summary.collected;
+    total.records += counts.records;
+    total.judged += counts.judged;
+    total.failed += counts.failed;
+    total.missing += counts.missing;
+    total.input_tokens += counts.input_tokens;
+    total.output_tokens += counts.output_tokens;
+}
+
 /// Runs the stage.
 pub async fn score(
     job: ScoreJob,
@@ -807,7 +1009,7 @@ pub async fn score(
     let wanted = partitions(&keys, &job);
     tracing::info!(rubric = %job.rubric.key(), judge = %judge_id, partitions = wanted.len(), dry_run = job.dry_run, "score: starting");
 
-    let cached = if judge.is_offline() {
+    let mut cached = if judge.is_offline() {
         HashMap::new()
     } else {
         cache::load(warehouse, &scope).await?.0
@@ -864,6 +1066,7 @@ pub async fn score(
         }),
     };
     let mut estimated_usd = 0.0;
+    let mut estimated_batch_usd = 0.0;
     let mut open: HashMap<usize, Work> = HashMap::new();
     let mut tasks: JoinSet<TaskResult> = JoinSet::new();
     let concurrency = job.judge.concurrency;
@@ -872,25 +1075,40 @@ pub async fn score(
     if !offline && !job.dry_run {
         preflight(&engine.judge, aws).await?;
     }
+    run.summary.mode = if job.judge.batches() {
+        crate::config::JudgeMode::Batch
+    } else {
+        crate::config::JudgeMode::OnDemand
+    };
+    // Batch mode: collect finished jobs into the cache, then submit what is due.
+    let batched = if job.judge.batches() && !job.dry_run {
+        let judge = &engine.judge;
+        Some(
+            run_batches(
+                &job,
+                warehouse,
+                aws,
+                judge,
+                &scope,
+                &wanted,
+                &mut cached,
+                &mut run,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
+    let pending: HashSet<String> = batched
+        .as_ref()
+        .map(|b| b.pending.clone())
+        .unwrap_or_default();
 
     for (slot, partition) in wanted.into_iter().enumerate() {
         if job.shutdown.is_requested() {
             break;
         }
-        let mut captures = Vec::new();
-        for key in &partition.parts {
-            let Some(bytes) = warehouse.get(key).await? else {
-                continue; // removed by a concurrent ingest since the listing
-            };
-            let key = key.clone();
-            let part = tokio::task::spawn_blocking(move || read_part(bytes, &key))
-                .await
-                .map_err(|e| ScoreError::ReadPart {
-                    key: partition.parts[0].clone(),
-                    message: e.to_string(),
-                })??;
-            captures.extend(part);
-        }
+        let captures = read_partition(warehouse, &partition).await?;
         let mut plan = PartitionPlan {
             model: partition.model_segment.clone(),
             date: partition.date,
@@ -934,10 +1152,17 @@ pub async fn score(
             let prompting = engine.judge.prompting().cloned();
             for row in 0..work.captures.len() {
                 let capture = work.captures[row].clone();
-                if let Some(hit) = cached.get(&run.scope.key(&capture.content_hash)) {
+                let key = run.scope.key(&capture.content_hash);
+                if let Some(hit) = cached.get(&key) {
                     work.verdicts[row] = Some(Verdict::from_cache(hit));
                     plan.cached += 1;
                     run.summary.from_cache += 1;
+                    continue;
+                }
+                if pending.contains(&key) {
+                    // In a batch job: its rows come when the job is collected.
+                    work.verdicts[row] = Some(Verdict::Deferred);
+                    plan.batch_pending += 1;
                     continue;
                 }
                 if job.limit.is_some_and(|limit| run.summary.judged >= limit) {
@@ -946,7 +1171,7 @@ pub async fn score(
                     run.summary.deferred_limit += 1;
                     continue;
                 }
-                let estimate = prompting.as_ref().map_or(0.0, |p| {
+                let (estimate, batch_estimate) = prompting.as_ref().map_or((0.0, 0.0), |p| {
                     let input = p.estimate_input_tokens(&protocol::user_text(
                         &capture.prompt,
                         &capture.response,
@@ -959,9 +1184,15 @@ pub async fn score(
                     } else {
                         0
                     };
-                    job.judge.prices.map_or(0.0, |prices| {
+                    let batch = job
+                        .judge
+                        .batch
+                        .as_ref()
+                        .map_or(0.0, |b| b.prices.cost(input, output));
+                    let on_demand = job.judge.prices.map_or(0.0, |prices| {
                         prices.cost_cached(input - cached, output, cached, 0)
-                    })
+                    });
+                    (on_demand, batch)
                 });
                 if let Some(budget) = job.budget_usd
                     && (run.budget_hit || run.spent_usd + run.reserved_usd + estimate > budget)
@@ -985,6 +1216,7 @@ pub async fn score(
                 plan.to_judge += 1;
                 run.summary.judged += 1;
                 estimated_usd += estimate;
+                estimated_batch_usd += batch_estimate;
                 if job.dry_run {
                     // The dry run books the estimate as if spent, so the budget cut shows.
                     run.spent_usd += estimate;
@@ -1068,6 +1300,7 @@ pub async fn score(
     let priced = offline || job.judge.prices.is_some();
     summary.cost_usd = priced.then_some(if job.dry_run { 0.0 } else { run.spent_usd });
     summary.estimated_cost_usd = priced.then_some(estimated_usd);
+    summary.estimated_batch_cost_usd = job.judge.batch.as_ref().map(|_| estimated_batch_usd);
     summary.skipped_budget = summary.plan.iter().map(|p| p.skipped_budget).sum();
     summary.seconds = started.elapsed().as_secs_f64();
     let per_s = |n: u64| {

@@ -109,6 +109,20 @@ fn the_iam_policy_grants_what_the_code_calls_and_nothing_else() {
         (".delete_object()", "s3:DeleteObject"),
         (".list_objects_v2()", "s3:ListBucket"),
         (".converse()", "bedrock:InvokeModel"),
+        (
+            ".create_model_invocation_job()",
+            "bedrock:CreateModelInvocationJob",
+        ),
+        // A batch job is created with a service role the caller passes to Bedrock.
+        (".create_model_invocation_job()", "iam:PassRole"),
+        (
+            ".get_model_invocation_job()",
+            "bedrock:GetModelInvocationJob",
+        ),
+        (
+            ".stop_model_invocation_job()",
+            "bedrock:StopModelInvocationJob",
+        ),
         (".get_metric_data()", "cloudwatch:GetMetricData"),
         (".put_metric_data()", "cloudwatch:PutMetricData"),
         (".put_metric_alarm()", "cloudwatch:PutMetricAlarm"),

@@ -16,6 +16,7 @@ mod report;
 mod rubric;
 mod run;
 mod score;
+mod score_batch;
 mod score_llm;
 mod sensitivity;
 mod shards;
