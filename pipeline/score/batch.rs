@@ -388,8 +388,14 @@ impl Batcher<'_> {
                 continue;
             }
             if record.job_arn.is_none() {
-                // Recorded, but the call's answer was lost: the same token gets the same job.
-                record.job_arn = Some(self.create(&record).await?);
+                // Recorded, but the call's answer was lost: the job is looked up by its name,
+                // and created (with the same token, which Bedrock does not run twice) only when
+                // there is none.
+                let arn = match self.find(&record.name).await? {
+                    Some(arn) => arn,
+                    None => self.create(&record).await?,
+                };
+                record.job_arn = Some(arn);
                 record.state = "submitted".into();
                 self.save(&record).await?;
             }
@@ -438,6 +444,22 @@ impl Batcher<'_> {
             collected.jobs_collected += 1;
         }
         Ok(collected)
+    }
+
+    /// The ARN of the job named `name`, if Bedrock has one.
+    async fn find(&self, name: &str) -> Result<Option<String>, BatchError> {
+        let listed = self
+            .client
+            .list_model_invocation_jobs()
+            .name_contains(name)
+            .send()
+            .await
+            .map_err(|e| bedrock_error("ListModelInvocationJobs", e))?;
+        Ok(listed
+            .invocation_job_summaries()
+            .iter()
+            .find(|job| job.job_name() == name)
+            .map(|job| job.job_arn().to_string()))
     }
 
     async fn status(&self, arn: &str) -> Result<String, BatchError> {

@@ -116,6 +116,10 @@ fn the_iam_policy_grants_what_the_code_calls_and_nothing_else() {
         // A batch job is created with a service role the caller passes to Bedrock.
         (".create_model_invocation_job()", "iam:PassRole"),
         (
+            ".list_model_invocation_jobs()",
+            "bedrock:ListModelInvocationJobs",
+        ),
+        (
             ".get_model_invocation_job()",
             "bedrock:GetModelInvocationJob",
         ),

@@ -160,7 +160,7 @@ fn failed_missing_and_shuffled_records_end_judged_and_a_lost_submission_is_not_r
     let wh = ingested("2026-10-03", "2026-10-03");
 
     // Submitted; then the record of the job loses its ARN, as if the process died right after
-    // the call: the next run asks again with the same token and gets the same job.
+    // the call: the next run finds the job by its name instead of submitting it again.
     let out = score(&config, wh.path(), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let sampled = count(&stage_summary(&out, "score"), "sampled");
@@ -183,7 +183,8 @@ fn failed_missing_and_shuffled_records_end_judged_and_a_lost_submission_is_not_r
             .batch
             .creates
             .load(std::sync::atomic::Ordering::Relaxed),
-        2
+        1,
+        "found by its name, not created again"
     );
     let collected = &summary["batch"]["collected"];
     let (failed, missing) = (count(collected, "failed"), count(collected, "missing"));
