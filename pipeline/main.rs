@@ -1377,6 +1377,7 @@ async fn judge_stub(args: &StubArgs) -> anyhow::Result<u8> {
             partial: args.batch_partial,
             expire: args.batch_expire,
             fail_job: false,
+            create_delay: std::time::Duration::ZERO,
         },
     });
     let (addr, _task) = stub

@@ -27,6 +27,9 @@ pub struct BatchFaults {
     pub expire: bool,
     /// `Failed`: no output at all.
     pub fail_job: bool,
+    /// How long a create call takes to answer, after the job is registered (a client killed in
+    /// between leaves a job it has no ARN of).
+    pub create_delay: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -114,7 +117,11 @@ impl BatchPlane {
     ) -> Option<Answer> {
         let path = path.split('?').next().unwrap_or(path);
         if method == "POST" && path == "/model-invocation-job" {
-            return Some(self.create(body));
+            let answer = self.create(body);
+            if !faults.create_delay.is_zero() {
+                tokio::time::sleep(faults.create_delay).await;
+            }
+            return Some(answer);
         }
         if method == "GET" && path == "/model-invocation-jobs" {
             let jobs = self.jobs.lock().ok()?.clone();

@@ -339,3 +339,65 @@ fn an_expired_job_leaves_its_records_due_and_a_slow_one_is_stopped_and_judged_on
     assert_eq!(slow.stub.stats().answered, sampled);
     assert_eq!(read_table(wh.path(), "scores").height() as u64, sampled * 3);
 }
+
+/// A run SIGKILLed while its CreateModelInvocationJob call is in flight (the job exists at
+/// Bedrock, the run never heard its ARN) does not make the next run submit the records again:
+/// the job is found by its name and collected.
+#[test]
+fn a_run_killed_during_the_submission_does_not_submit_twice() {
+    let stub = batch_stub(BatchFaults {
+        create_delay: Duration::from_secs(30),
+        ..BatchFaults::default()
+    });
+    let rt = runtime();
+    let bucket = rt.block_on(bucket(&ministack().s3(), "batch-kill"));
+    let dir = tempfile::tempdir().unwrap();
+    let config = batch_config(dir.path(), &stub.url, &bucket, "");
+    let wh = ingested("2026-10-03", "2026-10-03");
+    let mut child = evalwatch()
+        .arg("--config")
+        .arg(&config)
+        .arg("--warehouse")
+        .arg(wh.path())
+        .arg("score")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while stub.stub.batch.jobs() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no job created"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL, the create call unanswered
+    child.wait().unwrap();
+    let records = files_under(&wh.path().join("state/batch-jobs"));
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&records[0]).unwrap()).unwrap();
+    assert_eq!(record["state"], "submitting", "{record}");
+    assert!(record["job_arn"].is_null());
+
+    let out = score(&config, wh.path(), &["--wait", "60"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let summary = stage_summary(&out, "score");
+    assert_eq!(stub.stub.batch.jobs(), 1);
+    assert_eq!(
+        stub.stub
+            .batch
+            .creates
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    let sampled = count(&summary, "sampled");
+    assert_eq!(
+        count(&summary["batch"]["collected"], "judged"),
+        sampled,
+        "{summary}"
+    );
+    assert_eq!(count(&summary["batch"], "submitted"), 0);
+    assert_eq!(read_table(wh.path(), "scores").height() as u64, sampled * 3);
+    assert_eq!(stub.stub.stats().requests, 0);
+}
