@@ -319,6 +319,15 @@ pub fn page(job: &ReportJob, s: &ReportSummary) -> String {
     if s.judge.starts_with("offline:") {
         out.push_str(r#"<p class="note">Scores by the offline scorer: a deterministic heuristic, not an LLM judge (README: how well it agrees with human labels).</p>"#);
     }
+    if let Some(w) = &s.batch_waiting {
+        let _ = write!(
+            out,
+            r#"<p class="note batch">{} judgments are waiting in {} Bedrock batch job(s) submitted since {}: their scores come with the run that collects them; the figures here leave them out.</p>"#,
+            w.records,
+            w.jobs,
+            w.since.map(|t| t.to_rfc3339()).unwrap_or_default()
+        );
+    }
     // How far to trust the judge: its agreement with people's labels, or that nobody measured it.
     if s.calibration.is_empty() {
         let _ = write!(
@@ -714,6 +723,13 @@ pub fn markdown(job: &ReportJob, s: &ReportSummary) -> String {
             let _ = write!(out, " · alarm thresholds: {}", text.join(", "));
         }
         out.push('\n');
+    }
+    if let Some(w) = &s.batch_waiting {
+        let _ = writeln!(
+            out,
+            "\n{} judgments are waiting in {} Bedrock batch job(s); their scores come with the run that collects them.",
+            w.records, w.jobs
+        );
     }
     if s.calibration.is_empty() {
         let _ = writeln!(

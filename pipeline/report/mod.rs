@@ -377,6 +377,9 @@ pub struct ReportSummary {
     /// The judge's latest calibration against people's labels for this exact rubric hash and
     /// judge, per dimension (`evalwatch calibrate`); empty: not calibrated.
     pub calibration: BTreeMap<String, Calibration>,
+    /// Judgments waiting in Bedrock batch jobs (their scores come with the collecting run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_waiting: Option<crate::score::batch::Waiting>,
     /// Where the files went.
     pub index: String,
     pub summary_md: String,
@@ -629,6 +632,7 @@ pub async fn report(job: ReportJob, warehouse: &Warehouse) -> Result<ReportSumma
         warnings: count(schema::aggregates::WARNINGS),
         judge_errors: count(schema::aggregates::JUDGE_ERRORS),
         calibration: calibration(warehouse, &job.rubric, &job.judge).await?,
+        batch_waiting: crate::score::batch::waiting(warehouse, &job.judge).await?,
         quarantined,
         models,
         index: warehouse.uri(&format!("{folder}/index.html")),

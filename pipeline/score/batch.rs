@@ -574,6 +574,41 @@ fn add(total: &mut Counts, more: &Counts) {
     total.output_tokens += more.output_tokens;
 }
 
+/// Judgments of `judge` (a judge id, `bedrock:<model>`) waiting in batch jobs not collected yet,
+/// for the report: (jobs, records, the earliest submission). Damaged records are left out.
+pub async fn waiting(
+    warehouse: &Warehouse,
+    judge: &str,
+) -> Result<Option<Waiting>, WarehouseError> {
+    let mut out = Waiting::default();
+    for key in warehouse.list(&format!("{JOBS}/")).await? {
+        let Some(bytes) = warehouse.get(&key).await? else {
+            continue;
+        };
+        let Ok(record) = serde_json::from_slice::<JobRecord>(&bytes) else {
+            continue;
+        };
+        if record.state == "collected" || format!("bedrock:{}", record.model) != judge {
+            continue;
+        }
+        out.jobs += 1;
+        out.records += record.records.len() as u64;
+        out.since = Some(
+            out.since
+                .map_or(record.submitted_at, |s| s.min(record.submitted_at)),
+        );
+    }
+    Ok((out.jobs > 0).then_some(out))
+}
+
+/// Judgments waiting in batch jobs.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Waiting {
+    pub jobs: u64,
+    pub records: u64,
+    pub since: Option<DateTime<Utc>>,
+}
+
 /// Whether Bedrock is done with a job (whatever it produced).
 pub fn is_final(status: &str) -> bool {
     matches!(

@@ -67,10 +67,32 @@ fn a_night_submits_the_next_collects_the_same_verdicts_at_the_batch_price() {
     let config = batch_config(dir.path(), &stub.url, &bucket, "");
     let wh = ingested("2026-10-03", "2026-10-03");
 
-    // Night one: everything due goes into one job; no rows yet.
-    let out = score(&config, wh.path(), &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Night one (a nightly `run`): everything due goes into one job; no rows yet, and the
+    // report says what is waiting.
+    let out = run(evalwatch()
+        .arg("--config")
+        .arg(&config)
+        .arg("--warehouse")
+        .arg(wh.path())
+        .args(["run", "--only", "score,analyse,report"])
+        .args(["--since", "2026-10-03", "--until", "2026-10-03"]));
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", stderr(&out));
     let summary = stage_summary(&out, "score");
+    let report = stage_summary(&out, "report");
+    assert_eq!(
+        count(&report["batch_waiting"], "records"),
+        count(&summary, "sampled"),
+        "{report}"
+    );
+    let page = files_under(&wh.path().join("reports"))
+        .into_iter()
+        .find(|p| p.ends_with("index.html"))
+        .unwrap();
+    let html = std::fs::read_to_string(page).unwrap();
+    assert!(
+        html.contains("waiting in 1 Bedrock batch job"),
+        "the report says so"
+    );
     let sampled = count(&summary, "sampled");
     assert!(sampled >= 100, "{summary}");
     assert_eq!(summary["mode"], "batch");
