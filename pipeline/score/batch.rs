@@ -101,6 +101,10 @@ pub struct Counts {
     pub missing: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// What the job's `manifest.json.out` reported, when it wrote one: records answered and
+    /// failed, and tokens (Bedrock's own count, for the bill).
+    #[serde(default)]
+    pub manifest: Option<Value>,
 }
 
 /// The `modelInput` of one record: Anthropic's Messages format with the forced tool.
@@ -436,7 +440,7 @@ impl Batcher<'_> {
             }
             let counts = self.read_output(&record, &mut collected).await?;
             tracing::info!(job = %record.name, status, judged = counts.judged, failed = counts.failed, missing = counts.missing, "score: batch job collected");
-            add(&mut collected.counts, &counts);
+            collected.counts.add(&counts);
             record.counts = Some(counts);
             record.state = "collected".into();
             record.collected_at = Some(Utc::now());
@@ -491,6 +495,12 @@ impl Batcher<'_> {
         };
         let folder = format!("{}/output", record.name);
         for key in self.area.list(&format!("{folder}/")).await? {
+            if key.ends_with("manifest.json.out") {
+                if let Some(bytes) = self.area.get(&key).await? {
+                    counts.manifest = serde_json::from_slice(&bytes).ok();
+                }
+                continue;
+            }
             if !key.ends_with(".jsonl.out") {
                 continue;
             }
@@ -543,6 +553,17 @@ impl Batcher<'_> {
                 answered.insert(parsed.record_id, result);
             }
         }
+        if let Some(manifest) = &counts.manifest {
+            let reported = manifest["inputTokenCount"].as_u64();
+            if reported.is_some_and(|n| n != counts.input_tokens) {
+                tracing::warn!(
+                    job = %record.name,
+                    reported = reported.unwrap_or(0),
+                    read = counts.input_tokens,
+                    "score: the batch job's manifest counts other input tokens than its records"
+                );
+            }
+        }
         for reference in &record.records {
             match answered.get(&reference.key) {
                 Some(Ok(_)) => counts.judged += 1,
@@ -565,13 +586,26 @@ impl Batcher<'_> {
     }
 }
 
-fn add(total: &mut Counts, more: &Counts) {
-    total.records += more.records;
-    total.judged += more.judged;
-    total.failed += more.failed;
-    total.missing += more.missing;
-    total.input_tokens += more.input_tokens;
-    total.output_tokens += more.output_tokens;
+impl Counts {
+    /// Adds another job's counts (its manifest's numbers too).
+    pub fn add(&mut self, more: &Counts) {
+        self.records += more.records;
+        self.judged += more.judged;
+        self.failed += more.failed;
+        self.missing += more.missing;
+        self.input_tokens += more.input_tokens;
+        self.output_tokens += more.output_tokens;
+        let Some(Value::Object(theirs)) = &more.manifest else {
+            return;
+        };
+        let mine = self.manifest.get_or_insert_with(|| json!({}));
+        for (key, value) in theirs {
+            if let Some(n) = value.as_u64() {
+                let sum = mine[key.as_str()].as_u64().unwrap_or(0) + n;
+                mine[key.as_str()] = json!(sum);
+            }
+        }
+    }
 }
 
 /// Judgments of `judge` (a judge id, `bedrock:<model>`) waiting in batch jobs not collected yet,

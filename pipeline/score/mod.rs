@@ -974,14 +974,7 @@ fn absorb(
         cached.insert(entry.key.clone(), entry);
     }
     summary.jobs_collected += collected.jobs_collected;
-    let counts = &collected.counts;
-    let total = &mut summary.collected;
-    total.records += counts.records;
-    total.judged += counts.judged;
-    total.failed += counts.failed;
-    total.missing += counts.missing;
-    total.input_tokens += counts.input_tokens;
-    total.output_tokens += counts.output_tokens;
+    summary.collected.add(&collected.counts);
 }
 
 /// Runs the stage.

@@ -212,6 +212,17 @@ fn failed_missing_and_shuffled_records_end_judged_and_a_lost_submission_is_not_r
     let (failed, missing) = (count(collected, "failed"), count(collected, "missing"));
     assert!(failed > 0 && missing > 0, "{summary}");
     assert_eq!(count(collected, "judged") + failed + missing, sampled);
+    // The job's manifest.json.out was read: the records it answered and failed, its tokens.
+    let manifest = &collected["manifest"];
+    assert_eq!(
+        count(manifest, "successRecordCount") + count(manifest, "errorRecordCount"),
+        sampled - missing,
+        "{summary}"
+    );
+    assert_eq!(
+        count(manifest, "inputTokenCount"),
+        count(collected, "input_tokens")
+    );
     assert_eq!(
         count(&summary["batch"], "judged_on_demand"),
         failed + missing
