@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::score_with as score;
 use crate::support::*;
 use evalwatch::judge::stub_batch::BatchFaults;
 
@@ -29,16 +30,6 @@ fn batch_config(dir: &Path, stub: &str, bucket: &str, extra: &str) -> std::path:
     );
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn score(config: &Path, wh: &Path, args: &[&str]) -> std::process::Output {
-    run(evalwatch()
-        .arg("--config")
-        .arg(config)
-        .arg("--warehouse")
-        .arg(wh)
-        .arg("score")
-        .args(args))
 }
 
 /// (request_id, dimension) -> label, sorted.

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::support::score_with as score;
 use crate::support::*;
 
 const MODEL_ID: &str = "anthropic.claude-3-5-sonnet-20240620-v1:0";
@@ -27,16 +28,6 @@ fn judge_config(dir: &Path, kind: &str, endpoint: &str, extra: &str) -> PathBuf 
     );
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn score(config: &Path, wh: &Path, args: &[&str]) -> std::process::Output {
-    run(evalwatch()
-        .arg("--config")
-        .arg(config)
-        .arg("--warehouse")
-        .arg(wh)
-        .arg("score")
-        .args(args))
 }
 
 /// (request_id, dimension) -> (status, label, error) of the scores table.

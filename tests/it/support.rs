@@ -47,6 +47,17 @@ pub fn evalwatch() -> Command {
     cmd
 }
 
+/// `evalwatch --config CONFIG --warehouse WH score ARGS...`.
+pub fn score_with(config: &Path, wh: &Path, args: &[&str]) -> Output {
+    run(evalwatch()
+        .arg("--config")
+        .arg(config)
+        .arg("--warehouse")
+        .arg(wh)
+        .arg("score")
+        .args(args))
+}
+
 /// A warehouse holding the sample's captures of the given days.
 pub fn ingested(since: &str, until: &str) -> tempfile::TempDir {
     let wh = tempfile::tempdir().unwrap();
