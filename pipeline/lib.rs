@@ -12,6 +12,7 @@ pub mod compact;
 pub mod compare;
 pub mod config;
 pub mod context;
+pub mod embed;
 pub mod ingest;
 pub mod judge;
 pub mod lock;

