@@ -208,7 +208,9 @@ enum ModelsCommand {
         /// The model folder (default: as for fetch).
         #[arg(long)]
         dir: Option<PathBuf>,
-        #[arg(required = true)]
+        /// Also the texts of a JSON-lines file (a `text` field per line).
+        #[arg(long)]
+        file: Option<PathBuf>,
         texts: Vec<String>,
     },
 }
@@ -1443,8 +1445,34 @@ async fn models_command(command: &ModelsCommand) -> anyhow::Result<u8> {
             println!("{}", serde_json::json!({ "fetched": fetched }));
             Ok(0)
         }
-        ModelsCommand::Embed { dir, texts } => {
+        ModelsCommand::Embed { dir, file, texts } => {
             let dir = dir.clone().unwrap_or_else(model::default_dir);
+            let mut texts = texts.clone();
+            if let Some(path) = file {
+                let body = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read `{}`", path.display()))?;
+                for (i, line) in body
+                    .lines()
+                    .enumerate()
+                    .filter(|(_, l)| !l.trim().is_empty())
+                {
+                    let row: serde_json::Value = serde_json::from_str(line)
+                        .map_err(|e| usage(format!("{}:{}: {e}", path.display(), i + 1), None))?;
+                    let Some(text) = row["text"].as_str() else {
+                        return Err(usage(
+                            format!("{}:{}: no `text`", path.display(), i + 1),
+                            None,
+                        ));
+                    };
+                    texts.push(text.to_string());
+                }
+            }
+            if texts.is_empty() {
+                return Err(usage(
+                    "no text to embed",
+                    Some("give texts, or --file FILE".into()),
+                ));
+            }
             let embedder = Embedder::load(&dir).context("cannot load the embedding model")?;
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let vectors = embedder.embed(&refs).context("embedding failed")?;
