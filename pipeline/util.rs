@@ -3,6 +3,11 @@
 use sha2::{Digest, Sha256};
 
 /// Lower-case hex sha256 of `bytes`.
+/// For `#[serde(skip_serializing_if = "crate::util::is_zero")]` on counts.
+pub fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }

@@ -89,7 +89,7 @@ pub struct IngestSummary {
     pub shard: Option<String>,
     pub objects_listed: u64,
     /// Listed, but another shard's to read.
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::util::is_zero")]
     pub objects_other_shards: u64,
     pub objects_unchanged: u64,
     pub objects_read: u64,
@@ -106,10 +106,6 @@ pub struct IngestSummary {
     pub mb_per_s: f64,
     /// A listing error that stopped the walk early, if any.
     pub list_error: Option<String>,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 impl IngestSummary {

@@ -374,7 +374,7 @@ async fn run_job(
     put(s3, &out_bucket, &key, manifest.to_string().into_bytes()).await?;
     let status = if faults.expire {
         "Expired"
-    } else if faults.partial || errors > 0 && ok > 0 && faults.fail_every == 1 {
+    } else if faults.partial {
         "PartiallyCompleted"
     } else {
         "Completed"

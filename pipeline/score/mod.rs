@@ -201,12 +201,8 @@ pub struct PartitionPlan {
     pub skipped_budget: u64,
     pub deferred_limit: u64,
     /// Sampled captures waiting in a Bedrock batch job (no rows until it is collected).
-    #[serde(skip_serializing_if = "is_zero")]
+    #[serde(skip_serializing_if = "crate::util::is_zero")]
     pub batch_pending: u64,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 /// What batch mode did in a run.
@@ -301,6 +297,26 @@ struct Partition {
     model_segment: String,
     date: NaiveDate,
     parts: Vec<String>,
+}
+
+/// A partition's capture count and its sampled captures.
+struct SampledPartition {
+    captures_total: u64,
+    captures: Vec<Capture>,
+}
+
+impl SampledPartition {
+    async fn read(
+        warehouse: &Warehouse,
+        partition: &Partition,
+        sampling: &Sampling,
+    ) -> Result<SampledPartition, ScoreError> {
+        let captures = read_partition(warehouse, partition).await?;
+        Ok(SampledPartition {
+            captures_total: captures.len() as u64,
+            captures: sample(captures, sampling),
+        })
+    }
 }
 
 /// Every capture of a partition, part by part.
@@ -851,7 +867,8 @@ type TaskResult = (usize, usize, f64, PairOutcome);
 /// (and `cached`), then the due judgments (sampled, not cached, not in a running job, not falling
 /// back to on demand) submitted as jobs when there are at least `batch-min-records` of them;
 /// fewer are judged on demand. With `batch_wait`, waits for the jobs and collects them too.
-/// Returns what is still pending.
+/// Returns what is still pending; the partitions it read, sampled, are left in `read` for the
+/// judging loop, which so reads each partition once.
 #[allow(clippy::too_many_arguments)]
 async fn run_batches(
     job: &ScoreJob,
@@ -862,6 +879,7 @@ async fn run_batches(
     wanted: &[Partition],
     cached: &mut HashMap<String, CachedJudgment>,
     run: &mut Run<'_>,
+    read: &mut HashMap<usize, SampledPartition>,
 ) -> Result<batch::Collected, ScoreError> {
     let Some(settings) = job.judge.batch.as_ref() else {
         return Ok(batch::Collected::default());
@@ -887,8 +905,10 @@ async fn run_batches(
     let mut seen = HashSet::new();
     let mut committed = 0.0;
     let output = protocol::estimate_output_tokens(&job.rubric);
-    'partitions: for partition in wanted {
-        for capture in sample(read_partition(warehouse, partition).await?, &job.sampling) {
+    'partitions: for (slot, partition) in wanted.iter().enumerate() {
+        let sampled = SampledPartition::read(warehouse, partition, &job.sampling).await?;
+        let sampled = read.entry(slot).or_insert(sampled);
+        for capture in &sampled.captures {
             let key = scope.key(&capture.content_hash);
             if cached.contains_key(&key)
                 || collected.pending.contains(&key)
@@ -1074,6 +1094,7 @@ pub async fn score(
         crate::config::JudgeMode::OnDemand
     };
     // Batch mode: collect finished jobs into the cache, then submit what is due.
+    let mut read: HashMap<usize, SampledPartition> = HashMap::new();
     let batched = if job.judge.batches() && !job.dry_run {
         let judge = &engine.judge;
         Some(
@@ -1086,6 +1107,7 @@ pub async fn score(
                 &wanted,
                 &mut cached,
                 &mut run,
+                &mut read,
             )
             .await?,
         )
@@ -1101,15 +1123,18 @@ pub async fn score(
         if job.shutdown.is_requested() {
             break;
         }
-        let captures = read_partition(warehouse, &partition).await?;
+        let sampled = match read.remove(&slot) {
+            Some(sampled) => sampled,
+            None => SampledPartition::read(warehouse, &partition, &job.sampling).await?,
+        };
         let mut plan = PartitionPlan {
             model: partition.model_segment.clone(),
             date: partition.date,
-            captures: captures.len() as u64,
+            captures: sampled.captures_total,
             ..PartitionPlan::default()
         };
-        run.summary.captures += captures.len() as u64;
-        let captures = sample(captures, &job.sampling);
+        run.summary.captures += sampled.captures_total;
+        let captures = sampled.captures;
         plan.sampled = captures.len() as u64;
         run.summary.sampled += captures.len() as u64;
         let mut work = Work {

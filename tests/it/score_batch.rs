@@ -378,12 +378,7 @@ fn a_run_killed_during_the_submission_does_not_submit_twice() {
     let dir = tempfile::tempdir().unwrap();
     let config = batch_config(dir.path(), &stub.url, &bucket, "");
     let wh = ingested("2026-10-03", "2026-10-03");
-    let mut child = evalwatch()
-        .arg("--config")
-        .arg(&config)
-        .arg("--warehouse")
-        .arg(wh.path())
-        .arg("score")
+    let mut child = score_command(&config, wh.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

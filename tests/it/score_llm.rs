@@ -468,12 +468,7 @@ fn a_run_killed_mid_way_resumes_without_paying_twice_for_finished_judgments() {
     let wh = ingested("2026-10-08", "2026-10-08");
     let dir = tempfile::tempdir().unwrap();
     let config = judge_config(dir.path(), "bedrock", &server.url, "concurrency = 4");
-    let mut child = evalwatch()
-        .arg("--config")
-        .arg(&config)
-        .arg("--warehouse")
-        .arg(wh.path())
-        .arg("score")
+    let mut child = score_command(&config, wh.path())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

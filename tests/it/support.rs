@@ -47,15 +47,20 @@ pub fn evalwatch() -> Command {
     cmd
 }
 
-/// `evalwatch --config CONFIG --warehouse WH score ARGS...`.
-pub fn score_with(config: &Path, wh: &Path, args: &[&str]) -> Output {
-    run(evalwatch()
-        .arg("--config")
+/// `evalwatch --config CONFIG --warehouse WH score`, to run or spawn.
+pub fn score_command(config: &Path, wh: &Path) -> Command {
+    let mut cmd = evalwatch();
+    cmd.arg("--config")
         .arg(config)
         .arg("--warehouse")
         .arg(wh)
-        .arg("score")
-        .args(args))
+        .arg("score");
+    cmd
+}
+
+/// `evalwatch --config CONFIG --warehouse WH score ARGS...`, run.
+pub fn score_with(config: &Path, wh: &Path, args: &[&str]) -> Output {
+    run(score_command(config, wh).args(args))
 }
 
 /// A warehouse holding the sample's captures of the given days.
