@@ -11,6 +11,7 @@
 //! [`load`] reads, [`drift`] decides, [`stats`] holds the statistics.
 
 pub mod drift;
+pub mod embedding;
 pub mod load;
 pub mod plan;
 pub mod sequential;
