@@ -989,6 +989,8 @@ pub struct AnalyseSettings {
     pub cusum_h: Option<f64>,
     pub false_alerts_per_30_days: f64,
     pub sequential_min_effect: f64,
+    /// Embedding drift and topics (from `[embed]`).
+    pub embedding: crate::embed::settings::EmbeddingAnalysis,
 }
 
 impl AnalyseSettings {
@@ -1208,6 +1210,8 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
     }
     let judge = validate_judge(raw.judge).map_err(|(key, m)| invalid(key, m))?;
     let analyse = validate_analyse(raw.analyse).map_err(|(key, m)| invalid(key, m))?;
+    let embed = EmbedSettings::from_raw(raw.embed, base, EmbedSettings::off_in_env())
+        .map_err(|(key, message)| invalid(key, message))?;
     let telemetry = validate_telemetry(raw.telemetry, base).map_err(|(key, m)| invalid(key, m))?;
     let cost = validate_cost(raw.cost).map_err(|(key, m)| invalid(key, m))?;
     let publish = validate_publish(raw.publish, &warehouse, &telemetry, base)
@@ -1272,7 +1276,6 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
         judge,
         telemetry,
         cost,
-        analyse,
         publish,
         gates,
         min_judge_kappa,
@@ -1283,8 +1286,11 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
             profile: raw.aws.profile,
             bedrock_endpoint_url: raw.aws.bedrock_endpoint_url,
         },
-        embed: EmbedSettings::from_raw(raw.embed, base, EmbedSettings::off_in_env())
-            .map_err(|(key, message)| invalid(key, message))?,
+        analyse: AnalyseSettings {
+            embedding: embed.analysis(),
+            ..analyse
+        },
+        embed,
         hash: String::new(),
     })
 }
@@ -1606,6 +1612,8 @@ fn validate_analyse(raw: RawAnalyse) -> Result<AnalyseSettings, (&'static str, S
             raw.sequential_min_effect,
             0.01,
         )?,
+        // Composed with `[embed]` once that is read.
+        embedding: Default::default(),
     };
     if settings.alpha_alert > settings.alpha_warn {
         return Err((

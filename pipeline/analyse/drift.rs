@@ -5,6 +5,14 @@
 //! (`feature.prompt_chars`, `feature.response_chars`, `feature.prompt_tokens`,
 //! `feature.completion_tokens`, `feature.refusal_rate`, `feature.finish_reason`).
 //!
+//! With embeddings (the `embed` stage; [`super::embedding`] computes them into an [`Extra`]):
+//! `topic.shares` (the window's prompts over the baseline's k-means topics, topics expected
+//! fewer than 5 times pooled into `other`, novel prompts apart; a category metric),
+//! `topic.novel_share` (per prompt, 1 when farther from every topic than the baseline's 99th
+//! percentile; a rate that goes bad upward), and `embedding.prompt` / `embedding.reply` with the
+//! tests `mmd` (the significance test, its p-value in the BH adjustment), `centroid_cosine` and
+//! `classifier_auc`.
+//!
 //! Values arrive sorted (see [`DayData`]): the tests use the sorted forms of the statistics, so no
 //! metric is sorted twice.
 //!
@@ -24,6 +32,11 @@
 //! - `mean_delta`: `warn` when p_adj < `alpha-warn`; `alert` when also p_adj < `alpha-alert`,
 //!   |delta| >= `min-effect` and the metric has a bad direction that it moved in (scores and the
 //!   composite down; error and refusal rates up). Features have no bad direction and only warn.
+//! - `mmd` and `centroid_cosine`: `warn` when the MMD's p_adj < `alpha-warn`, never `alert`.
+//! - `classifier_auc`: `alert` when the MMD's p_adj < `alpha-alert` and the AUC is at least
+//!   `[embed] auc-alert` (0.65); `warn` when p_adj < `alpha-warn` and the AUC is at least
+//!   `auc-warn` (0.55, Evidently's default). The AUC says how far apart the sides are, so a huge
+//!   sample does not alert on a difference no one would notice.
 //! - A metric with a bad direction that moved the good way (quality went up) never alerts.
 //!
 //! - `cusum_down` / `cusum_up` (every metric with values): one-sided CUSUMs across days of the
@@ -69,7 +82,10 @@ enum Values<'a> {
 pub fn bad_of(name: &str) -> Bad {
     if name.starts_with("score.") {
         Bad::Down
-    } else if name == "judge.error_rate" || name == "feature.refusal_rate" {
+    } else if name == "judge.error_rate"
+        || name == "feature.refusal_rate"
+        || name == "topic.novel_share"
+    {
         Bad::Up
     } else {
         Bad::Neither
@@ -107,7 +123,30 @@ pub struct DriftRow {
     pub day_z: Option<(f64, f64)>,
 }
 
-fn metrics<'a>(current: &'a DayData, baseline: &'a DayData) -> Vec<Metric<'a>> {
+/// What a day's embeddings add to its comparison ([`super::embedding::extra`]): empty without
+/// embeddings.
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// Topic counts (`topic-1`, ..., `novel`) of the window and of the baseline.
+    pub topics: Option<(BTreeMap<String, u64>, BTreeMap<String, u64>)>,
+    /// Per prompt, 1 when novel (sorted): the window's and the baseline's.
+    pub novel: Option<(Vec<f64>, Vec<f64>)>,
+    /// `embedding.prompt` and `embedding.reply`.
+    pub embedding: Vec<EmbeddingDrift>,
+}
+
+/// How far a window's embedded prompts or replies are from the baseline's.
+#[derive(Debug, Clone)]
+pub struct EmbeddingDrift {
+    pub metric: &'static str,
+    pub n_current: u64,
+    pub n_baseline: u64,
+    /// Centroid distance, MMD test, classifier AUC; `None` with fewer than `min-count` vectors
+    /// on a side.
+    pub result: Option<(f64, super::embedding::Mmd, f64)>,
+}
+
+fn metrics<'a>(current: &'a DayData, baseline: &'a DayData, extra: &'a Extra) -> Vec<Metric<'a>> {
     let mut out = Vec::new();
     let continuous = |name: String, c: &'a [f64], b: &'a [f64]| Metric {
         name,
@@ -173,6 +212,20 @@ fn metrics<'a>(current: &'a DayData, baseline: &'a DayData) -> Vec<Metric<'a>> {
         current: Values::Categories(&current.finish_reason),
         baseline: Values::Categories(&baseline.finish_reason),
     });
+    if let Some((c, b)) = &extra.topics {
+        out.push(Metric {
+            name: "topic.shares".into(),
+            current: Values::Categories(c),
+            baseline: Values::Categories(b),
+        });
+    }
+    if let Some((c, b)) = &extra.novel {
+        out.push(Metric {
+            name: "topic.novel_share".into(),
+            current: Values::Rate(c),
+            baseline: Values::Rate(b),
+        });
+    }
     out
 }
 
@@ -223,11 +276,16 @@ fn mean_delta(base: &[f64], cur: &[f64], settings: &AnalyseSettings) -> (f64, f6
 }
 
 /// The test rows of one model-day, verdicts before patterns.
-pub fn compare(current: &DayData, baseline: &DayData, settings: &AnalyseSettings) -> Vec<DriftRow> {
+pub fn compare(
+    current: &DayData,
+    baseline: &DayData,
+    extra: &Extra,
+    settings: &AnalyseSettings,
+) -> Vec<DriftRow> {
     let mut rows: Vec<DriftRow> = Vec::new();
     // Per row: whether its p-value joins the BH adjustment, and the metric's significance test.
     let mut primary_of: Vec<Option<usize>> = Vec::new();
-    for metric in metrics(current, baseline) {
+    for metric in metrics(current, baseline, extra) {
         let (nc, nb) = (metric.current.count(), metric.baseline.count());
         let row = |test: &'static str| DriftRow {
             metric: metric.name.clone(),
@@ -370,6 +428,47 @@ pub fn compare(current: &DayData, baseline: &DayData, settings: &AnalyseSettings
         }
     }
 
+    for e in &extra.embedding {
+        let first = rows.len();
+        let enough = e.n_current >= settings.min_count && e.n_baseline >= settings.min_count;
+        for test in ["mmd", "centroid_cosine", "classifier_auc"] {
+            let mut r = DriftRow {
+                metric: e.metric.to_string(),
+                test,
+                statistic: None,
+                p_value: None,
+                p_adjusted: None,
+                threshold: None,
+                n_current: e.n_current,
+                n_baseline: e.n_baseline,
+                current_mean: None,
+                baseline_mean: None,
+                ci_low: None,
+                ci_high: None,
+                verdict: "insufficient_data",
+                pattern: "none",
+                day_z: None,
+            };
+            if let (true, Some((centroid, mmd, auc))) = (enough, e.result) {
+                r.verdict = "ok";
+                match test {
+                    "mmd" => {
+                        r.statistic = Some(mmd.mmd2);
+                        r.p_value = Some(mmd.p_value);
+                        r.threshold = Some(settings.alpha_alert);
+                    }
+                    "centroid_cosine" => r.statistic = Some(centroid),
+                    _ => {
+                        r.statistic = Some(auc);
+                        r.threshold = Some(settings.embedding.auc.1);
+                    }
+                }
+            }
+            rows.push(r);
+            primary_of.push(Some(first));
+        }
+    }
+
     // Benjamini-Hochberg over the p-values of the day.
     let with_p: Vec<usize> = (0..rows.len())
         .filter(|&i| rows[i].p_value.is_some())
@@ -435,6 +534,21 @@ pub fn compare(current: &DayData, baseline: &DayData, settings: &AnalyseSettings
                     "ok"
                 }
             }
+            // Embedding drift: the MMD test says whether the sides differ; the classifier's
+            // AUC how well they can be told apart (the effect size that may alert).
+            "mmd" | "centroid_cosine" if significant => "warn",
+            "mmd" | "centroid_cosine" => "ok",
+            "classifier_auc" => {
+                let auc = r.statistic.unwrap_or(0.5);
+                let (warn, alert) = settings.embedding.auc;
+                if primary < settings.alpha_alert && auc >= alert {
+                    "alert"
+                } else if significant && auc >= warn {
+                    "warn"
+                } else {
+                    "ok"
+                }
+            }
             "mean_delta" => {
                 let p = r.p_adjusted.unwrap_or(primary);
                 let delta = r.statistic.unwrap_or(0.0);
@@ -459,7 +573,7 @@ pub fn compare(current: &DayData, baseline: &DayData, settings: &AnalyseSettings
             verdict
         };
     }
-    cusum_rows(current, baseline, settings, &mut rows);
+    cusum_rows(current, baseline, extra, settings, &mut rows);
     rows
 }
 
@@ -469,10 +583,11 @@ pub fn compare(current: &DayData, baseline: &DayData, settings: &AnalyseSettings
 fn cusum_rows(
     current: &DayData,
     baseline: &DayData,
+    extra: &Extra,
     settings: &AnalyseSettings,
     rows: &mut Vec<DriftRow>,
 ) {
-    let all = metrics(current, baseline);
+    let all = metrics(current, baseline, extra);
     let can_alert = all.iter().filter(|m| sequential_alerts(&m.name)).count();
     let p = settings.false_alerts_per_30_days / can_alert.max(1) as f64;
     for metric in all {
@@ -760,7 +875,7 @@ mod tests {
         let s = settings();
         let base = baseline(7, 100, 0.1);
         let mut tracks = BTreeMap::new();
-        let mut same = compare(&day(100, 0.1), &base, &s);
+        let mut same = compare(&day(100, 0.1), &base, &Extra::default(), &s);
         label_patterns(&mut same, &mut tracks);
         assert!(
             same.iter()
@@ -768,7 +883,7 @@ mod tests {
             "{same:?}"
         );
 
-        let mut first = compare(&day(100, 0.5), &base, &s);
+        let mut first = compare(&day(100, 0.5), &base, &Extra::default(), &s);
         label_patterns(&mut first, &mut tracks);
         let safety = verdicts(&first, "score.safety");
         assert!(safety.iter().any(|(_, v, _)| *v == "alert"), "{safety:?}");
@@ -777,7 +892,7 @@ mod tests {
             "{safety:?}"
         );
 
-        let mut second = compare(&day(100, 0.5), &base, &s);
+        let mut second = compare(&day(100, 0.5), &base, &Extra::default(), &s);
         label_patterns(&mut second, &mut tracks);
         assert!(
             verdicts(&second, "score.safety")
@@ -790,7 +905,7 @@ mod tests {
     fn improvements_never_alert_and_small_samples_are_insufficient() {
         let s = settings();
         let base = baseline(7, 100, 0.5);
-        let better = compare(&day(100, 0.05), &base, &s);
+        let better = compare(&day(100, 0.05), &base, &Extra::default(), &s);
         assert!(better.iter().all(|r| r.verdict != "alert"), "{better:?}");
         assert!(
             better
@@ -798,7 +913,7 @@ mod tests {
                 .any(|r| r.metric == "score.safety" && r.verdict == "warn")
         );
 
-        let tiny = compare(&day(10, 0.9), &base, &s);
+        let tiny = compare(&day(10, 0.9), &base, &Extra::default(), &s);
         assert!(
             verdicts(&tiny, "score.safety")
                 .iter()
@@ -811,7 +926,7 @@ mod tests {
         let s = settings();
         // 1% more bad scores on 70,000 values: significant, but below every effect size.
         let base = baseline(7, 10_000, 0.10);
-        let rows = compare(&day(10_000, 0.11), &base, &s);
+        let rows = compare(&day(10_000, 0.11), &base, &Extra::default(), &s);
         let safety = verdicts(&rows, "score.safety");
         assert!(safety.iter().all(|(_, v, _)| *v != "alert"), "{safety:?}");
     }

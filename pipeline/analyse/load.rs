@@ -4,7 +4,8 @@
 //! (one model-day) is summarised in one pass over its rows, on its own thread, into plain vectors.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, LazyLock};
 
 use chrono::NaiveDate;
 use polars::prelude::*;
@@ -67,6 +68,42 @@ pub struct DayData {
     pub jury: BTreeMap<String, Vec<Vec<Option<i64>>>>,
     /// A jury's captures whose members were two levels or more apart on some dimension.
     pub jury_disagreements: u64,
+    /// The judged captures' embedded prompts and replies (the `embeddings` table): per part at
+    /// most `[embed] max-vectors`, those whose request ids hash lowest.
+    pub prompt_vectors: Vec<Embedded>,
+    pub reply_vectors: Vec<Embedded>,
+    /// Per judged capture (by request id): its composite (`None` unless scored on every
+    /// dimension) and whether the judge failed on it; for quality per topic.
+    pub judged: HashMap<String, (Option<f64>, bool)>,
+}
+
+/// One embedded text of a capture.
+#[derive(Debug, Clone)]
+pub struct Embedded {
+    /// Where the request id hashes to: a side holding more vectors than a test reads keeps the
+    /// lowest (the same ones on every run, a uniform sample).
+    pub key: u64,
+    pub request_id: Arc<str>,
+    pub vector: Arc<[f32]>,
+}
+
+impl Embedded {
+    pub fn key_of(request_id: &str) -> u64 {
+        let digest = crate::util::sha256_hex(request_id.as_bytes());
+        u64::from_str_radix(&digest[..16], 16).unwrap_or(0)
+    }
+}
+
+/// The `limit` embedded texts of `items` with the lowest keys, as vectors.
+pub fn lowest(items: &[Embedded], limit: usize) -> Vec<&Embedded> {
+    let mut out: Vec<&Embedded> = items.iter().collect();
+    out.sort_by(|a, b| {
+        a.key
+            .cmp(&b.key)
+            .then_with(|| a.request_id.cmp(&b.request_id))
+    });
+    out.truncate(limit);
+    out
 }
 
 /// (model, day) -> what happened.
@@ -154,6 +191,10 @@ pub fn add_part(data: &mut Data, key: (String, NaiveDate), part: DayData) {
 struct Context {
     rubric: Option<Rubric>,
     judge: String,
+    /// Most vectors of each kind kept per part.
+    max_vectors: usize,
+    /// Whether score parts keep each capture's composite ([`DayData::judged`]).
+    per_request: bool,
 }
 
 impl DayData {
@@ -197,6 +238,9 @@ impl DayData {
             self.jury.entry(dimension).or_default().extend(units);
         }
         self.jury_disagreements += other.jury_disagreements;
+        self.prompt_vectors.extend(other.prompt_vectors);
+        self.reply_vectors.extend(other.reply_vectors);
+        self.judged.extend(other.judged);
     }
 }
 
@@ -263,6 +307,7 @@ pub async fn load_scores(
     rubric: &Rubric,
     judge: &str,
     days: &BTreeSet<NaiveDate>,
+    per_request: bool,
     data: &mut Data,
 ) -> Result<(), LoadError> {
     // The score stage writes the rubric key as it is (`quality@1.0.0`). Each part (one model-day
@@ -272,6 +317,8 @@ pub async fn load_scores(
     let context = Context {
         rubric: Some(rubric.clone()),
         judge: judge.to_string(),
+        per_request,
+        ..Context::default()
     };
     // One current part per folder and judge (score::current): never two generations.
     let keys: Vec<String> = warehouse
@@ -291,7 +338,7 @@ pub async fn load_scores(
         days,
         SCORE_COLUMNS,
         |df, c| match &c.rubric {
-            Some(rubric) => score_part(&df, rubric, &c.judge),
+            Some(rubric) => score_part(&df, rubric, &c.judge, c.per_request),
             None => Err(PolarsError::NoData("no rubric".into())),
         },
         &context,
@@ -312,7 +359,12 @@ struct Judged {
 /// The scores of one part (one model-day), in one pass over its rows: the `ok` scores per
 /// dimension, the composite of each capture scored `ok` on every dimension, the captures with
 /// an error, the skipped ones, the judge's cost.
-fn score_part(df: &DataFrame, rubric: &Rubric, judge: &str) -> PolarsResult<DayData> {
+fn score_part(
+    df: &DataFrame,
+    rubric: &Rubric,
+    judge: &str,
+    per_request: bool,
+) -> PolarsResult<DayData> {
     let ids = df.column(schema::scores::REQUEST_ID)?.str()?;
     let scores = df.column(schema::scores::SCORE)?.f64()?;
     let costs = df.column(schema::scores::JUDGE_COST_USD)?.f64()?;
@@ -461,6 +513,16 @@ fn score_part(df: &DataFrame, rubric: &Rubric, judge: &str) -> PolarsResult<DayD
         day.scores.insert(name, values);
     }
     let wanted = rubric.dimensions.len();
+    if per_request {
+        day.judged = slot_of
+            .iter()
+            .map(|(id, slot)| {
+                let c = &judged[*slot];
+                let composite = (c.ok == wanted && !c.composite.is_nan()).then_some(c.composite);
+                (id.to_string(), (composite, c.error))
+            })
+            .collect();
+    }
     day.composite = judged
         .iter()
         .filter(|c| c.ok == wanted && !c.composite.is_nan())
@@ -517,6 +579,72 @@ fn capture_part(df: &DataFrame) -> PolarsResult<DayData> {
         *day.finish_reason
             .entry(reason.unwrap_or("(none)").to_string())
             .or_default() += 1;
+    }
+    Ok(day)
+}
+
+static EMBEDDING_COLUMNS: LazyLock<Vec<(&'static str, DataType)>> = LazyLock::new(|| {
+    vec![
+        (schema::embeddings::REQUEST_ID, DataType::String),
+        (schema::embeddings::KIND, DataType::String),
+        (
+            schema::embeddings::VECTOR,
+            DataType::List(Box::new(DataType::Float32)),
+        ),
+    ]
+});
+
+/// Embedded prompts and replies for `days`, into `data`: per part at most `max_vectors` of
+/// each kind ([`Embedded::key`]).
+pub async fn load_embeddings(
+    warehouse: &Warehouse,
+    days: &BTreeSet<NaiveDate>,
+    max_vectors: usize,
+    data: &mut Data,
+) -> Result<(), LoadError> {
+    let keys = warehouse
+        .list(&format!("{}/", schema::embeddings::TABLE))
+        .await?;
+    read_parts(
+        warehouse,
+        keys,
+        days,
+        EMBEDDING_COLUMNS.as_slice(),
+        |df, c| embedding_part(&df, c.max_vectors),
+        &Context {
+            max_vectors,
+            ..Context::default()
+        },
+        data,
+    )
+    .await
+}
+
+fn embedding_part(df: &DataFrame, max_vectors: usize) -> PolarsResult<DayData> {
+    let ids = df.column(schema::embeddings::REQUEST_ID)?.str()?;
+    let kinds = df.column(schema::embeddings::KIND)?.str()?;
+    let vectors = crate::embed::stage::vectors_of(df)?;
+    let mut day = DayData::default();
+    for ((id, kind), vector) in ids.iter().zip(kinds.iter()).zip(vectors) {
+        let (Some(id), Some(kind), Some(vector)) = (id, kind, vector) else {
+            continue;
+        };
+        let item = Embedded {
+            key: Embedded::key_of(id),
+            request_id: Arc::from(id),
+            vector: Arc::from(vector),
+        };
+        match kind {
+            schema::kind::PROMPT => day.prompt_vectors.push(item),
+            schema::kind::REPLY => day.reply_vectors.push(item),
+            _ => {}
+        }
+    }
+    for side in [&mut day.prompt_vectors, &mut day.reply_vectors] {
+        if side.len() > max_vectors {
+            let kept: Vec<Embedded> = lowest(side, max_vectors).into_iter().cloned().collect();
+            *side = kept;
+        }
     }
     Ok(day)
 }

@@ -18,9 +18,10 @@ pub mod sequential;
 pub mod stats;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{Days, NaiveDate, Utc};
+use chrono::{Datelike, Days, NaiveDate, Utc};
 use polars::prelude::*;
 use serde::Serialize;
 
@@ -32,6 +33,7 @@ use crate::util::sha256_hex;
 use crate::warehouse::{Warehouse, WarehouseError};
 
 use drift::{DriftRow, Track};
+use embedding::Topics;
 use load::{Data, DayData, LoadError};
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +153,8 @@ impl DayData {
                 .insert(dimension.clone(), stats::merge_many(&parts));
         }
         for d in days {
+            out.prompt_vectors.extend(d.prompt_vectors.iter().cloned());
+            out.reply_vectors.extend(d.reply_vectors.iter().cloned());
             out.skipped_budget += d.skipped_budget;
             out.judge_cost_usd += d.judge_cost_usd;
             out.requests += d.requests;
@@ -461,8 +465,20 @@ async fn load_days(
     days: &BTreeSet<NaiveDate>,
     data: &mut Data,
 ) -> Result<(), LoadError> {
-    load::load_scores(warehouse, &job.rubric, &job.judge, days, data).await?;
+    load::load_scores(
+        warehouse,
+        &job.rubric,
+        &job.judge,
+        days,
+        job.settings.embedding.enabled,
+        data,
+    )
+    .await?;
     load::load_captures(warehouse, days, data).await?;
+    if job.settings.embedding.enabled {
+        let most = job.settings.embedding.max_vectors;
+        load::load_embeddings(warehouse, days, most, data).await?;
+    }
     load::load_telemetry(warehouse, days, data).await
 }
 
@@ -812,6 +828,13 @@ fn compute_model(
     };
     // A baseline is merged once for as long as its windows stay the same.
     let mut cached: Option<(Vec<NaiveDate>, DayData)> = None;
+    // Topics are fitted once per epoch of a baseline's length (counted like the windows, from
+    // 1970-01-05), on the baseline of the epoch's first window with every day in it: the same
+    // topics for each window of the epoch whichever night computes it, one k-means per epoch.
+    let epochs = Periods {
+        len: settings.baseline_windows() as u32 * periods.len,
+    };
+    let mut topics: Option<(NaiveDate, Option<Arc<Topics>>)> = None;
     for start in periods.starts_in(DateRange {
         since: first,
         until: window.until,
@@ -829,8 +852,34 @@ fn compute_model(
             let Some((_, baseline)) = &cached else {
                 continue;
             };
+            let epoch = match settings.baseline {
+                Baseline::Fixed(range) => range.since,
+                Baseline::Rolling(_) => epochs.start_of(start),
+            };
+            if settings.embedding.enabled && topics.as_ref().is_none_or(|(e, _)| *e != epoch) {
+                let (range, _) = baseline_of(epoch, settings.baseline);
+                let prompts: Vec<load::Embedded> = present
+                    .iter()
+                    .filter(|d| range.contains(**d))
+                    .filter_map(|d| data.get(&(model.clone(), *d)))
+                    .flat_map(|d| d.prompt_vectors.iter().cloned())
+                    .collect();
+                let fitted = embedding::topics_of(&prompts, &settings.embedding).map(Arc::new);
+                topics = Some((epoch, fitted));
+            }
+            let topics = topics.as_ref().and_then(|(_, t)| t.as_deref());
             let current = &data[&(model.clone(), start)];
-            let mut rows = drift::compare(current, baseline, settings);
+            let seed = u64::from(start.num_days_from_ce().unsigned_abs())
+                ^ u64::from_str_radix(&sha256_hex(model.as_bytes())[..12], 16).unwrap_or(0);
+            let extra = embedding::extra(
+                current,
+                baseline,
+                topics,
+                &settings.embedding,
+                settings.min_count,
+                seed,
+            );
+            let mut rows = drift::compare(current, baseline, &extra, settings);
             let status = drift::label_patterns(&mut rows, &mut tracks);
             // A young baseline (fewer windows than it will hold) keeps every window: freezing
             // it on its first days would pin a baseline of a day or two.

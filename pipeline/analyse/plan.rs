@@ -164,7 +164,7 @@ pub async fn plan(job: PlanJob, warehouse: &Warehouse) -> Result<PlanSummary, Pl
     let judge = crate::judge::id_of(&job.judge);
     let days: BTreeSet<_> = super::window_days(job.window).collect();
     let mut data = Data::new();
-    load::load_scores(warehouse, &job.rubric, &judge, &days, &mut data).await?;
+    load::load_scores(warehouse, &job.rubric, &judge, &days, false, &mut data).await?;
     load::load_captures(warehouse, &days, &mut data).await?;
 
     let mut by_model: BTreeMap<&String, Vec<&load::DayData>> = BTreeMap::new();
@@ -312,7 +312,7 @@ pub async fn planned_sensitivity(
     };
     let days: BTreeSet<_> = super::window_days(history).collect();
     let mut data = Data::new();
-    load::load_scores(warehouse, rubric, &dry_run.judge, &days, &mut data).await?;
+    load::load_scores(warehouse, rubric, &dry_run.judge, &days, false, &mut data).await?;
     let can_alert = rubric.dimensions.len() + 1;
     let mut out = Vec::new();
     for (model, (sampled, on)) in planned {

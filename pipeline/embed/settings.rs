@@ -32,8 +32,12 @@ pub struct RawEmbed {
     /// Permutations of the MMD test. Default 200.
     pub permutations: Option<usize>,
     /// Most vectors per side (baseline, window) a drift test or the k-means reads, picked by
-    /// their hash (the same ones on every run). Default 1,000.
+    /// their hash (the same ones on every run). Default 500.
     pub max_vectors: Option<usize>,
+    /// The domain classifier's ROC-AUC at which `embedding.*` drift warns (Evidently's default
+    /// 0.55) and alerts (0.65), when the MMD test says the sides differ.
+    pub auc_warn: Option<f64>,
+    pub auc_alert: Option<f64>,
 }
 
 /// Where the embedding model lives and where it comes from; what the stage and the analysis do.
@@ -47,6 +51,24 @@ pub struct EmbedSettings {
     pub topics: Option<usize>,
     pub permutations: usize,
     pub max_vectors: usize,
+    /// Classifier AUC levels (warn, alert).
+    pub auc: (f64, f64),
+}
+
+/// What the analyse stage reads of `[embed]`: whether embeddings are analysed, and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddingAnalysis {
+    pub enabled: bool,
+    pub topics: Option<usize>,
+    pub permutations: usize,
+    pub max_vectors: usize,
+    pub auc: (f64, f64),
+}
+
+impl Default for EmbeddingAnalysis {
+    fn default() -> EmbeddingAnalysis {
+        EmbedSettings::default().analysis()
+    }
 }
 
 impl Default for EmbedSettings {
@@ -58,7 +80,8 @@ impl Default for EmbedSettings {
             index_url: super::model::DEFAULT_INDEX.to_string(),
             topics: None,
             permutations: 200,
-            max_vectors: 1_000,
+            max_vectors: 500,
+            auc: (0.55, 0.65),
         }
     }
 }
@@ -86,7 +109,23 @@ impl EmbedSettings {
             Some(n) if (50..=20_000).contains(&n) => n,
             Some(n) => return Err(("embed.max-vectors", format!("{n} is not in 50..=20000"))),
         };
+        let auc_warn = match raw.auc_warn {
+            None => defaults.auc.0,
+            Some(a) if (0.5..1.0).contains(&a) => a,
+            Some(a) => return Err(("embed.auc-warn", format!("{a} is not in [0.5, 1)"))),
+        };
+        let auc_alert = match raw.auc_alert {
+            None => defaults.auc.1.max(auc_warn),
+            Some(a) if (auc_warn..=1.0).contains(&a) => a,
+            Some(a) => {
+                return Err((
+                    "embed.auc-alert",
+                    format!("{a} is not in [auc-warn ({auc_warn}), 1]"),
+                ));
+            }
+        };
         Ok(EmbedSettings {
+            auc: (auc_warn, auc_alert),
             enabled: raw.enabled.unwrap_or(true) && !off,
             fetch: raw.fetch.unwrap_or(true),
             model_dir: match raw.model_path.as_deref() {
@@ -108,6 +147,17 @@ impl EmbedSettings {
             permutations,
             max_vectors,
         })
+    }
+
+    /// The analysis knobs.
+    pub fn analysis(&self) -> EmbeddingAnalysis {
+        EmbeddingAnalysis {
+            enabled: self.enabled,
+            topics: self.topics,
+            permutations: self.permutations,
+            max_vectors: self.max_vectors,
+            auc: self.auc,
+        }
     }
 
     /// Whether [`EMBED_VAR`] says `off` in this process's environment.

@@ -556,7 +556,7 @@ async fn read_windows(
         })
         .collect();
     let mut daily = Data::new();
-    load_scores(warehouse, &job.rubric, &job.judge, &days, &mut daily).await?;
+    load_scores(warehouse, &job.rubric, &job.judge, &days, false, &mut daily).await?;
     let mut distributions = by_window(daily, periods);
     Ok(rows
         .into_iter()
