@@ -31,7 +31,7 @@ struct Table {
     partitions: &'static [&'static str],
 }
 
-const TABLES: [Table; 8] = [
+const TABLES: [Table; 9] = [
     Table {
         name: schema::captures::TABLE,
         partitions: &["model", "date"],
@@ -58,6 +58,10 @@ const TABLES: [Table; 8] = [
     },
     Table {
         name: schema::aggregates::TABLE,
+        partitions: &["date"],
+    },
+    Table {
+        name: schema::topics::TABLE,
         partitions: &["date"],
     },
     Table {

@@ -18,6 +18,7 @@ pub mod judge;
 pub mod lock;
 pub mod logs;
 pub mod publish;
+pub mod redact;
 pub mod report;
 pub mod rubric;
 pub mod run;

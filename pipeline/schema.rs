@@ -188,6 +188,41 @@ table! {
 }
 
 table! {
+    /// `topics/date=<d>/`: one row per model, window and topic of the baseline's prompts (and
+    /// one for the novel prompts): what users asked and how it fared (the analyse stage, with
+    /// embeddings).
+    topics = "topics" {
+        MODEL = "model",
+        WINDOW_DAYS = "window_days",
+        /// The first day of the epoch whose baseline the topics were fitted on: topic names
+        /// mean the same within an epoch.
+        EPOCH = "epoch",
+        /// `topic-1`, ..., or `novel`.
+        TOPIC = "topic",
+        /// The window's prompts in it.
+        PROMPTS = "prompts",
+        SHARE = "share",
+        BASELINE_SHARE = "baseline_share",
+        /// Mean composite of its prompts' judged replies.
+        COMPOSITE_MEAN = "composite_mean",
+        JUDGE_ERROR_RATE = "judge_error_rate",
+        /// Its share of the window's tokens (prompt and completion; characters / 4 without
+        /// token counts): what it costs of the model's hardware.
+        COST_SHARE = "cost_share",
+        /// `cost_share` of the window's cost, when the cost is known.
+        COST_USD = "cost_usd",
+        /// The five terms that set it apart (class-based TF-IDF over its prompts), comma-separated.
+        TOP_TERMS = "top_terms",
+        /// Three representative prompts (nearest its centre; for `novel`, farthest from every
+        /// topic), redacted, JSON array.
+        EXAMPLES = "examples",
+        RUBRIC = "rubric",
+        JUDGE = "judge",
+        ANALYSED_AT = "analysed_at",
+    }
+}
+
+table! {
     /// `aggregates/date=<d>/`: one row per model and window (the analyse stage). Per rubric
     /// dimension it also has the columns of `crate::schema::dimensions` (mean, threshold, pass
     /// rate, jury alpha, minimum detectable drops in 1, 3, 7 days), after `SKIPPED_BUDGET`.

@@ -674,6 +674,11 @@ impl Topics {
         }))
     }
 
+    /// The distance of `v` to its nearest centroid.
+    pub fn distance(&self, v: &[f32]) -> f32 {
+        nearest(&self.centroids, v).1.sqrt()
+    }
+
     /// The nearest topic of `v`.
     pub fn nearest(&self, v: &[f32]) -> usize {
         nearest(&self.centroids, v).0

@@ -1,14 +1,17 @@
 //! The analyse stage: per model and day of the window, how quality and traffic moved against a
 //! baseline (the `drift` table), and what each day looked like (the `aggregates` table).
 //!
-//! Reads: `scores/rubric=<rubric>/` rows of the configured judge and `captures/` features, for the
-//! window and the baseline days before it.
-//! Writes: `drift/date=<d>/part-<h>.parquet` and `aggregates/date=<d>/part-<h>.parquet` for every
-//! day of the window, the part named from (rubric hash, judge), so a re-run replaces them.
+//! Reads: `scores/rubric=<rubric>/` rows of the configured judge, `captures/` features and
+//! `embeddings/` (when `[embed]` is on), for the window and the baseline days before it; the
+//! window's prompts for the topics.
+//! Writes: `drift/date=<d>/part-<h>.parquet`, `aggregates/date=<d>/part-<h>.parquet` and, with
+//! embeddings, `topics/date=<d>/part-<h>.parquet` for every day of the window, the part named
+//! from (rubric hash, judge), so a re-run replaces them.
 //! Never does: call a verdict on fewer than `min-count` values (`insufficient_data`), or alert on
 //! quality that went up.
 //!
-//! [`load`] reads, [`drift`] decides, [`stats`] holds the statistics.
+//! [`load`] reads, [`drift`] decides, [`stats`] holds the statistics, [`embedding`] those on
+//! embeddings (drift, k-means topics), [`topics`] writes what users asked.
 
 pub mod drift;
 pub mod embedding;
@@ -16,6 +19,7 @@ pub mod load;
 pub mod plan;
 pub mod sequential;
 pub mod stats;
+pub mod topics;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -547,9 +551,9 @@ pub async fn analyse(
     let settings = job.settings.clone();
     let rubric = job.rubric.clone();
     let computed = tokio::task::spawn_blocking(move || {
-        let (drift, mut aggregates, tracks) = compute(&data, window, periods, &settings, &stored);
-        pass_rates(&mut aggregates, &data, &rubric);
-        (drift, aggregates, tracks)
+        let mut computed = compute(&data, window, periods, &settings, &stored);
+        pass_rates(&mut computed.aggregates, &data, &rubric);
+        computed
     })
     .await
     .map_err(|e| AnalyseError::Write {
@@ -557,7 +561,16 @@ pub async fn analyse(
         date: window.since,
         message: e.to_string(),
     })?;
-    let (drift_by_day, aggregates_by_day, tracks_by_day) = computed;
+    let Computed {
+        drift: drift_by_day,
+        aggregates: aggregates_by_day,
+        tracks: tracks_by_day,
+        topics: topic_windows,
+    } = computed;
+    let topic_rows = topics::rows(warehouse, &topic_windows, |start| {
+        window_days(periods.days(start)).collect()
+    })
+    .await?;
     let compute_seconds = started.elapsed().as_secs_f64() - load_seconds;
 
     let mut summary = AnalyseSummary {
@@ -649,6 +662,34 @@ pub async fn analyse(
                 })?;
             warehouse.put(&key, bytes).await?;
         }
+        let key = format!(
+            "{}/date={day}/part-{}.parquet",
+            schema::topics::TABLE,
+            &name[..16]
+        );
+        let rows: Vec<&topics::TopicRow> = topic_rows
+            .iter()
+            .filter(|((_, d), _)| *d == day)
+            .flat_map(|(_, rows)| rows)
+            .collect();
+        if rows.is_empty() {
+            warehouse.delete(&key).await?;
+        } else {
+            let bytes = topics::frame(
+                &rows,
+                job.settings.window_days,
+                &job.rubric.key(),
+                &job.judge,
+                analysed_at,
+            )
+            .and_then(|mut df| write_parquet(&mut df, job.compression))
+            .map_err(|e| AnalyseError::Write {
+                table: "topics",
+                date: day,
+                message: e.to_string(),
+            })?;
+            warehouse.put(&key, bytes).await?;
+        }
         let tracks = StoredTracks {
             settings: settings_hash(&job),
             models: tracks_by_day
@@ -727,6 +768,18 @@ type AggregatesByDay = BTreeMap<(String, NaiveDate), AggregateRow>;
 /// Per model, the tracks after each day of the window.
 type TracksByDay = BTreeMap<(String, NaiveDate), ModelTracks>;
 
+/// Per model and analysed window, its prompts under its epoch's topics.
+type TopicsByDay = BTreeMap<(String, NaiveDate), topics::TopicWindow>;
+
+/// What the comparison of every model's windows gives.
+#[derive(Default)]
+struct Computed {
+    drift: DriftByDay,
+    aggregates: AggregatesByDay,
+    tracks: TracksByDay,
+    topics: TopicsByDay,
+}
+
 /// Compares every day of every model with its baseline; keeps the window's days. Models are
 /// independent: each runs on its own thread.
 fn compute(
@@ -735,9 +788,9 @@ fn compute(
     periods: Periods,
     settings: &AnalyseSettings,
     stored: &BTreeMap<String, ModelTracks>,
-) -> (DriftByDay, AggregatesByDay, TracksByDay) {
+) -> Computed {
     let models: BTreeSet<&String> = data.keys().map(|(m, _)| m).chain(stored.keys()).collect();
-    let per_model: Vec<_> = std::thread::scope(|scope| {
+    let per_model: Vec<Computed> = std::thread::scope(|scope| {
         let handles: Vec<_> = models
             .into_iter()
             .map(|model| {
@@ -750,15 +803,14 @@ fn compute(
             .map(|h| h.join().unwrap_or_default())
             .collect()
     });
-    let mut drift = DriftByDay::new();
-    let mut aggregates = AggregatesByDay::new();
-    let mut tracks = TracksByDay::new();
-    for (d, a, t) in per_model {
-        drift.extend(d);
-        aggregates.extend(a);
-        tracks.extend(t);
+    let mut all = Computed::default();
+    for c in per_model {
+        all.drift.extend(c.drift);
+        all.aggregates.extend(c.aggregates);
+        all.tracks.extend(c.tracks);
+        all.topics.extend(c.topics);
     }
-    (drift, aggregates, tracks)
+    all
 }
 
 /// The analyse stage's decisions over one model's daily data in memory, day after day as a
@@ -781,8 +833,11 @@ pub fn replay(
         since: first,
         until: first + Days::new(count.saturating_sub(1) as u64),
     };
-    let (mut drift, mut aggregates, _) =
-        compute_model(&data, &model, window, Periods { len: 1 }, settings, None);
+    let Computed {
+        mut drift,
+        mut aggregates,
+        ..
+    } = compute_model(&data, &model, window, Periods { len: 1 }, settings, None);
     (0..count)
         .filter_map(|i| {
             let key = (model.clone(), first + Days::new(i as u64));
@@ -801,10 +856,11 @@ fn compute_model(
     periods: Periods,
     settings: &AnalyseSettings,
     stored: Option<&ModelTracks>,
-) -> (DriftByDay, AggregatesByDay, TracksByDay) {
+) -> Computed {
     let mut drift = DriftByDay::new();
     let mut aggregates = AggregatesByDay::new();
     let mut after = TracksByDay::new();
+    let mut topic_windows = TopicsByDay::new();
     let present: BTreeSet<NaiveDate> = data
         .keys()
         .filter(|(m, _)| m == model)
@@ -867,7 +923,8 @@ fn compute_model(
                 let fitted = embedding::topics_of(&prompts, &settings.embedding).map(Arc::new);
                 topics = Some((epoch, fitted));
             }
-            let topics = topics.as_ref().and_then(|(_, t)| t.as_deref());
+            let fitted = topics.as_ref().and_then(|(_, t)| t.clone());
+            let topics = fitted.as_deref();
             let current = &data[&(model.clone(), start)];
             let seed = u64::from(start.num_days_from_ce().unsigned_abs())
                 ^ u64::from_str_radix(&sha256_hex(model.as_bytes())[..12], 16).unwrap_or(0);
@@ -892,6 +949,11 @@ fn compute_model(
             suspicion.prune(baseline_reach(start, settings.baseline).since);
             last_seen = Some(start);
             if window.contains(start) {
+                if let Some(fitted) = &fitted
+                    && let Some(w) = topics::TopicWindow::of(epoch, fitted, current, baseline)
+                {
+                    topic_windows.insert((model.clone(), start), w);
+                }
                 aggregates.insert(
                     (model.clone(), start),
                     aggregate(current, baseline, &rows, settings),
@@ -915,7 +977,12 @@ fn compute_model(
             );
         }
     }
-    (drift, aggregates, after)
+    Computed {
+        drift,
+        aggregates,
+        tracks: after,
+        topics: topic_windows,
+    }
 }
 
 /// The mean GPU utilisation seen by requests: for each capture, the last telemetry sample at or

@@ -10,7 +10,7 @@
 //! account numbers and IP addresses ([`redact`]).
 
 pub mod html;
-pub mod redact;
+pub use crate::redact;
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -1,4 +1,5 @@
-//! Redaction of personal data in the texts the report shows: e-mail addresses, phone numbers,
+//! Redaction of personal data in the texts a report or a table shows (the report's examples, the
+//! `topics` table's representative prompts): e-mail addresses, phone numbers,
 //! card and account numbers (long digit runs), US social security numbers and IP addresses become
 //! `[email]`, `[phone]`, `[number]`, `[ssn]`, `[ip]`. Deliberately eager: a report is attached to
 //! tickets, so a false positive costs a few characters and a miss costs a leak.
