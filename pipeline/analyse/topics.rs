@@ -320,10 +320,12 @@ fn window_rows(model: &str, window: &TopicWindow, asked: &HashMap<String, Asked>
                 .filter_map(|(id, _, _)| window.judged.get(&**id).copied())
                 .collect();
             let composites: Vec<f64> = judged.iter().filter_map(|(c, _)| *c).collect();
+            // `+ 0.0`: an empty sum of floats is -0.0.
             let tokens: f64 = items
                 .iter()
                 .filter_map(|(id, _, _)| asked.get(&**id).map(|a| a.tokens))
-                .sum();
+                .sum::<f64>()
+                + 0.0;
             let cost_share = (total_tokens > 0.0).then(|| tokens / total_tokens);
             // Representative: nearest the centre; for the novel ones, the farthest out.
             let mut ordered = items.clone();

@@ -233,6 +233,8 @@ svg .threshold.critical { stroke:var(--alert); } svg .threshold-label { font-siz
 .example { background:var(--card); border-radius:8px; padding:8px 12px; margin:8px 0; }
 .example pre { white-space:pre-wrap; overflow-wrap:anywhere; margin:4px 0; font:0.85em/1.4 ui-monospace,Menlo,Consolas,monospace; }
 .note { color:var(--muted); font-style:italic; }
+.spark { color:var(--accent, #1f77b4); vertical-align:middle; }
+.topic-alert { border-left:4px solid #d62728; }
 @media (max-width:600px) { main { padding:10px; } body { font-size:14px; } th, td { padding:4px 6px; } }
 "#;
 
@@ -602,6 +604,8 @@ pub fn page(job: &ReportJob, s: &ReportSummary) -> String {
             out.push_str("</tbody></table></div>");
         }
 
+        what_users_asked(&mut out, m);
+
         // Worst replies.
         out.push_str("<h3>Lowest-scoring replies (personal data redacted)</h3>");
         if m.worst.is_empty() {
@@ -651,6 +655,101 @@ pub fn page(job: &ReportJob, s: &ReportSummary) -> String {
 }
 
 /// The short summary: a few lines fit for a ticket or a chat message.
+/// A share trend as a small inline SVG polyline (0 at the bottom, the largest share at the top).
+fn sparkline(points: &[(NaiveDate, f64)]) -> String {
+    if points.len() < 2 {
+        return String::new();
+    }
+    let top = points
+        .iter()
+        .map(|(_, v)| *v)
+        .fold(0.0f64, f64::max)
+        .max(1e-9);
+    let step = 80.0 / (points.len() - 1) as f64;
+    let coordinates: Vec<String> = points
+        .iter()
+        .enumerate()
+        .map(|(i, (_, v))| format!("{:.1},{:.1}", i as f64 * step, 18.0 - v / top * 16.0))
+        .collect();
+    format!(
+        r#"<svg class="spark" width="80" height="20" viewBox="0 0 80 20" role="img" aria-label="share over the epoch's windows"><polyline fill="none" stroke="currentColor" stroke-width="1.5" points="{}"/></svg>"#,
+        coordinates.join(" ")
+    )
+}
+
+/// Whether a finding is about what users asked (topics or prompt embeddings).
+fn about_topics(metric: &str) -> bool {
+    metric.starts_with("topic.") || metric == "embedding.prompt"
+}
+
+/// The "What users asked" panel: the window's topics with their share, quality and cost, and
+/// an alert on what users asked explained by the novel prompts' terms and examples.
+fn what_users_asked(out: &mut String, m: &ModelReport) {
+    let Some(panel) = &m.topics else {
+        return;
+    };
+    out.push_str("<h3>What users asked</h3>");
+    let novel = panel
+        .topics
+        .iter()
+        .find(|t| t.topic == crate::analyse::embedding::NOVEL);
+    for f in m
+        .findings
+        .iter()
+        .filter(|f| f.verdict == "alert" && about_topics(&f.metric))
+    {
+        let _ = write!(
+            out,
+            r#"<div class="example topic-alert"><div class="meta">alert · {} · <code>{}</code> ({}, {})</div>"#,
+            f.date,
+            esc(&f.metric),
+            esc(&f.test),
+            esc(&f.pattern)
+        );
+        if let Some(n) = novel.filter(|n| n.prompts > 0) {
+            let _ = write!(
+                out,
+                "<p>{:.1}% of the prompts on {} fit no topic of the baseline (baseline {:.1}%); they are about: <b>{}</b>.</p>",
+                n.share * 100.0,
+                panel.date,
+                n.baseline_share * 100.0,
+                esc(if n.top_terms.is_empty() {
+                    "(too few to say)"
+                } else {
+                    &n.top_terms
+                })
+            );
+            for e in &n.examples {
+                let _ = write!(out, "<pre>{}</pre>", esc(e));
+            }
+        }
+        out.push_str("</div>");
+    }
+    let _ = write!(
+        out,
+        r#"<p class="note">Topics: k-means on the embedded prompts of the baseline for the epoch from {} (topic names hold within an epoch); shares on {}, the line their trend over the epoch's windows. Cost share: the topic's share of the window's tokens. Examples redacted.</p><div class="scroll"><table class="topics"><thead><tr><th>topic</th><th class="num">share</th><th>trend</th><th class="num">baseline</th><th class="num">prompts</th><th class="num">composite</th><th class="num">judge errors</th><th class="num">cost share</th><th>terms</th><th>example</th></tr></thead><tbody>"#,
+        panel.epoch, panel.date
+    );
+    let percent = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:.1}%", v * 100.0));
+    for t in &panel.topics {
+        let _ = write!(
+            out,
+            r#"<tr><td>{}</td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td>{}</td></tr>"#,
+            esc(&t.topic),
+            percent(Some(t.share)),
+            sparkline(&t.trend),
+            percent(Some(t.baseline_share)),
+            t.prompts,
+            fmt(t.composite_mean, 3),
+            percent(t.judge_error_rate),
+            percent(t.cost_share),
+            esc(&t.top_terms),
+            esc(t.examples.first().map_or("", String::as_str)),
+        );
+    }
+    out.push_str("</tbody></table></div>");
+}
+
 pub fn markdown(job: &ReportJob, s: &ReportSummary) -> String {
     let mut out = String::new();
     let verdict = if s.alerts > 0 {
@@ -704,6 +803,27 @@ pub fn markdown(job: &ReportJob, s: &ReportSummary) -> String {
         }
         if let Some(d) = &m.detectable {
             let _ = write!(out, " · {}", d.sentence(job.window_days));
+        }
+        if let Some(panel) = &m.topics {
+            let largest: Vec<String> = panel
+                .topics
+                .iter()
+                .filter(|t| t.topic != crate::analyse::embedding::NOVEL && t.prompts > 0)
+                .take(3)
+                .map(|t| format!("{} {:.0}% ({})", t.topic, t.share * 100.0, t.top_terms))
+                .collect();
+            let novel = panel
+                .topics
+                .iter()
+                .find(|t| t.topic == crate::analyse::embedding::NOVEL)
+                .map_or(0.0, |t| t.share);
+            let _ = write!(
+                out,
+                " · users asked ({}): {}; {:.0}% fit no topic",
+                panel.date,
+                md_code(&largest.join("; ")),
+                novel * 100.0
+            );
         }
         // Alarm thresholds crossed: per metric, on how many windows.
         let mut crossed: BTreeMap<&str, (usize, f64, &str)> = BTreeMap::new();

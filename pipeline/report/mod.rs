@@ -3,7 +3,8 @@
 //! a chat message, and `summary.json` for machines.
 //!
 //! Reads: `aggregates/` (the window and the 30 days before it, for the trends), `drift/` (the
-//! window), `scores/` and `captures/` (the worst-scoring replies of the window), `quarantine/`
+//! window), `topics/` (the window: what users asked), `scores/` and `captures/` (the
+//! worst-scoring replies of the window), `quarantine/`
 //! (counts), the run's manifest when there is one.
 //! Writes: `reports/<run-id>/{index.html,summary.md,summary.json}` in the warehouse.
 //! Never does: show a prompt or reply without redacting e-mail addresses, phone, card and
@@ -324,6 +325,134 @@ pub struct ModelReport {
     /// What the monitor could see on the window's last day: the smallest sustained drop of
     /// the composite caught within 1, 3 and 7 days with 80% power at its number judged.
     pub detectable: Option<Detectable>,
+    /// What users asked on the window's last day with topics (the `topics` table).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topics: Option<TopicsPanel>,
+}
+
+/// The "What users asked" panel of a model: its prompts' topics on one window, with their
+/// share over the windows of the same epoch (topic names mean the same within one).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TopicsPanel {
+    pub date: NaiveDate,
+    pub epoch: NaiveDate,
+    /// By share, largest first, the novel prompts last.
+    pub topics: Vec<TopicLine>,
+}
+
+/// One topic of the panel.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TopicLine {
+    pub topic: String,
+    pub prompts: u64,
+    pub share: f64,
+    pub baseline_share: f64,
+    pub composite_mean: Option<f64>,
+    pub judge_error_rate: Option<f64>,
+    pub cost_share: Option<f64>,
+    pub top_terms: String,
+    pub examples: Vec<String>,
+    /// (window, share) over the window's days of the same epoch.
+    pub trend: Vec<(NaiveDate, f64)>,
+}
+
+/// The topics panels of the window's models: the last window with topics, and the trend of
+/// each topic's share over the windows of its epoch.
+async fn topics_panels(
+    warehouse: &Warehouse,
+    periods: Periods,
+    window: DateRange,
+    suffix: &str,
+) -> Result<BTreeMap<String, TopicsPanel>, ReportError> {
+    let columns = [
+        (schema::topics::MODEL, DataType::String),
+        (schema::topics::EPOCH, DataType::Date),
+        (schema::topics::TOPIC, DataType::String),
+        (schema::topics::PROMPTS, DataType::Float64),
+        (schema::topics::SHARE, DataType::Float64),
+        (schema::topics::BASELINE_SHARE, DataType::Float64),
+        (schema::topics::COMPOSITE_MEAN, DataType::Float64),
+        (schema::topics::JUDGE_ERROR_RATE, DataType::Float64),
+        (schema::topics::COST_SHARE, DataType::Float64),
+        (schema::topics::TOP_TERMS, DataType::String),
+        (schema::topics::EXAMPLES, DataType::String),
+    ];
+    // Per model: window start -> (epoch, lines).
+    let mut by_model: BTreeMap<String, BTreeMap<NaiveDate, (NaiveDate, Vec<TopicLine>)>> =
+        BTreeMap::new();
+    for start in periods.starts_in(window) {
+        let key = format!("{}/date={start}/{suffix}", schema::topics::TABLE);
+        let Some(df) = read_key(warehouse, &key, &columns).await? else {
+            continue;
+        };
+        let epochs = df
+            .column(schema::topics::EPOCH)
+            .and_then(|c| c.cast(&DataType::Int32))
+            .map_err(|e| crate::table::PartError::Read {
+                key: key.clone(),
+                message: e.to_string(),
+            })?;
+        let epochs = epochs.i32().map_err(|e| crate::table::PartError::Read {
+            key: key.clone(),
+            message: e.to_string(),
+        })?;
+        for i in 0..df.height() {
+            let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()
+                + chrono::Duration::days(i64::from(epochs.get(i).unwrap_or(0)));
+            let line = TopicLine {
+                topic: text(&df, schema::topics::TOPIC, i),
+                prompts: number(&df, schema::topics::PROMPTS, i).unwrap_or(0.0) as u64,
+                share: number(&df, schema::topics::SHARE, i).unwrap_or(0.0),
+                baseline_share: number(&df, schema::topics::BASELINE_SHARE, i).unwrap_or(0.0),
+                composite_mean: number(&df, schema::topics::COMPOSITE_MEAN, i),
+                judge_error_rate: number(&df, schema::topics::JUDGE_ERROR_RATE, i),
+                cost_share: number(&df, schema::topics::COST_SHARE, i),
+                top_terms: text(&df, schema::topics::TOP_TERMS, i),
+                examples: serde_json::from_str(&text(&df, schema::topics::EXAMPLES, i))
+                    .unwrap_or_default(),
+                trend: Vec::new(),
+            };
+            by_model
+                .entry(text(&df, schema::topics::MODEL, i))
+                .or_default()
+                .entry(start)
+                .or_insert_with(|| (epoch, Vec::new()))
+                .1
+                .push(line);
+        }
+    }
+    Ok(by_model
+        .into_iter()
+        .filter_map(|(model, windows)| {
+            let (date, (epoch, mut lines)) =
+                windows.iter().next_back().map(|(d, v)| (*d, v.clone()))?;
+            for line in &mut lines {
+                line.trend = windows
+                    .iter()
+                    .filter(|(_, (e, _))| *e == epoch)
+                    .filter_map(|(d, (_, ls))| {
+                        ls.iter()
+                            .find(|l| l.topic == line.topic)
+                            .map(|l| (*d, l.share))
+                    })
+                    .collect();
+            }
+            lines.retain(|l| l.prompts > 0 || l.baseline_share > 0.0);
+            lines.sort_by(|a, b| {
+                (a.topic == crate::analyse::embedding::NOVEL)
+                    .cmp(&(b.topic == crate::analyse::embedding::NOVEL))
+                    .then(b.share.total_cmp(&a.share))
+            });
+            Some((
+                model,
+                TopicsPanel {
+                    date,
+                    epoch,
+                    topics: lines,
+                },
+            ))
+        })
+        .collect())
 }
 
 /// The minimum detectable drops of a model's composite on one window.
@@ -578,6 +707,13 @@ pub async fn report(job: ReportJob, warehouse: &Warehouse) -> Result<ReportSumma
         if let Some(m) = models.get_mut(&model) {
             m.worst = worst;
             m.disagreements = disagreements;
+        }
+    }
+
+    // What users asked.
+    for (model, panel) in topics_panels(warehouse, periods, window, &suffix).await? {
+        if let Some(m) = models.get_mut(&model) {
+            m.topics = Some(panel);
         }
     }
 
