@@ -13,8 +13,8 @@
 //!   of each side in fold `i mod 5`).
 //! - [`kmeans`] (k-means++ seeding, Lloyd's iterations, the best of several seeds) and
 //!   [`silhouette`] (Euclidean), which picks k; [`Topics`] assigns a vector to its nearest
-//!   centroid, or calls it novel when it is farther from every centroid than the baseline's
-//!   99th percentile.
+//!   centroid, or calls it novel when it is farther from it than 99% of the held-out baseline
+//!   prompts nearest that centroid are.
 //!
 //! `scripts/embedding_stats_reference.py` checks these against scikit-learn on committed vectors
 //! (`tests/data/embedding_stats_reference.json`).
@@ -605,9 +605,9 @@ pub fn silhouette(points: &[&[f32]], labels: &[usize]) -> MathResult<f64> {
 #[derive(Debug, Clone)]
 pub struct Topics {
     pub centroids: Vec<Vec<f32>>,
-    /// The 99th percentile of the held-out baseline prompts' distances to their nearest
-    /// centroid.
-    pub novel_radius: f32,
+    /// Per topic, the 99th percentile of the held-out baseline prompts' distances to its
+    /// centroid, among those nearest it (the overall one where fewer than 20 are).
+    pub novel_radius: Vec<f32>,
     /// The silhouette of the chosen clustering.
     pub silhouette: f64,
     /// The request ids of the prompts the centroids were fitted on: left out of the baseline's
@@ -661,14 +661,31 @@ impl Topics {
         };
         let few = &points[..points.len().min(SILHOUETTE_POINTS)];
         let silhouette = silhouette_of(&sq_distances(few)?, &fitted.labels[..few.len()]);
-        let mut distances: Vec<f64> = held
-            .iter()
-            .map(|e| f64::from(nearest(&fitted.centroids, &e.vector).1.sqrt()))
+        let mut overall: Vec<f64> = Vec::with_capacity(held.len());
+        let mut per_topic: Vec<Vec<f64>> = vec![Vec::new(); fitted.centroids.len()];
+        for e in &held {
+            let (c, d) = nearest(&fitted.centroids, &e.vector);
+            overall.push(f64::from(d.sqrt()));
+            per_topic[c].push(f64::from(d.sqrt()));
+        }
+        let percentile = |mut v: Vec<f64>| {
+            v.sort_unstable_by(f64::total_cmp);
+            stats::quantile_sorted(&v, 0.99) as f32
+        };
+        let everywhere = percentile(overall);
+        let novel_radius = per_topic
+            .into_iter()
+            .map(|d| {
+                if d.len() >= 20 {
+                    percentile(d)
+                } else {
+                    everywhere
+                }
+            })
             .collect();
-        distances.sort_unstable_by(f64::total_cmp);
         Ok(Some(Topics {
             centroids: fitted.centroids,
-            novel_radius: stats::quantile_sorted(&distances, 0.99) as f32,
+            novel_radius,
             silhouette,
             fitted: fit.iter().map(|e| e.request_id.clone()).collect(),
         }))
@@ -687,7 +704,7 @@ impl Topics {
     /// The topic of `v`, or `None` when it is farther from every centroid than the radius.
     pub fn assign(&self, v: &[f32]) -> Option<usize> {
         let (c, d) = nearest(&self.centroids, v);
-        (d.sqrt() <= self.novel_radius).then_some(c)
+        (d.sqrt() <= self.novel_radius[c]).then_some(c)
     }
 }
 

@@ -23,3 +23,4 @@ mod sensitivity;
 mod shards;
 mod support;
 mod telemetry;
+mod topics;

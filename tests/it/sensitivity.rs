@@ -41,47 +41,6 @@ fn day_of(index: usize) -> NaiveDate {
     first_day() + chrono::Days::new(index as u64)
 }
 
-/// A seeded stream (splitmix64), for which items a day holds and which of them changed.
-struct Draws(u64);
-
-impl Draws {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, p: f64) -> bool {
-        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
-    }
-}
-
-/// One SageMaker data capture record of an OpenAI chat call.
-fn record(id: &str, prompt: &str, reply: &str, day: NaiveDate) -> String {
-    let request = serde_json::json!({"messages": [{"role": "user", "content": prompt}]});
-    let response = serde_json::json!({
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply},
-                     "finish_reason": "stop"}]
-    });
-    serde_json::json!({
-        "captureData": {
-            "endpointInput": {"observedContentType": "application/json", "mode": "INPUT",
-                              "data": request.to_string(), "encoding": "JSON"},
-            "endpointOutput": {"observedContentType": "application/json", "mode": "OUTPUT",
-                               "data": response.to_string(), "encoding": "JSON"}
-        },
-        "eventMetadata": {"eventId": id, "inferenceTime": format!("{day}T12:00:00Z")},
-        "eventVersion": "0"
-    })
-    .to_string()
-}
-
 /// Writes `DAYS` days of captures for the twin (`steady`) and the `canary` (a share `worse` of
 /// its replies from the worse model from day `ONSET`) under `root`, in the S3 layout.
 fn write_captures(root: &Path, scenario: &Scenario, worse: f64) {
