@@ -34,8 +34,11 @@ fn last_human_turn(transcript: &str) -> String {
         .to_string()
 }
 
+/// Prompts with their replies.
+type Pairs = Vec<(String, String)>;
+
 /// (prompt, reply) of the usual traffic and of the new one.
-fn items() -> (Vec<(String, String)>, Vec<(String, String)>) {
+fn items() -> (Pairs, Pairs) {
     let read = |path: &str| -> Vec<serde_json::Value> {
         std::fs::read_to_string(repo_root().join(path))
             .unwrap()
