@@ -469,17 +469,15 @@ async fn load_days(
     days: &BTreeSet<NaiveDate>,
     data: &mut Data,
 ) -> Result<(), LoadError> {
-    load::load_scores(
-        warehouse,
-        &job.rubric,
-        &job.judge,
-        days,
-        job.settings.embedding.enabled,
-        data,
-    )
-    .await?;
+    // Each judged capture's composite is kept only where topics will want it.
+    let embedded = job.settings.embedding.enabled
+        && !warehouse
+            .list(&format!("{}/", schema::embeddings::TABLE))
+            .await?
+            .is_empty();
+    load::load_scores(warehouse, &job.rubric, &job.judge, days, embedded, data).await?;
     load::load_captures(warehouse, days, data).await?;
-    if job.settings.embedding.enabled {
+    if embedded {
         let most = job.settings.embedding.max_vectors;
         load::load_embeddings(warehouse, days, most, data).await?;
     }
