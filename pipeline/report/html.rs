@@ -693,25 +693,35 @@ fn what_users_asked(out: &mut String, m: &ModelReport) {
         .topics
         .iter()
         .find(|t| t.topic == crate::analyse::embedding::NOVEL);
-    for f in m
+    let alerts: Vec<&super::Finding> = m
         .findings
         .iter()
         .filter(|f| f.verdict == "alert" && about_topics(&f.metric))
-    {
-        let _ = write!(
-            out,
-            r#"<div class="example topic-alert"><div class="meta">alert · {} · <code>{}</code> ({}, {})</div>"#,
-            f.date,
-            esc(&f.metric),
-            esc(&f.test),
-            esc(&f.pattern)
-        );
-        if let Some(n) = novel.filter(|n| n.prompts > 0) {
+        .collect();
+    if !alerts.is_empty() {
+        out.push_str(r#"<div class="example topic-alert"><div class="meta">"#);
+        let listed: Vec<String> = alerts
+            .iter()
+            .map(|f| {
+                format!(
+                    "alert · {} · <code>{}</code> ({}, {})",
+                    f.date,
+                    esc(&f.metric),
+                    esc(&f.test),
+                    esc(&f.pattern)
+                )
+            })
+            .collect();
+        out.push_str(&listed.join("<br>"));
+        out.push_str("</div>");
+        // What moved on the panel's window: prompts that fit no topic, and the topic that grew
+        // the most.
+        if let Some(n) = novel.filter(|n| n.prompts > 0 && n.share > n.baseline_share) {
             let _ = write!(
                 out,
-                "<p>{:.1}% of the prompts on {} fit no topic of the baseline (baseline {:.1}%); they are about: <b>{}</b>.</p>",
-                n.share * 100.0,
+                "<p>On {}, {:.1}% of the prompts fit no topic of the baseline (baseline {:.1}%); they are about: <b>{}</b>.</p>",
                 panel.date,
+                n.share * 100.0,
                 n.baseline_share * 100.0,
                 esc(if n.top_terms.is_empty() {
                     "(too few to say)"
@@ -720,6 +730,26 @@ fn what_users_asked(out: &mut String, m: &ModelReport) {
                 })
             );
             for e in &n.examples {
+                let _ = write!(out, "<pre>{}</pre>", esc(e));
+            }
+        }
+        let grew = panel
+            .topics
+            .iter()
+            .filter(|t| t.topic != crate::analyse::embedding::NOVEL && t.prompts > 0)
+            .max_by(|a, b| (a.share - a.baseline_share).total_cmp(&(b.share - b.baseline_share)))
+            .filter(|t| t.share > t.baseline_share);
+        if let Some(t) = grew {
+            let _ = write!(
+                out,
+                "<p>On {}, the topic that grew the most: {} ({:.1}% of the prompts, baseline {:.1}%), about <b>{}</b>; for example:</p>",
+                panel.date,
+                esc(&t.topic),
+                t.share * 100.0,
+                t.baseline_share * 100.0,
+                esc(&t.top_terms)
+            );
+            if let Some(e) = t.examples.first() {
                 let _ = write!(out, "<pre>{}</pre>", esc(e));
             }
         }
