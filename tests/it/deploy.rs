@@ -6,6 +6,8 @@
 //! judge, no telemetry or publishing), as a user swaps them for theirs. The rubric comes from the
 //! binary (`quality` is built in), as it must in an image that holds the binary only.
 
+use std::path::Path;
+
 use crate::support::*;
 
 /// The CronJob's container `args` (a flow sequence: JSON) and mount, and the shared ConfigMap's
@@ -158,6 +160,9 @@ fn the_image_builds_and_runs_the_nightly_job() {
     ]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(!parquet_under(&warehouse.join("scores")).is_empty());
+    // The model baked into the image: embedded with no network and no home.
+    assert!(!parquet_under(&warehouse.join("embeddings")).is_empty());
+    assert!(!parquet_under(&warehouse.join("topics")).is_empty());
 }
 
 /// A container of a shipped Job, as `scripts/deploy_check.py workloads` reads it with PyYAML.
@@ -437,18 +442,35 @@ fn the_athena_catalog_matches_what_the_writers_wrote() {
             "`date` date",
         ),
     ];
+    assert_catalog_matches(wh.path(), &ddl, &tables);
+    assert!(ddl.contains("`captured_at` timestamp"));
+    assert!(ddl.contains("'projection.model.values' = 'chat-a,chat-b'"));
+    assert!(ddl.contains("'projection.rubric.values' = 'quality@1.0.0'"));
+    assert!(
+        ddl.contains("no part written yet"),
+        "calibration has none: {ddl}"
+    );
+}
+
+/// A table, the columns its schema declares, and its partition keys as the DDL names them.
+pub type CatalogTable<'a> = (&'a str, &'a [&'a str], &'a str);
+
+/// Checks that `catalog --athena`'s DDL (`ddl`, database `ew`) gives each of `tables` the columns
+/// its writer wrote (read from a part) and its partition keys, that DuckDB's hive-partitioned
+/// reader reads the same, and that every column the schema declares is there.
+pub fn assert_catalog_matches(wh: &Path, ddl: &str, tables: &[CatalogTable]) {
     // A second reader of the same layout: DuckDB's hive-partitioned Parquet reader.
     let python = python_tool(DUCKDB, "python");
     let out = std::process::Command::new(python)
         .arg(repo_root().join("scripts/duckdb_columns.py"))
-        .arg(wh.path())
+        .arg(wh)
         .args(tables.iter().map(|(t, _, _)| *t))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let duckdb: std::collections::BTreeMap<String, Vec<(String, String)>> =
         serde_json::from_slice(&out.stdout).unwrap();
-    for (table, declared, partitions) in tables {
+    for &(table, declared, partitions) in tables {
         let start = ddl
             .find(&format!(
                 "CREATE EXTERNAL TABLE IF NOT EXISTS `ew`.`{table}` ("
@@ -471,7 +493,7 @@ fn the_athena_catalog_matches_what_the_writers_wrote() {
             "{table}"
         );
         // The writers' columns, as a part holds them.
-        let part = parquet_under(&wh.path().join(table)).remove(0);
+        let part = parquet_under(&wh.join(table)).remove(0);
         use polars::prelude::SerReader;
         let df = polars::prelude::ParquetReader::new(std::fs::File::open(&part).unwrap())
             .finish()
@@ -517,13 +539,6 @@ fn the_athena_catalog_matches_what_the_writers_wrote() {
             "{table}"
         );
     }
-    assert!(ddl.contains("`captured_at` timestamp"));
-    assert!(ddl.contains("'projection.model.values' = 'chat-a,chat-b'"));
-    assert!(ddl.contains("'projection.rubric.values' = 'quality@1.0.0'"));
-    assert!(
-        ddl.contains("no part written yet"),
-        "calibration has none: {ddl}"
-    );
 }
 
 /// The Hive type of a DuckDB column type, as `catalog --athena` names it.

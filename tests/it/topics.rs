@@ -180,6 +180,27 @@ fn a_new_topic_alerts_on_its_first_day_and_the_report_says_what_users_asked() {
         );
     }
 
+    // Both new tables as Athena and DuckDB read them.
+    let catalog = run(evalwatch().arg("--config").arg(&config).args([
+        "catalog",
+        "--athena",
+        "--database",
+        "ew",
+    ]));
+    assert_eq!(catalog.status.code(), Some(0), "{}", stderr(&catalog));
+    crate::deploy::assert_catalog_matches(
+        &wh,
+        &stdout(&catalog),
+        &[
+            (
+                "embeddings",
+                evalwatch::schema::embeddings::COLUMNS,
+                "`model` string, `date` date",
+            ),
+            ("topics", evalwatch::schema::topics::COLUMNS, "`date` date"),
+        ],
+    );
+
     // The report's panel.
     let report = stage_summary(&out, "report");
     let page = std::fs::read_to_string(report["index"].as_str().unwrap()).unwrap();
