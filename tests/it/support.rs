@@ -173,6 +173,19 @@ pub fn day_numbers(df: &DataFrame) -> Vec<i32> {
         .collect()
 }
 
+/// A numeric column as f64, nulls as NaN.
+pub fn floats(df: &DataFrame, column: &str) -> Vec<f64> {
+    df.column(column)
+        .unwrap_or_else(|e| panic!("column {column}: {e}"))
+        .cast(&DataType::Float64)
+        .unwrap()
+        .f64()
+        .unwrap()
+        .iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect()
+}
+
 pub fn strings(df: &DataFrame, column: &str) -> Vec<String> {
     df.column(column)
         .unwrap_or_else(|e| panic!("column {column}: {e}"))

@@ -142,22 +142,7 @@ fn a_new_topic_alerts_on_its_first_day_and_the_report_says_what_users_asked() {
     let topics = read_table(&wh, "topics");
     let (topic, examples) = (strings(&topics, "topic"), strings(&topics, "examples"));
     let topic_days = day_numbers(&topics);
-    let shares: Vec<f64> = topics
-        .column("share")
-        .unwrap()
-        .f64()
-        .unwrap()
-        .iter()
-        .map(|v| v.unwrap_or(0.0))
-        .collect();
-    let baseline_shares: Vec<f64> = topics
-        .column("baseline_share")
-        .unwrap()
-        .f64()
-        .unwrap()
-        .iter()
-        .map(|v| v.unwrap_or(0.0))
-        .collect();
+    let (shares, baseline_shares) = (floats(&topics, "share"), floats(&topics, "baseline_share"));
     let novel = (0..topics.height())
         .find(|i| topic_days[*i] == first_shifted && topic[*i] == "novel")
         .expect("a novel row on the first shifted day");
