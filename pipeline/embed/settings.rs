@@ -165,3 +165,61 @@ impl EmbedSettings {
         std::env::var(EMBED_VAR).is_ok_and(|v| v.trim().eq_ignore_ascii_case("off"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str) -> RawEmbed {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn keys_are_checked_and_named_and_the_environment_turns_it_off() {
+        let base = Path::new("/etc/evalwatch");
+        let s =
+            EmbedSettings::from_raw(raw("topics = 6\nmodel-path = \"m\""), base, false).unwrap();
+        assert_eq!(s.topics, Some(6));
+        assert_eq!(s.model_dir, base.join("m"));
+        assert!(s.enabled && s.fetch);
+        assert_eq!(s.analysis().auc, (0.55, 0.65));
+        assert!(
+            !EmbedSettings::from_raw(raw(""), base, true)
+                .unwrap()
+                .enabled
+        );
+        for (text, key) in [
+            ("topics = 1", "embed.topics"),
+            ("permutations = 5", "embed.permutations"),
+            ("max-vectors = 10", "embed.max-vectors"),
+            ("auc-warn = 0.4", "embed.auc-warn"),
+            ("auc-warn = 0.7\nauc-alert = 0.6", "embed.auc-alert"),
+            ("index-url = \"ftp://x\"", "embed.index-url"),
+        ] {
+            let (got, _) = EmbedSettings::from_raw(raw(text), base, false).unwrap_err();
+            assert_eq!(got, key, "{text}");
+        }
+    }
+
+    #[test]
+    fn the_starter_files_commented_keys_are_valid() {
+        let section = crate::config::STARTER_CONFIG
+            .split("\n[embed]\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n[").next())
+            .unwrap();
+        let keys: Vec<&str> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| {
+                l.split_once(" = ").is_some_and(|(k, _)| {
+                    !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+                })
+            })
+            .collect();
+        assert!(keys.len() >= 9, "{keys:?}");
+        let settings =
+            EmbedSettings::from_raw(raw(&keys.join("\n")), Path::new("/cfg"), false).unwrap();
+        assert_eq!(settings.max_vectors, 500);
+    }
+}
