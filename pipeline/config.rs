@@ -710,6 +710,8 @@ pub struct JudgeSettings {
     /// `judge.mode`, and the batch settings when it is `batch`.
     pub mode: JudgeMode,
     pub batch: Option<BatchSettings>,
+    /// Where `offline:2` finds the embedding model, and whether it may fetch it (`[embed]`).
+    pub embed: crate::embed::settings::EmbedSettings,
 }
 
 /// How LLM judgments are requested.
@@ -778,9 +780,14 @@ impl JudgeSettings {
             self.kind = JudgeKind::Jury;
             return check_judge(self).map_err(|(_, m)| m);
         }
-        if flag == "offline" {
+        if flag == "offline" || flag == "offline:1" {
             self.kind = JudgeKind::Offline;
             self.model = None;
+            return Ok(());
+        }
+        if flag == "offline:2" {
+            self.kind = JudgeKind::Offline;
+            self.model = Some("2".into());
             return Ok(());
         }
         if let Some(model) = flag.strip_prefix("bedrock:") {
@@ -795,7 +802,7 @@ impl JudgeSettings {
             self.url = Some(url.to_string());
         } else {
             return Err(format!(
-                "`{flag}` is not `offline`, `bedrock:<model-id>` or `openai:<model>@<url>`"
+                "`{flag}` is not `offline`, `offline:2`, `bedrock:<model-id>` or `openai:<model>@<url>`"
             ));
         }
         check_judge(self).map_err(|(_, m)| m)
@@ -824,7 +831,15 @@ impl JudgeSettings {
 fn check_judge(judge: &JudgeSettings) -> Result<(), (&'static str, String)> {
     let model = judge.model.as_deref().map(str::trim);
     match judge.kind {
-        JudgeKind::Offline => Ok(()),
+        JudgeKind::Offline => match model {
+            None | Some("1") | Some("2") => Ok(()),
+            Some(other) => Err((
+                "judge.model",
+                format!(
+                    "the offline scorer has versions 1 and 2, not `{other}`: `model = \"2\"` (or `--judge offline:2`) picks the one on embeddings"
+                ),
+            )),
+        },
         JudgeKind::Jury => {
             if judge.jury.len() < 2 {
                 return Err((
@@ -1273,7 +1288,10 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
         },
         sampling,
         budget_usd,
-        judge,
+        judge: JudgeSettings {
+            embed: embed.clone(),
+            ..judge
+        },
         telemetry,
         cost,
         publish,
@@ -1756,6 +1774,8 @@ fn validate_judge(raw: RawJudge) -> Result<JudgeSettings, (&'static str, String)
         prompt_cache_models: raw
             .prompt_cache_models
             .unwrap_or_else(|| PROMPT_CACHE_MODELS.iter().map(|m| m.to_string()).collect()),
+        // Composed with `[embed]` once that is read.
+        embed: Default::default(),
     };
     check_judge(&settings)?;
     Ok(settings)

@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use super::figures::{Outcome, Preference, reconcile};
 use crate::aws::AwsClients;
 use crate::config::JudgeSettings;
-use crate::judge::{Judge, offline, protocol};
+use crate::judge::{Judge, protocol};
 use crate::rubric::Rubric;
 use crate::score::cache::{self, CachedJudgment, Scope};
 use crate::score::engine::{Engine, judge_text};
@@ -162,11 +162,15 @@ async fn judge_one(
     let mut run = PairwiseRun::default();
     if judge.is_offline() {
         for item in items {
-            let ab = offline::preference(&item.prompt, &item.baseline, &item.candidate).0;
-            let ba = offline::preference(&item.prompt, &item.candidate, &item.baseline).0;
+            let level = |a: &str, b: &str| {
+                judge
+                    .offline_preference(&item.prompt, a, b)
+                    .and_then(Result::ok)
+                    .map(|(level, _)| preference(rubric, level))
+            };
             run.outcomes.push(reconcile(
-                Some(preference(rubric, ab)),
-                Some(preference(rubric, ba)),
+                level(&item.baseline, &item.candidate),
+                level(&item.candidate, &item.baseline),
             ));
         }
         return Ok(run);

@@ -11,6 +11,7 @@
 
 pub mod bedrock;
 pub mod offline;
+pub mod offline2;
 pub mod openai;
 pub mod protocol;
 pub mod stub;
@@ -109,6 +110,7 @@ impl CallError {
 pub fn id_of(settings: &JudgeSettings) -> String {
     let model = settings.model.clone().unwrap_or_default();
     match settings.kind {
+        JudgeKind::Offline if model == offline2::VERSION => offline2::judge_id(),
         JudgeKind::Offline => offline::judge_id(),
         JudgeKind::Bedrock => format!("bedrock:{model}"),
         JudgeKind::OpenAi => openai_id(&model, settings.url.as_deref().unwrap_or_default()),
@@ -152,10 +154,35 @@ impl Llm {
     }
 }
 
+/// `offline:2`'s scorer: the embedding model from `[embed]`'s folder, fetched first when it is
+/// not there and `[embed] fetch` allows it.
+async fn offline2_scorer(
+    embed: &crate::embed::settings::EmbedSettings,
+) -> Result<offline2::Scorer, String> {
+    let dir = embed.model_dir.clone();
+    if !crate::embed::model::present(&dir) {
+        if !embed.fetch {
+            return Err(format!(
+                "offline:2 needs the embedding model, which is not in `{}`; run `evalwatch models fetch`",
+                dir.display()
+            ));
+        }
+        crate::embed::model::fetch(&embed.index_url, &dir)
+            .await
+            .map_err(|e| format!("offline:2 needs the embedding model: {e}"))?;
+    }
+    tokio::task::spawn_blocking(move || offline2::Scorer::load(&dir))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("offline:2 cannot load the embedding model: {e}"))
+}
+
 /// A judge ready to be called.
 #[derive(Debug, Clone)]
 pub enum Judge {
     Offline,
+    /// `offline:2`: the offline scorer on embeddings, its model loaded.
+    Offline2(std::sync::Arc<offline2::Scorer>),
     Bedrock(bedrock::BedrockJudge),
     OpenAi(openai::OpenAiJudge),
 }
@@ -173,6 +200,9 @@ impl Judge {
             prompting: protocol::Prompting::new(rubric),
         };
         Ok(match settings.kind {
+            JudgeKind::Offline if settings.model.as_deref() == Some(offline2::VERSION) => {
+                Judge::Offline2(std::sync::Arc::new(offline2_scorer(&settings.embed).await?))
+            }
             JudgeKind::Offline => Judge::Offline,
             JudgeKind::Bedrock => Judge::Bedrock(bedrock::BedrockJudge::new(
                 aws.bedrock().await,
@@ -195,6 +225,7 @@ impl Judge {
     pub fn id(&self) -> String {
         match self {
             Judge::Offline => offline::judge_id(),
+            Judge::Offline2(_) => offline2::judge_id(),
             Judge::Bedrock(j) => format!("bedrock:{}", j.llm.model),
             Judge::OpenAi(j) => openai_id(&j.llm.model, &j.endpoint_base()),
         }
@@ -203,7 +234,7 @@ impl Judge {
     /// The model and prompting of an LLM judge.
     pub fn llm(&self) -> Option<&Llm> {
         match self {
-            Judge::Offline => None,
+            Judge::Offline | Judge::Offline2(_) => None,
             Judge::Bedrock(j) => Some(&j.llm),
             Judge::OpenAi(j) => Some(&j.llm),
         }
@@ -216,7 +247,22 @@ impl Judge {
     }
 
     pub fn is_offline(&self) -> bool {
-        matches!(self, Judge::Offline)
+        matches!(self, Judge::Offline | Judge::Offline2(_))
+    }
+
+    /// An offline scorer's pairwise preference (`pairwise` rubric's level, rationale); `None`
+    /// for an LLM judge.
+    pub fn offline_preference(
+        &self,
+        prompt: &str,
+        a: &str,
+        b: &str,
+    ) -> Option<Result<(u32, String), String>> {
+        match self {
+            Judge::Offline => Some(Ok(offline::preference(prompt, a, b))),
+            Judge::Offline2(scorer) => Some(scorer.preference(prompt, a, b)),
+            _ => None,
+        }
     }
 
     /// The request-independent prompting of an LLM judge.
@@ -228,7 +274,7 @@ impl Judge {
     /// is not called this way.
     pub async fn call(&self, user_text: &str) -> Result<Reply, CallError> {
         match self {
-            Judge::Offline => Err(CallError::Rejected(
+            Judge::Offline | Judge::Offline2(_) => Err(CallError::Rejected(
                 "the offline scorer is not called over the network".into(),
             )),
             Judge::Bedrock(j) => j.call(user_text).await,

@@ -61,8 +61,15 @@ pub fn preference(prompt: &str, a: &str, b: &str) -> (u32, String) {
         signals.iter().sum::<f64>() / signals.len().max(1) as f64
     };
     let (qa, qb) = (quality(a), quality(b));
-    let diff = qa - qb;
-    let level = if diff > 0.15 {
+    (
+        preference_level(qa - qb),
+        format!("offline signals: reply A {qa:.2}, reply B {qb:.2}"),
+    )
+}
+
+/// The `pairwise` level of a difference of mean signals (reply A's less reply B's).
+pub fn preference_level(diff: f64) -> u32 {
+    if diff > 0.15 {
         1
     } else if diff > 0.05 {
         2
@@ -72,11 +79,7 @@ pub fn preference(prompt: &str, a: &str, b: &str) -> (u32, String) {
         4
     } else {
         5
-    };
-    (
-        level,
-        format!("offline signals: reply A {qa:.2}, reply B {qb:.2}"),
-    )
+    }
 }
 
 /// The scorer's 0..1 signal and rationale for one dimension it knows, by name.

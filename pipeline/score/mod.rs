@@ -1161,12 +1161,10 @@ pub async fn score(
             run.summary.judged += plan.to_judge;
             if !job.dry_run {
                 let rubric = job.rubric.clone();
+                let judge = engine.judge.clone();
                 let captures = std::mem::take(&mut work.captures);
                 let (captures, verdicts) = tokio::task::spawn_blocking(move || {
-                    let verdicts: Vec<Option<Verdict>> = captures
-                        .iter()
-                        .map(|c| Some(judge_offline(&rubric, c)))
-                        .collect();
+                    let verdicts = judge_offline(&judge, &rubric, &captures);
                     (captures, verdicts)
                 })
                 .await
@@ -1435,12 +1433,10 @@ fn carry_over(fresh: DataFrame, earlier: DataFrame) -> PolarsResult<DataFrame> {
     Ok(out)
 }
 
-/// The offline scorer's verdict on one capture.
-fn judge_offline(rubric: &Rubric, capture: &Capture) -> Verdict {
-    let started = Instant::now();
-    let judged = offline::judge(rubric, &capture.prompt, &capture.response);
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    match judged {
+/// An offline scorer's verdicts on a partition's captures: `offline:1` one by one, `offline:2`
+/// with every prompt and reply embedded in one batch (its latency shared out).
+fn judge_offline(judge: &Judge, rubric: &Rubric, captures: &[Capture]) -> Vec<Option<Verdict>> {
+    let verdict = |judged: Result<Vec<Judgment>, String>, latency_ms: f64| match judged {
         Ok(judgments) => Verdict::Judged {
             judgments,
             input_tokens: None,
@@ -1451,7 +1447,28 @@ fn judge_offline(rubric: &Rubric, capture: &Capture) -> Verdict {
             latency_ms,
         },
         Err(reason) => Verdict::Failed { reason, latency_ms },
+    };
+    if let Judge::Offline2(scorer) = judge {
+        let started = Instant::now();
+        let items: Vec<(&str, &str)> = captures
+            .iter()
+            .map(|c| (c.prompt.as_str(), c.response.as_str()))
+            .collect();
+        let judged = scorer.judge_all(rubric, &items);
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0 / captures.len().max(1) as f64;
+        return judged
+            .into_iter()
+            .map(|j| Some(verdict(j, latency_ms)))
+            .collect();
     }
+    captures
+        .iter()
+        .map(|c| {
+            let started = Instant::now();
+            let judged = offline::judge(rubric, &c.prompt, &c.response);
+            Some(verdict(judged, started.elapsed().as_secs_f64() * 1000.0))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -791,3 +791,70 @@ fn the_offline_scorer_on_llmbar_natural_preferences() {
     assert_eq!(d["accuracy"]["value"], 0.28);
     assert_eq!(d["majority_baseline"], 0.58);
 }
+
+/// `offline:2` (a classifier on embeddings, trained by `scripts/train_offline2.py` on the other
+/// halves) against `offline:1` on held-out people's labels: DICES-990's held-out half (safety,
+/// binary) and hh-rlhf's held-out harmless pairs (preferences). The figures the README's judge
+/// table quotes.
+#[test]
+fn offline_2_beats_offline_1_on_held_out_labels() {
+    let calibrate = |judge: &str, rubric: Option<&str>, labels: &str| -> serde_json::Value {
+        let wh = tempfile::tempdir().unwrap();
+        let mut cmd = evalwatch();
+        embedding(&mut cmd)
+            .arg("--warehouse")
+            .arg(wh.path())
+            .args(["calibrate", "--judge", judge, "--labels"])
+            .arg(repo_root().join(labels));
+        if let Some(rubric) = rubric {
+            cmd.args(["--rubric", rubric]);
+        }
+        let out = run(&mut cmd);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let s = stage_summary(&out, "calibrate");
+        assert_eq!(count(&s, "rejected"), 0);
+        let id = if judge == "offline" {
+            "offline:1"
+        } else {
+            judge
+        };
+        assert_eq!(s["judge"], id);
+        s
+    };
+    let dices = "datasets/dices/dices_990.heldout.labels.jsonl";
+    let safety = |judge: &str| calibrate(judge, Some("rubrics/safety-binary.toml"), dices);
+    let (one, two) = (safety("offline"), safety("offline:2"));
+    let kappa = |s: &serde_json::Value, d: &str| {
+        s["dimensions"][d]["kappa_unweighted"]["value"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(count(&two, "items"), 510);
+    assert!(kappa(&one, "safety") < 0.1, "{}", kappa(&one, "safety"));
+    assert!(kappa(&two, "safety") > 0.25, "{}", kappa(&two, "safety"));
+    assert!(
+        two["dimensions"]["safety"]["kappa_unweighted"]["low"]
+            .as_f64()
+            .unwrap()
+            > one["dimensions"]["safety"]["kappa_unweighted"]["high"]
+                .as_f64()
+                .unwrap(),
+        "the intervals overlap"
+    );
+    assert!(two["dimensions"]["safety"]["roc_auc"].as_f64().unwrap() > 0.65);
+
+    let pairs = "datasets/pairs/hh_rlhf_harmless.heldout.labels.jsonl";
+    let (one, two) = (
+        calibrate("offline", None, pairs),
+        calibrate("offline:2", None, pairs),
+    );
+    assert_eq!(count(&two, "items"), 144);
+    assert!(
+        kappa(&two, "preference") > kappa(&one, "preference") + 0.05,
+        "{} vs {}",
+        kappa(&two, "preference"),
+        kappa(&one, "preference")
+    );
+    // No position bias: the same verdict in both orders.
+    assert_eq!(two["dimensions"]["preference"]["position_consistency"], 1.0);
+}
