@@ -1907,6 +1907,20 @@ mod tests {
     }
 
     #[test]
+    fn the_offline_scorer_has_two_versions() {
+        let err = parse("[judge]\nmodel = \"3\"\n").unwrap_err().to_string();
+        assert!(err.contains("judge.model") && err.contains("`3`"), "{err}");
+        let two = parse("[judge]\nkind = \"offline\"\nmodel = \"2\"\n").unwrap();
+        assert_eq!(crate::judge::id_of(&two.judge), "offline:2");
+        let mut judge = parse("").unwrap().judge;
+        assert_eq!(crate::judge::id_of(&judge), "offline:1");
+        judge.override_with("offline:2").unwrap();
+        assert_eq!(crate::judge::id_of(&judge), "offline:2");
+        judge.override_with("offline").unwrap();
+        assert_eq!(crate::judge::id_of(&judge), "offline:1");
+    }
+
+    #[test]
     fn unknown_key_names_the_key_and_the_file() {
         let err = parse("[ingest]\nsorce = \"x\"\n").unwrap_err().to_string();
         assert!(err.contains("test.toml"), "{err}");
