@@ -259,6 +259,8 @@ pub struct RawJudge {
     /// The judge model. Bedrock: an exact, versioned model id or inference-profile id/ARN
     /// (`anthropic.claude-3-5-sonnet-20240620-v1:0`). OpenAI-compatible: the served model name.
     pub model: Option<String>,
+    /// `kind = "offline"`: 1 (heuristics, the default) or 2 (on embeddings: `offline:2`).
+    pub offline_version: Option<u8>,
     /// Accept a model id without a version (`...-latest`, no `-v1:0`). Default: false, since a judge
     /// that changes under you makes scores incomparable.
     pub allow_unpinned: Option<bool>,
@@ -710,6 +712,8 @@ pub struct JudgeSettings {
     /// `judge.mode`, and the batch settings when it is `batch`.
     pub mode: JudgeMode,
     pub batch: Option<BatchSettings>,
+    /// The offline scorer's version (1 or 2), for `kind = "offline"`.
+    pub offline_version: u8,
     /// Where `offline:2` finds the embedding model, and whether it may fetch it (`[embed]`).
     pub embed: crate::embed::settings::EmbedSettings,
 }
@@ -780,14 +784,14 @@ impl JudgeSettings {
             self.kind = JudgeKind::Jury;
             return check_judge(self).map_err(|(_, m)| m);
         }
-        if flag == "offline" || flag == "offline:1" {
+        if let Some(version) = match flag {
+            "offline" | "offline:1" => Some(1),
+            "offline:2" => Some(2),
+            _ => None,
+        } {
             self.kind = JudgeKind::Offline;
             self.model = None;
-            return Ok(());
-        }
-        if flag == "offline:2" {
-            self.kind = JudgeKind::Offline;
-            self.model = Some("2".into());
+            self.offline_version = version;
             return Ok(());
         }
         if let Some(model) = flag.strip_prefix("bedrock:") {
@@ -831,12 +835,12 @@ impl JudgeSettings {
 fn check_judge(judge: &JudgeSettings) -> Result<(), (&'static str, String)> {
     let model = judge.model.as_deref().map(str::trim);
     match judge.kind {
-        JudgeKind::Offline => match model {
-            None | Some("1") | Some("2") => Ok(()),
-            Some(other) => Err((
-                "judge.model",
+        JudgeKind::Offline => match judge.offline_version {
+            1 | 2 => Ok(()),
+            other => Err((
+                "judge.offline-version",
                 format!(
-                    "the offline scorer has versions 1 and 2, not `{other}`: `model = \"2\"` (or `--judge offline:2`) picks the one on embeddings"
+                    "the offline scorer has versions 1 and 2, not {other}: 2 (or `--judge offline:2`) is the one on embeddings"
                 ),
             )),
         },
@@ -1774,6 +1778,7 @@ fn validate_judge(raw: RawJudge) -> Result<JudgeSettings, (&'static str, String)
         prompt_cache_models: raw
             .prompt_cache_models
             .unwrap_or_else(|| PROMPT_CACHE_MODELS.iter().map(|m| m.to_string()).collect()),
+        offline_version: raw.offline_version.unwrap_or(1),
         // Composed with `[embed]` once that is read.
         embed: Default::default(),
     };
@@ -1908,9 +1913,18 @@ mod tests {
 
     #[test]
     fn the_offline_scorer_has_two_versions() {
-        let err = parse("[judge]\nmodel = \"3\"\n").unwrap_err().to_string();
-        assert!(err.contains("judge.model") && err.contains("`3`"), "{err}");
-        let two = parse("[judge]\nkind = \"offline\"\nmodel = \"2\"\n").unwrap();
+        let err = parse("[judge]\noffline-version = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("judge.offline-version") && err.contains("not 3"),
+            "{err}"
+        );
+        // A model kept for an LLM judge later does not matter to the offline scorer.
+        let one =
+            parse("[judge]\nmodel = \"anthropic.claude-3-5-sonnet-20240620-v1:0\"\n").unwrap();
+        assert_eq!(crate::judge::id_of(&one.judge), "offline:1");
+        let two = parse("[judge]\nkind = \"offline\"\noffline-version = 2\n").unwrap();
         assert_eq!(crate::judge::id_of(&two.judge), "offline:2");
         let mut judge = parse("").unwrap().judge;
         assert_eq!(crate::judge::id_of(&judge), "offline:1");

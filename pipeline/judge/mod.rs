@@ -110,7 +110,7 @@ impl CallError {
 pub fn id_of(settings: &JudgeSettings) -> String {
     let model = settings.model.clone().unwrap_or_default();
     match settings.kind {
-        JudgeKind::Offline if model == offline2::VERSION => offline2::judge_id(),
+        JudgeKind::Offline if settings.offline_version == 2 => offline2::judge_id(),
         JudgeKind::Offline => offline::judge_id(),
         JudgeKind::Bedrock => format!("bedrock:{model}"),
         JudgeKind::OpenAi => openai_id(&model, settings.url.as_deref().unwrap_or_default()),
@@ -200,7 +200,7 @@ impl Judge {
             prompting: protocol::Prompting::new(rubric),
         };
         Ok(match settings.kind {
-            JudgeKind::Offline if settings.model.as_deref() == Some(offline2::VERSION) => {
+            JudgeKind::Offline if settings.offline_version == 2 => {
                 Judge::Offline2(std::sync::Arc::new(offline2_scorer(&settings.embed).await?))
             }
             JudgeKind::Offline => Judge::Offline,
