@@ -8,6 +8,13 @@ pub fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// Where a request id hashes to: the first 64 bits of its SHA-256. Sampling (which captures a
+/// day judges) and the embedding analysis (which vectors a side keeps) both pick by it.
+pub fn request_key(request_id: &str) -> u64 {
+    let digest = sha256_hex(request_id.as_bytes());
+    u64::from_str_radix(&digest[..16], 16).unwrap_or(0)
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }

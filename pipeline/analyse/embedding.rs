@@ -136,7 +136,7 @@ fn mmd2_of(kernel: &Tensor, sides: &[Vec<f32>]) -> MathResult<Vec<f64>> {
             columns[i * p + j] = *s;
         }
     }
-    let a = Tensor::from_vec(columns.clone(), (n, p), &Device::Cpu)?;
+    let a = Tensor::from_vec(columns, (n, p), &Device::Cpu)?;
     let ka = flat(&kernel.matmul(&a)?)?;
     let row_sums = flat(&kernel.sum(1)?)?;
     let mut out = Vec::with_capacity(p);
@@ -910,7 +910,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, p)| Embedded {
-                key: Embedded::key_of(&i.to_string()),
+                key: crate::util::request_key(&i.to_string()),
                 request_id: std::sync::Arc::from(i.to_string()),
                 vector: std::sync::Arc::from(p.as_slice()),
             })

@@ -87,13 +87,6 @@ pub struct Embedded {
     pub vector: Arc<[f32]>,
 }
 
-impl Embedded {
-    pub fn key_of(request_id: &str) -> u64 {
-        let digest = crate::util::sha256_hex(request_id.as_bytes());
-        u64::from_str_radix(&digest[..16], 16).unwrap_or(0)
-    }
-}
-
 /// The `limit` embedded texts of `items` with the lowest keys, as vectors.
 pub fn lowest(items: &[Embedded], limit: usize) -> Vec<&Embedded> {
     let mut out: Vec<&Embedded> = items.iter().collect();
@@ -594,17 +587,15 @@ static EMBEDDING_COLUMNS: LazyLock<Vec<(&'static str, DataType)>> = LazyLock::ne
     ]
 });
 
-/// Embedded prompts and replies for `days`, into `data`: per part at most `max_vectors` of
+/// Embedded prompts and replies for `days` among the `embeddings` parts `keys`, into `data`: per part at most `max_vectors` of
 /// each kind ([`Embedded::key`]).
 pub async fn load_embeddings(
     warehouse: &Warehouse,
+    keys: Vec<String>,
     days: &BTreeSet<NaiveDate>,
     max_vectors: usize,
     data: &mut Data,
 ) -> Result<(), LoadError> {
-    let keys = warehouse
-        .list(&format!("{}/", schema::embeddings::TABLE))
-        .await?;
     read_parts(
         warehouse,
         keys,
@@ -630,7 +621,7 @@ fn embedding_part(df: &DataFrame, max_vectors: usize) -> PolarsResult<DayData> {
             continue;
         };
         let item = Embedded {
-            key: Embedded::key_of(id),
+            key: crate::util::request_key(id),
             request_id: Arc::from(id),
             vector: Arc::from(vector),
         };

@@ -470,16 +470,19 @@ async fn load_days(
     data: &mut Data,
 ) -> Result<(), LoadError> {
     // Each judged capture's composite is kept only where topics will want it.
-    let embedded = job.settings.embedding.enabled
-        && !warehouse
+    let embeddings = if job.settings.embedding.enabled {
+        warehouse
             .list(&format!("{}/", schema::embeddings::TABLE))
             .await?
-            .is_empty();
+    } else {
+        Vec::new()
+    };
+    let embedded = !embeddings.is_empty();
     load::load_scores(warehouse, &job.rubric, &job.judge, days, embedded, data).await?;
     load::load_captures(warehouse, days, data).await?;
     if embedded {
         let most = job.settings.embedding.max_vectors;
-        load::load_embeddings(warehouse, days, most, data).await?;
+        load::load_embeddings(warehouse, embeddings, days, most, data).await?;
     }
     load::load_telemetry(warehouse, days, data).await
 }

@@ -31,7 +31,7 @@ pub struct TopicWindow {
     pub assigned: Vec<Assigned>,
     /// The baseline's share per topic name (prompts not fitted on).
     pub baseline_shares: BTreeMap<String, f64>,
-    /// Per judged capture: composite and judge error (from the scores).
+    /// Per embedded prompt's capture, when judged: composite and judge error (from the scores).
     pub judged: HashMap<String, (Option<f64>, bool)>,
     /// The window's hardware cost, when known.
     pub cost_usd: Option<f64>,
@@ -75,7 +75,14 @@ impl TopicWindow {
             topics: topics.clone(),
             assigned,
             baseline_shares: counts,
-            judged: current.judged.clone(),
+            judged: current
+                .prompt_vectors
+                .iter()
+                .filter_map(|e| {
+                    let judged = current.judged.get(&*e.request_id)?;
+                    Some((e.request_id.to_string(), *judged))
+                })
+                .collect(),
             cost_usd: current.cost_usd,
         })
     }

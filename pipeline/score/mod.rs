@@ -35,7 +35,7 @@ use crate::judge::{Judge, offline};
 use crate::rubric::Rubric;
 use crate::schema;
 use crate::table::{text_constant, utc_micros, write_parquet};
-use crate::util::{partition_value, sha256_hex};
+use crate::util::{partition_value, request_key};
 use crate::warehouse::{Warehouse, WarehouseError};
 
 use cache::{CachedJudgment, Scope};
@@ -403,8 +403,7 @@ pub struct Capture {
 
 /// Where a sampling hash falls in [0, 1).
 fn sample_point(request_id: &str) -> (u64, f64) {
-    let digest = sha256_hex(request_id.as_bytes());
-    let h = u64::from_str_radix(&digest[..16], 16).unwrap_or(0);
+    let h = request_key(request_id);
     (h, h as f64 / 18_446_744_073_709_551_616.0)
 }
 
