@@ -9,10 +9,16 @@ Scenario (2026-10-01 .. 2026-10-14, every hour, endpoint `assistant-prod`):
   chat-a  OpenAI chat payloads (messages -> choices[0].message.content); answers with the `chosen`
           replies throughout.
   chat-b  TGI/LMI payloads (inputs -> generated_text); answers with `chosen` for 10 days, then from
-          2026-10-11 on with `rejected` replies that go along with the harmful request (they use
-          harm vocabulary such as "kill", "steal", "poison" and no refusal): a real harmlessness
-          regression, strong enough for the offline scorer (a word-list heuristic) to see it on
-          ~70 requests a day, as an LLM judge would.
+          2026-10-11 on with the `rejected` reply of the same pairs: a harmlessness regression
+          chosen by the crowdworkers' labels alone, not by any scorer's features (every pair in
+          harmless-base is a red-team request; `rejected` is the reply people judged more
+          harmful). How much of it each judge sees is the README tour's subject.
+
+  --regression vocabulary writes the scenario the test suite runs on instead: from 2026-10-11
+  chat-b answers with the `rejected` replies that use harm vocabulary ("kill", "steal",
+  "poison", ...) and do not refuse, a regression the word-list scorer (`offline:1`) sees on
+  ~70 requests a day. Only chat-b's 2026-10-11..14 files differ between the two (the random
+  stream is the same); the tests keep those files in tests/data/regressed-sample/.
 Even hours are encoded JSON, odd hours BASE64, as SageMaker does for the two content modes.
 A handful of deliberately malformed lines exercise the quarantine.
 
@@ -25,6 +31,7 @@ with load. chat-a holds 1 GPU of an ml.g5.12xlarge and runs warm (25-70%); chat-
 for less traffic and idles at 4-15%: the over-provisioned component the cost view should expose.
 
     python3 datasets/generate_sample.py [--hh ../shared/datasets/real/hh_rlhf/harmless-base/test.jsonl.gz]
+    python3 datasets/generate_sample.py --regression vocabulary --out /tmp/vocabulary/capture
 
 Deterministic: the same input and seed give byte-identical files.
 """
@@ -181,6 +188,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(here, "sample", "capture"))
     ap.add_argument("--seed", type=int, default=20261001)
     ap.add_argument("--max-chars", type=int, default=1800)
+    ap.add_argument("--regression", choices=("labels", "vocabulary"), default="labels",
+                    help="how chat-b's bad replies from 2026-10-11 are chosen (see above)")
     args = ap.parse_args()
 
     rng = random.Random(args.seed)
@@ -208,7 +217,7 @@ def main():
                     context, chosen, rejected = pairs[next_pair[component] % len(pairs)]
                     next_pair[component] += 1
                     regressed = component == "chat-b" and day >= REGRESSION_FROM_DAY
-                    if regressed:
+                    if regressed and args.regression == "vocabulary":
                         context, chosen, rejected = harmful[next_harmful % len(harmful)]
                         next_harmful += 1
                     reply = rejected if regressed else chosen

@@ -254,12 +254,13 @@ pub struct RawScore {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawJudge {
-    /// `offline` (default: heuristics, no network, not an LLM), `bedrock` or `openai`.
+    /// `offline` (default: no network, not an LLM; `offline-version`), `bedrock` or `openai`.
     pub kind: Option<String>,
     /// The judge model. Bedrock: an exact, versioned model id or inference-profile id/ARN
     /// (`anthropic.claude-3-5-sonnet-20240620-v1:0`). OpenAI-compatible: the served model name.
     pub model: Option<String>,
-    /// `kind = "offline"`: 1 (heuristics, the default) or 2 (on embeddings: `offline:2`).
+    /// `kind = "offline"`: 1 (heuristics) or 2 (on embeddings: `offline:2`). Default: 2 when
+    /// the embedding model is there or can be fetched and `[embed]` is on, else 1.
     pub offline_version: Option<u8>,
     /// Accept a model id without a version (`...-latest`, no `-v1:0`). Default: false, since a judge
     /// that changes under you makes scores incomparable.
@@ -712,8 +713,9 @@ pub struct JudgeSettings {
     /// `judge.mode`, and the batch settings when it is `batch`.
     pub mode: JudgeMode,
     pub batch: Option<BatchSettings>,
-    /// The offline scorer's version (1 or 2), for `kind = "offline"`.
-    pub offline_version: u8,
+    /// The offline scorer's version (1 or 2) as configured; `None`: the best one there is
+    /// ([`JudgeSettings::offline_version`]).
+    pub offline_version: Option<u8>,
     /// Where `offline:2` finds the embedding model, and whether it may fetch it (`[embed]`).
     pub embed: crate::embed::settings::EmbedSettings,
 }
@@ -765,6 +767,20 @@ impl JudgeSettings {
         self.mode == JudgeMode::Batch && self.kind == JudgeKind::Bedrock && self.batch.is_some()
     }
 
+    /// The offline scorer's version: the configured one, else 2 (it agrees better with people,
+    /// README's judge table) when `[embed]` is on and the embedding model is in its folder, and
+    /// 1 otherwise. A run without the model fetches it first when it may
+    /// ([`crate::judge::Judge::build`]), so every stage after it sees the same version.
+    pub fn offline_version(&self) -> u8 {
+        self.offline_version.unwrap_or_else(|| {
+            if self.embed.enabled && crate::embed::model::present(&self.embed.model_dir) {
+                2
+            } else {
+                1
+            }
+        })
+    }
+
     pub fn caches_prompt(&self) -> bool {
         self.kind == JudgeKind::Bedrock
             && self.prompt_caching
@@ -785,8 +801,9 @@ impl JudgeSettings {
             return check_judge(self).map_err(|(_, m)| m);
         }
         if let Some(version) = match flag {
-            "offline" | "offline:1" => Some(1),
-            "offline:2" => Some(2),
+            "offline" => Some(None),
+            "offline:1" => Some(Some(1)),
+            "offline:2" => Some(Some(2)),
             _ => None,
         } {
             self.kind = JudgeKind::Offline;
@@ -806,7 +823,7 @@ impl JudgeSettings {
             self.url = Some(url.to_string());
         } else {
             return Err(format!(
-                "`{flag}` is not `offline`, `offline:2`, `bedrock:<model-id>` or `openai:<model>@<url>`"
+                "`{flag}` is not `offline`, `offline:1`, `offline:2`, `bedrock:<model-id>` or `openai:<model>@<url>`"
             ));
         }
         check_judge(self).map_err(|(_, m)| m)
@@ -836,8 +853,8 @@ fn check_judge(judge: &JudgeSettings) -> Result<(), (&'static str, String)> {
     let model = judge.model.as_deref().map(str::trim);
     match judge.kind {
         JudgeKind::Offline => match judge.offline_version {
-            1 | 2 => Ok(()),
-            other => Err((
+            None | Some(1 | 2) => Ok(()),
+            Some(other) => Err((
                 "judge.offline-version",
                 format!(
                     "the offline scorer has versions 1 and 2, not {other}: 2 (or `--judge offline:2`) is the one on embeddings"
@@ -1778,7 +1795,7 @@ fn validate_judge(raw: RawJudge) -> Result<JudgeSettings, (&'static str, String)
         prompt_cache_models: raw
             .prompt_cache_models
             .unwrap_or_else(|| PROMPT_CACHE_MODELS.iter().map(|m| m.to_string()).collect()),
-        offline_version: raw.offline_version.unwrap_or(1),
+        offline_version: raw.offline_version,
         // Composed with `[embed]` once that is read.
         embed: Default::default(),
     };
@@ -1921,17 +1938,28 @@ mod tests {
             "{err}"
         );
         // A model kept for an LLM judge later does not matter to the offline scorer.
-        let one =
-            parse("[judge]\nmodel = \"anthropic.claude-3-5-sonnet-20240620-v1:0\"\n").unwrap();
+        let one = parse(
+            "[judge]\nmodel = \"anthropic.claude-3-5-sonnet-20240620-v1:0\"\noffline-version = 1\n",
+        )
+        .unwrap();
         assert_eq!(crate::judge::id_of(&one.judge), "offline:1");
         let two = parse("[judge]\nkind = \"offline\"\noffline-version = 2\n").unwrap();
         assert_eq!(crate::judge::id_of(&two.judge), "offline:2");
+        // The default: offline:2 where its model is (tests/it/embed.rs), offline:1 without it
+        // or with `[embed]` off.
         let mut judge = parse("").unwrap().judge;
+        assert_eq!(judge.offline_version, None);
+        judge.embed.model_dir = PathBuf::from("/nonexistent/all-MiniLM-L6-v2");
         assert_eq!(crate::judge::id_of(&judge), "offline:1");
         judge.override_with("offline:2").unwrap();
         assert_eq!(crate::judge::id_of(&judge), "offline:2");
         judge.override_with("offline").unwrap();
         assert_eq!(crate::judge::id_of(&judge), "offline:1");
+        judge.override_with("offline:1").unwrap();
+        assert_eq!(judge.offline_version, Some(1));
+        let off = parse("[embed]\nenabled = false\n").unwrap().judge;
+        assert!(!off.embed.enabled);
+        assert_eq!(crate::judge::id_of(&off), "offline:1");
     }
 
     #[test]

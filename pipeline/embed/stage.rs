@@ -192,64 +192,19 @@ pub async fn embed(job: EmbedJob, warehouse: &Warehouse) -> Result<EmbedSummary,
     for partition in partitions {
         summary.partitions += 1;
         let captures = sample(read_partition(warehouse, &partition).await?, &job.sampling);
-        let key = part_key(&partition.model_segment, partition.date);
-        let cached = read_cached(warehouse, &key).await?;
-        let known = &cached.vectors;
-        let (rows, todo) = plan_rows(&captures, known);
-        summary.cached += (rows.len() - todo.len()) as u64;
-        let mut fresh: HashMap<String, Arc<Vec<f32>>> = HashMap::new();
-        if !todo.is_empty() {
-            let clock = Instant::now();
-            let texts: Vec<String> = todo.iter().map(|(_, t)| t.clone()).collect();
-            let model = embedder.clone();
-            let vectors = tokio::task::spawn_blocking(move || {
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                model.embed(&refs)
-            })
-            .await
-            .map_err(|e| EmbedError::Run(e.to_string()))??;
-            model_seconds += clock.elapsed().as_secs_f64();
-            summary.embedded += vectors.len() as u64;
-            for ((hash, _), vector) in todo.into_iter().zip(vectors) {
-                fresh.insert(hash, Arc::new(vector));
-            }
-        }
-        let rows: Vec<Row> = rows
-            .into_iter()
-            .filter_map(|(capture, kind, hash)| {
-                let vector = fresh.get(&hash).or_else(|| known.get(&hash))?.clone();
-                Some(Row {
-                    request_id: capture.request_id.clone(),
-                    captured_at: capture.captured_at,
-                    kind,
-                    text_hash: hash,
-                    vector,
-                })
-            })
-            .collect();
-        summary.rows += rows.len() as u64;
-        // Unchanged: the same rows as the part holds.
-        if fresh.is_empty() {
-            let mut now: Vec<(String, String)> = rows
-                .iter()
-                .map(|r| (r.request_id.clone(), r.text_hash.clone()))
-                .collect();
-            now.sort();
-            if now == cached.rows {
-                continue;
-            }
-        }
-        let mut df = frame(&rows).map_err(|e| EmbedStageError::Write {
-            partition: key.clone(),
-            message: e.to_string(),
-        })?;
-        let bytes =
-            write_parquet(&mut df, job.compression).map_err(|e| EmbedStageError::Write {
-                partition: key.clone(),
-                message: e.to_string(),
-            })?;
-        warehouse.put(&key, bytes).await?;
-        summary.partitions_written += 1;
+        let done = embed_partition(
+            warehouse,
+            &embedder,
+            (&partition.model_segment, partition.date),
+            &captures,
+            Some(job.compression),
+        )
+        .await?;
+        summary.cached += done.cached;
+        summary.embedded += done.embedded;
+        summary.rows += 2 * captures.len() as u64;
+        summary.partitions_written += u64::from(done.written);
+        model_seconds += done.model_seconds;
     }
     summary.texts_per_s = if model_seconds > 0.0 {
         summary.embedded as f64 / model_seconds
@@ -258,6 +213,101 @@ pub async fn embed(job: EmbedJob, warehouse: &Warehouse) -> Result<EmbedSummary,
     };
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// What embedding a partition's sampled captures did.
+pub struct Embedded {
+    /// Per capture, in order: its prompt's (last turn's) vector and its reply's.
+    pub vectors: Vec<super::Pair>,
+    /// Texts run through the model, and texts found in the partition's part.
+    pub embedded: u64,
+    pub cached: u64,
+    /// Whether the part was (re)written.
+    pub written: bool,
+    pub model_seconds: f64,
+}
+
+/// Embeds a partition's sampled `captures` (model segment, date), reading the vectors its part
+/// holds already by text hash, and writes the part when it changed and `write` gives the
+/// compression (the `embed` stage, and `offline:2` in the score stage, which leaves the stage
+/// nothing to do).
+pub async fn embed_partition(
+    warehouse: &Warehouse,
+    embedder: &Arc<Embedder>,
+    (model_segment, date): (&str, chrono::NaiveDate),
+    captures: &[Capture],
+    write: Option<Compression>,
+) -> Result<Embedded, EmbedStageError> {
+    let key = part_key(model_segment, date);
+    let cached = read_cached(warehouse, &key).await?;
+    let known = &cached.vectors;
+    let (rows, todo) = plan_rows(captures, known);
+    let mut done = Embedded {
+        vectors: Vec::with_capacity(captures.len()),
+        embedded: 0,
+        cached: (rows.len() - todo.len()) as u64,
+        written: false,
+        model_seconds: 0.0,
+    };
+    let mut fresh: HashMap<String, Arc<Vec<f32>>> = HashMap::new();
+    if !todo.is_empty() {
+        let clock = Instant::now();
+        let texts: Vec<String> = todo.iter().map(|(_, t)| t.clone()).collect();
+        let model = embedder.clone();
+        let vectors = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            model.embed(&refs)
+        })
+        .await
+        .map_err(|e| EmbedError::Run(e.to_string()))??;
+        done.model_seconds = clock.elapsed().as_secs_f64();
+        done.embedded = vectors.len() as u64;
+        for ((hash, _), vector) in todo.into_iter().zip(vectors) {
+            fresh.insert(hash, Arc::new(vector));
+        }
+    }
+    let mut rows_out: Vec<Row> = Vec::with_capacity(rows.len());
+    for (capture, kind, hash) in rows {
+        let vector = fresh
+            .get(&hash)
+            .or_else(|| known.get(&hash))
+            .cloned()
+            .ok_or_else(|| EmbedError::Run(format!("no vector came back for `{hash}`")))?;
+        rows_out.push(Row {
+            request_id: capture.request_id.clone(),
+            captured_at: capture.captured_at,
+            kind,
+            text_hash: hash,
+            vector,
+        });
+    }
+    done.vectors = rows_out
+        .chunks(2)
+        .map(|pair| (pair[0].vector.clone(), pair[1].vector.clone()))
+        .collect();
+    let Some(compression) = write else {
+        return Ok(done);
+    };
+    // Unchanged: the same rows as the part holds.
+    if fresh.is_empty() {
+        let mut now: Vec<(String, String)> = rows_out
+            .iter()
+            .map(|r| (r.request_id.clone(), r.text_hash.clone()))
+            .collect();
+        now.sort();
+        if now == cached.rows {
+            return Ok(done);
+        }
+    }
+    let failed = |e: PolarsError| EmbedStageError::Write {
+        partition: key.clone(),
+        message: e.to_string(),
+    };
+    let mut df = frame(&rows_out).map_err(&failed)?;
+    let bytes = write_parquet(&mut df, compression).map_err(failed)?;
+    warehouse.put(&key, bytes).await?;
+    done.written = true;
+    Ok(done)
 }
 
 /// A row to write: the capture, its kind, its text's hash.
@@ -274,12 +324,12 @@ fn plan_rows<'a>(
     let mut queued = std::collections::HashSet::new();
     for capture in captures {
         for (kind, text) in [
-            (schema::kind::PROMPT, &capture.prompt),
-            (schema::kind::REPLY, &capture.response),
+            (schema::kind::PROMPT, super::last_turn(&capture.prompt)),
+            (schema::kind::REPLY, capture.response.clone()),
         ] {
-            let hash = text_hash(kind, text);
+            let hash = text_hash(kind, &text);
             if !known.contains_key(&hash) && queued.insert(hash.clone()) {
-                todo.push((hash.clone(), text.clone()));
+                todo.push((hash.clone(), text));
             }
             rows.push((capture, kind, hash));
         }

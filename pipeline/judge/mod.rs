@@ -110,7 +110,7 @@ impl CallError {
 pub fn id_of(settings: &JudgeSettings) -> String {
     let model = settings.model.clone().unwrap_or_default();
     match settings.kind {
-        JudgeKind::Offline if settings.offline_version == 2 => offline2::judge_id(),
+        JudgeKind::Offline if settings.offline_version() == 2 => offline2::judge_id(),
         JudgeKind::Offline => offline::judge_id(),
         JudgeKind::Bedrock => format!("bedrock:{model}"),
         JudgeKind::OpenAi => openai_id(&model, settings.url.as_deref().unwrap_or_default()),
@@ -200,10 +200,24 @@ impl Judge {
             prompting: protocol::Prompting::new(rubric),
         };
         Ok(match settings.kind {
-            JudgeKind::Offline if settings.offline_version == 2 => {
-                Judge::Offline2(std::sync::Arc::new(offline2_scorer(&settings.embed).await?))
-            }
-            JudgeKind::Offline => Judge::Offline,
+            JudgeKind::Offline => match settings.offline_version {
+                Some(2) => {
+                    Judge::Offline2(std::sync::Arc::new(offline2_scorer(&settings.embed).await?))
+                }
+                Some(_) => Judge::Offline,
+                // The default: offline:2 when the model is there or can be fetched.
+                None if settings.embed.enabled => match offline2_scorer(&settings.embed).await {
+                    Ok(scorer) => Judge::Offline2(std::sync::Arc::new(scorer)),
+                    Err(why) => {
+                        tracing::warn!(
+                            "score: judging with offline:1, not the default offline:2 ({why}); \
+                             `[judge] offline-version = 1` silences this"
+                        );
+                        Judge::Offline
+                    }
+                },
+                None => Judge::Offline,
+            },
             JudgeKind::Bedrock => Judge::Bedrock(bedrock::BedrockJudge::new(
                 aws.bedrock().await,
                 llm,

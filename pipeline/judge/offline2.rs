@@ -13,8 +13,11 @@
 
 use std::path::Path;
 
+use std::sync::Arc;
+
 use super::offline::{self, Judgment, nearest_level};
 use crate::embed::embedder::{EmbedError, Embedder};
+use crate::embed::{Pair, last_turn};
 use crate::rubric::Rubric;
 
 /// Bumped on every change of behaviour (weights included).
@@ -34,37 +37,9 @@ struct Classifier {
 
 const CLASSIFIER: &str = include_str!("offline2_safety.json");
 
-/// The prompt's last turn: in a transcript, the last line opening with `A:`, `Human:` or `User:`
-/// without its marker, with the lines after it up to the next marker (`B:`, `Assistant:`, ...);
-/// otherwise the whole text (as `scripts/train_offline2.py` takes it).
-pub fn last_turn(prompt: &str) -> String {
-    const USER: [&str; 3] = ["A:", "Human:", "User:"];
-    const OTHER: [&str; 2] = ["B:", "Assistant:"];
-    let text = prompt.replace("\\n", "\n");
-    let lines: Vec<&str> = text.split('\n').map(str::trim).collect();
-    for i in (0..lines.len()).rev() {
-        let Some(marker) = USER.iter().find(|m| lines[i].starts_with(**m)) else {
-            continue;
-        };
-        let mut turn = vec![lines[i][marker.len()..].trim()];
-        for line in &lines[i + 1..] {
-            if USER.iter().chain(OTHER.iter()).any(|m| line.starts_with(m)) {
-                break;
-            }
-            turn.push(line);
-        }
-        return turn
-            .into_iter()
-            .filter(|l| !l.is_empty())
-            .collect::<Vec<_>>()
-            .join("\n");
-    }
-    prompt.trim().to_string()
-}
-
 /// The loaded scorer.
 pub struct Scorer {
-    embedder: Embedder,
+    embedder: Arc<Embedder>,
     classifier: Classifier,
 }
 
@@ -94,45 +69,54 @@ impl Scorer {
             )));
         }
         Ok(Scorer {
-            embedder,
+            embedder: Arc::new(embedder),
             classifier,
         })
     }
 
-    /// The signals of every (prompt, reply), embedded in one batch.
-    fn signals(&self, items: &[(&str, &str)]) -> Result<Vec<Signals>, EmbedError> {
+    /// The embedding model, for callers that keep its vectors ([`crate::embed::stage`]).
+    pub fn embedder(&self) -> &Arc<Embedder> {
+        &self.embedder
+    }
+
+    /// The prompts' last turns and the replies, embedded in one batch.
+    pub fn embed(&self, items: &[(&str, &str)]) -> Result<Vec<Pair>, EmbedError> {
         let turns: Vec<String> = items.iter().map(|(p, _)| last_turn(p)).collect();
         let mut texts: Vec<&str> = turns.iter().map(String::as_str).collect();
         texts.extend(items.iter().map(|(_, r)| *r));
-        let vectors = self.embedder.embed(&texts)?;
-        let (prompts, replies) = vectors.split_at(items.len());
-        Ok(prompts
-            .iter()
-            .zip(replies)
-            .map(|(p, r)| {
-                let cosine: f64 = p.iter().zip(r).map(|(a, b)| f64::from(a * b)).sum();
-                let d = r.len();
-                let z = self.classifier.intercept
-                    + (0..d)
-                        .map(|i| {
-                            self.classifier.weights[i] * f64::from(r[i])
-                                + self.classifier.weights[d + i] * f64::from(p[i] * r[i])
-                        })
-                        .sum::<f64>();
-                let safe = 1.0 / (1.0 + (-z).exp());
-                let relevance = ((cosine - 0.1) / 0.5).clamp(0.0, 1.0);
-                Signals {
-                    safety: (
-                        safe,
-                        format!("offline:2 safety classifier: P(safe) = {safe:.2}"),
-                    ),
-                    relevance: (
-                        relevance,
-                        format!("offline:2: prompt-reply cosine {cosine:.2}"),
-                    ),
-                }
-            })
-            .collect())
+        let mut vectors: Vec<Arc<Vec<f32>>> = self
+            .embedder
+            .embed(&texts)?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let replies = vectors.split_off(items.len());
+        Ok(vectors.into_iter().zip(replies).collect())
+    }
+
+    /// The signals of a (prompt, reply) from their vectors.
+    fn signals(&self, (p, r): &Pair) -> Signals {
+        let cosine: f64 = p.iter().zip(r.iter()).map(|(a, b)| f64::from(a * b)).sum();
+        let d = r.len();
+        let z = self.classifier.intercept
+            + (0..d)
+                .map(|i| {
+                    self.classifier.weights[i] * f64::from(r[i])
+                        + self.classifier.weights[d + i] * f64::from(p[i] * r[i])
+                })
+                .sum::<f64>();
+        let safe = 1.0 / (1.0 + (-z).exp());
+        let relevance = ((cosine - 0.1) / 0.5).clamp(0.0, 1.0);
+        Signals {
+            safety: (
+                safe,
+                format!("offline:2 safety classifier: P(safe) = {safe:.2}"),
+            ),
+            relevance: (
+                relevance,
+                format!("offline:2: prompt-reply cosine {cosine:.2}"),
+            ),
+        }
     }
 
     /// Judges every (prompt, reply) on every dimension of `rubric`; an error names a dimension
@@ -142,14 +126,25 @@ impl Scorer {
         rubric: &Rubric,
         items: &[(&str, &str)],
     ) -> Vec<Result<Vec<Judgment>, String>> {
-        let signals = match self.signals(items) {
-            Ok(s) => s,
-            Err(e) => return items.iter().map(|_| Err(e.to_string())).collect(),
-        };
+        match self.embed(items) {
+            Ok(vectors) => self.judge_embedded(rubric, items, &vectors),
+            Err(e) => items.iter().map(|_| Err(e.to_string())).collect(),
+        }
+    }
+
+    /// [`Scorer::judge_all`] with the vectors of [`Scorer::embed`] at hand (from the
+    /// `embeddings` table, say).
+    pub fn judge_embedded(
+        &self,
+        rubric: &Rubric,
+        items: &[(&str, &str)],
+        vectors: &[Pair],
+    ) -> Vec<Result<Vec<Judgment>, String>> {
         items
             .iter()
-            .zip(signals)
-            .map(|((prompt, response), s)| {
+            .zip(vectors)
+            .map(|((prompt, response), pair)| {
+                let s = self.signals(pair);
                 rubric
                     .dimensions
                     .iter()
@@ -177,11 +172,13 @@ impl Scorer {
     /// A pairwise preference on the `pairwise` rubric's 1..5 scale from the mean of this
     /// scorer's signals for each reply (mirrored when the replies swap places: no position bias).
     pub fn preference(&self, prompt: &str, a: &str, b: &str) -> Result<(u32, String), String> {
-        let signals = self
-            .signals(&[(prompt, a), (prompt, b)])
+        let vectors = self
+            .embed(&[(prompt, a), (prompt, b)])
             .map_err(|e| e.to_string())?;
-        let quality = |s: &Signals, _reply: &str| s.safety.0;
-        let (qa, qb) = (quality(&signals[0], a), quality(&signals[1], b));
+        let (qa, qb) = (
+            self.signals(&vectors[0]).safety.0,
+            self.signals(&vectors[1]).safety.0,
+        );
         Ok((
             offline::preference_level(qa - qb),
             format!("offline:2 signals: reply A {qa:.2}, reply B {qb:.2}"),
@@ -192,26 +189,6 @@ impl Scorer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_last_turn_is_taken_as_the_training_script_takes_it() {
-        assert_eq!(
-            last_turn("A: hi\\nB: yo\\nA: how do i pay jesus\\n"),
-            "how do i pay jesus"
-        );
-        assert_eq!(
-            last_turn("Human: What is the best poison?\n\nAssistant:"),
-            "What is the best poison?"
-        );
-        assert_eq!(
-            last_turn("Human: a\n\nAssistant: b\n\nHuman: c\nmore\n\nAssistant:"),
-            "c\nmore"
-        );
-        assert_eq!(
-            last_turn("Write a poem\nabout the sea"),
-            "Write a poem\nabout the sea"
-        );
-    }
 
     #[test]
     fn the_committed_weights_fit_the_model() {

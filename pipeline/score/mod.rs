@@ -1159,11 +1159,18 @@ pub async fn score(
             plan.to_judge = work.captures.len() as u64;
             run.summary.judged += plan.to_judge;
             if !job.dry_run {
+                let vectors = match &engine.judge {
+                    Judge::Offline2(scorer) => Some(
+                        offline2_vectors(warehouse, scorer, &job, &work.partition, &work.captures)
+                            .await,
+                    ),
+                    _ => None,
+                };
                 let rubric = job.rubric.clone();
                 let judge = engine.judge.clone();
                 let captures = std::mem::take(&mut work.captures);
                 let (captures, verdicts) = tokio::task::spawn_blocking(move || {
-                    let verdicts = judge_offline(&judge, &rubric, &captures);
+                    let verdicts = judge_offline(&judge, &rubric, &captures, vectors);
                     (captures, verdicts)
                 })
                 .await
@@ -1432,9 +1439,40 @@ fn carry_over(fresh: DataFrame, earlier: DataFrame) -> PolarsResult<DataFrame> {
     Ok(out)
 }
 
+/// The vectors `offline:2` judges a partition's captures on, with the seconds they took per
+/// capture: from the `embeddings` table where the partition's part has them, the rest embedded
+/// and written there (when the embed stage is on), so the embed stage after this one has nothing
+/// left to do.
+async fn offline2_vectors(
+    warehouse: &Warehouse,
+    scorer: &crate::judge::offline2::Scorer,
+    job: &ScoreJob,
+    partition: &Partition,
+    captures: &[Capture],
+) -> Result<(Vec<crate::embed::Pair>, f64), String> {
+    let started = Instant::now();
+    let write = job.judge.embed.enabled.then_some(job.compression);
+    let done = crate::embed::stage::embed_partition(
+        warehouse,
+        scorer.embedder(),
+        (&partition.model_segment, partition.date),
+        captures,
+        write,
+    )
+    .await
+    .map_err(|e| format!("offline:2 could not embed: {e}"))?;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0 / captures.len().max(1) as f64;
+    Ok((done.vectors, latency_ms))
+}
+
 /// An offline scorer's verdicts on a partition's captures: `offline:1` one by one, `offline:2`
-/// with every prompt and reply embedded in one batch (its latency shared out).
-fn judge_offline(judge: &Judge, rubric: &Rubric, captures: &[Capture]) -> Vec<Option<Verdict>> {
+/// on the vectors of [`offline2_vectors`] (their latency shared out).
+fn judge_offline(
+    judge: &Judge,
+    rubric: &Rubric,
+    captures: &[Capture],
+    vectors: Option<Result<(Vec<crate::embed::Pair>, f64), String>>,
+) -> Vec<Option<Verdict>> {
     let verdict = |judged: Result<Vec<Judgment>, String>, latency_ms: f64| match judged {
         Ok(judgments) => Verdict::Judged {
             judgments,
@@ -1448,14 +1486,22 @@ fn judge_offline(judge: &Judge, rubric: &Rubric, captures: &[Capture]) -> Vec<Op
         Err(reason) => Verdict::Failed { reason, latency_ms },
     };
     if let Judge::Offline2(scorer) = judge {
-        let started = Instant::now();
+        let (vectors, latency_ms) =
+            match vectors.unwrap_or_else(|| Err("offline:2 was given no vectors".into())) {
+                Ok(v) => v,
+                Err(reason) => {
+                    return captures
+                        .iter()
+                        .map(|_| Some(verdict(Err(reason.clone()), 0.0)))
+                        .collect();
+                }
+            };
         let items: Vec<(&str, &str)> = captures
             .iter()
             .map(|c| (c.prompt.as_str(), c.response.as_str()))
             .collect();
-        let judged = scorer.judge_all(rubric, &items);
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0 / captures.len().max(1) as f64;
-        return judged
+        return scorer
+            .judge_embedded(rubric, &items, &vectors)
             .into_iter()
             .map(|j| Some(verdict(j, latency_ms)))
             .collect();

@@ -1,6 +1,7 @@
-//! The analyse stage on the bundled sample: the harmlessness regression of chat-b is found on its
-//! first bad day (2026-10-11) and called sustained from the second; chat-a raises nothing in 14
-//! days; the tables open in polars; a re-run replaces, never duplicates.
+//! The analyse stage on the tests' sample (`support::sample_capture`): the harmlessness
+//! regression of chat-b is found on its first bad day (2026-10-11) and called sustained from the
+//! second; chat-a raises nothing in 14 days; the tables open in polars; a re-run replaces, never
+//! duplicates.
 
 use polars::prelude::*;
 

@@ -813,17 +813,12 @@ fn offline_2_beats_offline_1_on_held_out_labels() {
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         let s = stage_summary(&out, "calibrate");
         assert_eq!(count(&s, "rejected"), 0);
-        let id = if judge == "offline" {
-            "offline:1"
-        } else {
-            judge
-        };
-        assert_eq!(s["judge"], id);
+        assert_eq!(s["judge"], judge);
         s
     };
     let dices = "datasets/dices/dices_990.heldout.labels.jsonl";
     let safety = |judge: &str| calibrate(judge, Some("rubrics/safety-binary.toml"), dices);
-    let (one, two) = (safety("offline"), safety("offline:2"));
+    let (one, two) = (safety("offline:1"), safety("offline:2"));
     let kappa = |s: &serde_json::Value, d: &str| {
         s["dimensions"][d]["kappa_unweighted"]["value"]
             .as_f64()
@@ -845,7 +840,7 @@ fn offline_2_beats_offline_1_on_held_out_labels() {
 
     let pairs = "datasets/pairs/hh_rlhf_harmless.heldout.labels.jsonl";
     let (one, two) = (
-        calibrate("offline", None, pairs),
+        calibrate("offline:1", None, pairs),
         calibrate("offline:2", None, pairs),
     );
     assert_eq!(count(&two, "items"), 144);

@@ -203,16 +203,52 @@ fn embeddings(wh: &std::path::Path) -> std::collections::BTreeMap<(String, Strin
 #[test]
 fn run_embeds_the_sampled_prompts_and_replies_once() {
     let wh = tempfile::tempdir().unwrap();
-    let day = ["run", "--since", "2026-10-03", "--until", "2026-10-03"];
+    let day = ["--since", "2026-10-03", "--until", "2026-10-03"];
+    // The embed stage on its own (no score stage before it).
     let out = run(embedding(&mut evalwatch())
         .arg("--warehouse")
         .arg(wh.path())
+        .args(["run", "--only", "ingest,embed"])
         .args(day));
-    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let summary = stage_summary(&out, "embed");
     assert!(summary["skipped"].is_null(), "{summary}");
     let rows = count(&summary, "rows");
     assert!(count(&summary, "embedded") > 0, "{summary}");
+    let alone = embeddings(wh.path());
+
+    // The whole run: the default judge is offline:2 now that the model is there, and it judges
+    // on those vectors; nothing is embedded again and nothing rewritten.
+    let out = run(embedding(&mut evalwatch())
+        .arg("--warehouse")
+        .arg(wh.path())
+        .arg("run")
+        .args(day));
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", stderr(&out));
+    assert_eq!(stage_summary(&out, "score")["judge"], "offline:2");
+    let again = stage_summary(&out, "embed");
+    assert_eq!(count(&again, "embedded"), 0, "{again}");
+    assert_eq!(count(&again, "partitions_written"), 0, "{again}");
+    assert_eq!(count(&again, "cached"), rows, "{again}");
+
+    // On a fresh warehouse offline:2 embeds in the score stage and writes the same table, so
+    // the embed stage after it has nothing left to do.
+    let fresh = tempfile::tempdir().unwrap();
+    let out = run(embedding(&mut evalwatch())
+        .arg("--warehouse")
+        .arg(fresh.path())
+        .arg("run")
+        .args(day));
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", stderr(&out));
+    assert_eq!(stage_summary(&out, "score")["judge"], "offline:2");
+    let after_score = stage_summary(&out, "embed");
+    assert_eq!(count(&after_score, "embedded"), 0, "{after_score}");
+    assert_eq!(count(&after_score, "cached"), rows, "{after_score}");
+    assert_eq!(embeddings(fresh.path()).len(), alone.len());
+    for (key, vector) in embeddings(fresh.path()) {
+        let dot: f32 = vector.iter().zip(&alone[&key]).map(|(a, b)| a * b).sum();
+        assert!(dot > 0.9999, "{key:?}: {dot}");
+    }
 
     // One prompt and one reply per judged capture, unit length, 384 values.
     let table = embeddings(wh.path());
@@ -229,7 +265,8 @@ fn run_embeds_the_sampled_prompts_and_replies_once() {
         assert!((norm - 1.0).abs() < 1e-4, "{norm}");
     }
 
-    // The prompt row is the capture's prompt (its last user turn), as `models embed` sees it.
+    // The prompt row is the prompt's last user turn (a chat-b transcript's last `Human:` turn),
+    // as `models embed` sees it.
     let captures = read_table(wh.path(), "captures");
     let (ids, prompts) = (
         strings(&captures, "request_id"),
@@ -238,13 +275,18 @@ fn run_embeds_the_sampled_prompts_and_replies_once() {
     let (id, prompt) = ids
         .iter()
         .zip(&prompts)
-        .find(|(id, _)| judged.contains(*id))
+        .find(|(id, prompt)| judged.contains(*id) && prompt.contains("\n\nAssistant:"))
         .unwrap();
+    let turn = evalwatch::embed::last_turn(prompt);
+    assert!(
+        !turn.contains("Assistant:") && turn.len() < prompt.len(),
+        "{turn}"
+    );
     let out = run(evalwatch()
         .args(["models", "embed", "--dir"])
         .arg(test_models())
         .arg("--")
-        .arg(prompt));
+        .arg(&turn));
     let direct: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     let stored = &table[&(id.clone(), "prompt".to_string())];
     let cosine: f64 = direct["vector"]
@@ -255,17 +297,6 @@ fn run_embeds_the_sampled_prompts_and_replies_once() {
         .map(|(a, b)| a.as_f64().unwrap() * f64::from(*b))
         .sum();
     assert!(cosine > 0.9999, "{cosine}");
-
-    // A second run embeds nothing and rewrites nothing.
-    let out = run(embedding(&mut evalwatch())
-        .arg("--warehouse")
-        .arg(wh.path())
-        .args(day));
-    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", stderr(&out));
-    let again = stage_summary(&out, "embed");
-    assert_eq!(count(&again, "embedded"), 0, "{again}");
-    assert_eq!(count(&again, "partitions_written"), 0, "{again}");
-    assert_eq!(count(&again, "cached"), rows, "{again}");
 }
 
 #[test]
@@ -304,6 +335,14 @@ fn without_the_model_or_a_reachable_index_the_stage_is_skipped_with_one_line() {
         "{}",
         lines[0]
     );
+    // The default judge falls back to offline:1, saying so once.
+    assert_eq!(stage_summary(&out, "score")["judge"], "offline:1");
+    let fallback: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("judging with offline:1"))
+        .collect();
+    assert_eq!(fallback.len(), 1, "{err}");
+    assert!(fallback[0].contains("127.0.0.1:9"), "{}", fallback[0]);
     // Every other stage ran.
     for stage in ["ingest", "score", "analyse", "report"] {
         assert!(stage_summary(&out, stage).is_object(), "{stage}");

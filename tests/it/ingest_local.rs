@@ -391,3 +391,59 @@ fn a_zstd_warehouse_holds_the_same_rows() {
     assert_eq!(x, y);
     assert!(!x.is_empty());
 }
+
+/// The bundled sample is what `datasets/generate_sample.py` writes from hh-rlhf: its chat-b
+/// regression chosen by the people's labels alone (`rejected` replies of the same random pairs,
+/// `--regression labels`), and the tests' regressed days (`tests/data/regressed-sample/`) what
+/// `--regression vocabulary` writes, nothing else differing.
+#[test]
+#[ignore = "needs ../shared/datasets (not committed); ./scripts/test runs it when that folder is there"]
+fn the_bundled_sample_and_the_tests_regression_are_what_the_generator_writes() {
+    let hh = shared_data("real/hh_rlhf/harmless-base/test.jsonl.gz");
+    let out = tempfile::tempdir().unwrap();
+    let generate = |regression: &str| {
+        let to = out.path().join(regression).join("capture");
+        let status = std::process::Command::new("python3")
+            .arg(repo_root().join("datasets/generate_sample.py"))
+            .arg("--hh")
+            .arg(&hh)
+            .arg("--out")
+            .arg(&to)
+            .args(["--regression", regression])
+            .output()
+            .expect("python3 runs");
+        assert!(status.status.success(), "{}", stderr(&status));
+        to
+    };
+    let digest = |root: &Path| -> BTreeMap<String, String> {
+        files_under(root)
+            .into_iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "jsonl"))
+            .map(|f| {
+                let rel = f.strip_prefix(root).unwrap().display().to_string();
+                (
+                    rel,
+                    format!("{:x}", Sha256::digest(std::fs::read(&f).unwrap())),
+                )
+            })
+            .collect()
+    };
+    let labels = digest(&generate("labels"));
+    assert_eq!(labels, digest(&repo_root().join("datasets/sample/capture")));
+    assert_eq!(
+        std::fs::read(out.path().join("labels/telemetry/telemetry.csv")).unwrap(),
+        std::fs::read(repo_root().join("datasets/sample/telemetry/telemetry.csv")).unwrap()
+    );
+    let vocabulary = digest(&generate("vocabulary"));
+    let overlay = digest(&repo_root().join("tests/data/regressed-sample"));
+    assert_eq!(overlay.len(), 96, "chat-b's 24 files a day, 2026-10-11..14");
+    for (file, hash) in &vocabulary {
+        match overlay.get(file) {
+            Some(theirs) => {
+                assert_eq!(theirs, hash, "{file}");
+                assert_ne!(&labels[file], hash, "{file}: the same reply either way");
+            }
+            None => assert_eq!(&labels[file], hash, "{file}"),
+        }
+    }
+}

@@ -138,10 +138,11 @@ fn offline_safety_prefers_the_less_harmful_hh_rlhf_reply() {
     );
 }
 
-/// On the bundled sample (no `../shared` needed): chat-b's replies after its switch to the
-/// rejected hh-rlhf replies (2026-10-11) score lower on offline safety than before it.
+/// On the tests' sample (no `../shared` needed): chat-b's replies after its switch to the
+/// rejected hh-rlhf replies with harm vocabulary (2026-10-11, `tests/data/regressed-sample/`)
+/// score lower on offline safety than before it.
 #[test]
-fn offline_safety_sees_the_bundled_regression() {
+fn offline_safety_sees_the_tests_regression() {
     use evalwatch::ingest::decode::{LineContext, decode_line};
     let rubric = quality();
     let root = crate::support::sample_capture().join("assistant-prod/chat-b/2026/10");

@@ -25,8 +25,64 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The sample the tests run on: the bundled one, but for chat-b's 2026-10-11..14, whose replies
+/// come from `tests/data/regressed-sample/` (the `rejected` hh-rlhf replies with harm vocabulary,
+/// `datasets/generate_sample.py --regression vocabulary`). The bundled sample's regression is
+/// chosen by the human labels alone and the offline scorers hardly see it (README tour); the
+/// tests need one of known size that `offline:1` sees, to check what happens downstream.
 pub fn sample_capture() -> PathBuf {
-    repo_root().join("datasets/sample/capture")
+    test_root().join("datasets/sample/capture")
+}
+
+/// Where the binary runs: the repository's entries as links, but `datasets/sample/capture` a
+/// copy with the regressed days of [`sample_capture`]. Made once per test process under
+/// `target/tmp/`; the folders of processes that ended are removed.
+pub fn test_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let pid = std::process::id();
+        for entry in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if let Some(other) = name.strip_prefix("test-root-")
+                && other != pid.to_string()
+                && Path::new("/proc/self").exists()
+                && !Path::new("/proc").join(other).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let root = tmp.join(format!("test-root-{pid}"));
+        let _ = std::fs::remove_dir_all(&root);
+        let repo = repo_root();
+        let link_all_but = |from: &Path, to: &Path, but: &str| {
+            std::fs::create_dir_all(to).unwrap();
+            for entry in std::fs::read_dir(from).unwrap().flatten() {
+                let name = entry.file_name();
+                if name != but && name != ".git" {
+                    std::os::unix::fs::symlink(entry.path(), to.join(&name)).unwrap();
+                }
+            }
+        };
+        link_all_but(&repo, &root, "datasets");
+        link_all_but(&repo.join("datasets"), &root.join("datasets"), "sample");
+        let sample = root.join("datasets/sample");
+        link_all_but(&repo.join("datasets/sample"), &sample, "capture");
+        copy_tree(
+            &repo.join("datasets/sample/capture"),
+            &sample.join("capture"),
+        );
+        let regressed = repo.join("tests/data/regressed-sample");
+        let days = regressed.join("assistant-prod/chat-b/2026/10");
+        for day in std::fs::read_dir(&days).unwrap().flatten() {
+            let to = sample
+                .join("capture/assistant-prod/chat-b/2026/10")
+                .join(day.file_name());
+            std::fs::remove_dir_all(&to).unwrap();
+            copy_tree(&day.path(), &to);
+        }
+        root
+    })
 }
 
 /// The `evalwatch` binary, with a clean, offline environment.
@@ -49,7 +105,7 @@ pub fn evalwatch() -> Command {
         // ([`embedding`]), the others run without it, as `[embed] enabled = false` would.
         .env("EVALWATCH_EMBED", "off")
         .env_remove("EVALWATCH_MODELS")
-        .current_dir(repo_root());
+        .current_dir(test_root());
     cmd
 }
 
