@@ -380,6 +380,15 @@ pub struct RawIngest {
     /// Longest capture line read, in bytes; a longer one is quarantined (its first
     /// `quarantine-raw-bytes` kept) without being held in memory. Default: 16777216 (16 MiB).
     pub max_line_bytes: Option<usize>,
+    /// What the source holds: `sagemaker-capture`, `bedrock-invocation-logs` (Bedrock's model
+    /// invocation logs, `AWSLogs/<account>/BedrockModelInvocationLogs/...`), `openai-jsonl`
+    /// (OpenAI-format request/response logs, as vLLM and LiteLLM write them) or `auto` (each line
+    /// by its shape). A line of another kind is quarantined with the reason. Default: `auto`.
+    pub format: Option<String>,
+    /// Model partition names for the ids records carry (Bedrock's `modelId`, a log's `model`),
+    /// e.g. `{ "anthropic.claude-3-haiku-20240307-v1:0" = "support-bot" }`. Default: the id
+    /// (an ARN's last segment).
+    pub model_names: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -578,6 +587,8 @@ pub struct IngestConfig {
     pub source: Option<Location>,
     pub default_model: Option<String>,
     pub model_from_payload: bool,
+    pub format: crate::ingest::decode::Format,
+    pub model_names: std::collections::BTreeMap<String, String>,
     pub workers: usize,
     pub quarantine_raw_bytes: usize,
     pub max_line_bytes: usize,
@@ -1296,6 +1307,12 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
             source,
             default_model: raw.ingest.default_model,
             model_from_payload: raw.ingest.model_from_payload.unwrap_or(false),
+            format: match raw.ingest.format.as_deref() {
+                None => crate::ingest::decode::Format::Auto,
+                Some(text) => crate::ingest::decode::Format::parse(text)
+                    .map_err(|m| invalid("ingest.format", m))?,
+            },
+            model_names: raw.ingest.model_names.unwrap_or_default(),
             workers,
             quarantine_raw_bytes,
             max_line_bytes,

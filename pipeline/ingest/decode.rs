@@ -45,6 +45,43 @@ pub struct LineContext<'a> {
     pub path_component: Option<&'a str>,
     pub default_model: Option<&'a str>,
     pub model_from_payload: bool,
+    /// `ingest.format`: what the lines are.
+    pub format: Format,
+    /// `ingest.model-names`: a model id (Bedrock's `modelId`, a log's `model`) -> its partition.
+    pub model_names: Option<&'a std::collections::BTreeMap<String, String>>,
+}
+
+/// `ingest.format`: the kind of records a source holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// Each line by its shape: SageMaker data capture, a Bedrock invocation log record, an
+    /// OpenAI-format request/response log, or a plain record.
+    #[default]
+    Auto,
+    SagemakerCapture,
+    BedrockInvocationLogs,
+    OpenaiJsonl,
+}
+
+impl Format {
+    pub const NAMES: &str =
+        "`auto`, `sagemaker-capture`, `bedrock-invocation-logs` or `openai-jsonl`";
+
+    pub fn parse(text: &str) -> Result<Format, String> {
+        match text.trim() {
+            "auto" => Ok(Format::Auto),
+            "sagemaker-capture" => Ok(Format::SagemakerCapture),
+            "bedrock-invocation-logs" => Ok(Format::BedrockInvocationLogs),
+            "openai-jsonl" => Ok(Format::OpenaiJsonl),
+            other => Err(format!("`{other}` is not {}", Self::NAMES)),
+        }
+    }
+
+    /// Whether records name their model (so a SageMaker-style path does not).
+    pub fn records_name_models(self) -> bool {
+        matches!(self, Format::BedrockInvocationLogs | Format::OpenaiJsonl)
+    }
 }
 
 /// sha256 of the canonical prompt+response: the UTF-8 prompt, one 0x00 byte, the UTF-8 response.
@@ -68,8 +105,13 @@ struct Line<'a> {
     // A plain record.
     #[serde(borrow)]
     prompt: Option<Cow<'a, str>>,
+    /// A plain record's reply (text), or an OpenAI log's response (an object).
     #[serde(borrow)]
-    response: Option<Cow<'a, str>>,
+    response: Option<&'a RawValue>,
+    #[serde(rename = "schemaType", borrow)]
+    schema_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    request: Option<&'a RawValue>,
     #[serde(borrow)]
     model: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -192,7 +234,8 @@ struct Details<'a> {
 
 // ---------------------------------------------------------------------------------------------
 
-/// Decodes one line (without its newline). `line_no` is 1-based.
+/// Decodes one line (without its newline). `line_no` is 1-based. A Bedrock record whose bodies
+/// are in their own objects goes through [`super::bedrock::decode`] with them instead.
 pub fn decode_line(line: &str, line_no: u64, ctx: &LineContext<'_>) -> Result<Capture, String> {
     let record: Line<'_> = serde_json::from_str(line).map_err(|e| {
         if e.is_data() {
@@ -201,17 +244,123 @@ pub fn decode_line(line: &str, line_no: u64, ctx: &LineContext<'_>) -> Result<Ca
             format!("not JSON: {e}")
         }
     })?;
+    let bedrock = record.schema_type.as_deref() == Some("ModelInvocationLog");
+    let response_is_text = record.response.is_some_and(|r| r.get().starts_with('"'));
+    let openai = record.request.is_some() || (record.response.is_some() && !response_is_text);
+    match ctx.format {
+        Format::BedrockInvocationLogs if !bedrock => {
+            return Err(
+                "not a Bedrock invocation log record (`schemaType` is not `ModelInvocationLog`; \
+                 a large-payload object? keep `largeDataDeliveryS3Config` outside the source)"
+                    .into(),
+            );
+        }
+        Format::OpenaiJsonl if !openai => {
+            return Err(
+                "not an OpenAI request/response log record: expected `request` (or `messages`) \
+                 and `response`"
+                    .into(),
+            );
+        }
+        Format::SagemakerCapture if record.capture_data.is_none() => {
+            return Err("not a SageMaker data capture record: `captureData` is missing".into());
+        }
+        _ => {}
+    }
+    if bedrock {
+        return super::bedrock::decode(line, ctx, super::bedrock::Bodies::default());
+    }
+    if openai {
+        return decode_openai_log(line, line_no, ctx);
+    }
     match record.capture_data {
         Some(ref capture) => decode_sagemaker(&record, capture, line_no, ctx),
         None if record.prompt.is_some() || record.response.is_some() => {
             decode_plain(&record, line_no, ctx)
         }
         None => Err(
-            "not a capture record: expected `captureData` (SageMaker data capture) \
-                     or `prompt` and `response` (a plain record)"
+            "not a capture record: expected `captureData` (SageMaker data capture), \
+             `schemaType: ModelInvocationLog` (Bedrock), `request` and `response` (an OpenAI \
+             log) or `prompt` and `response` (a plain record)"
                 .into(),
         ),
     }
+}
+
+/// An OpenAI-format request/response log record, as vLLM or LiteLLM write them: `request` (a
+/// chat/completions request body; or its `messages` at the top, LiteLLM's standard payload) and
+/// `response` (the response body); time from `timestamp`, `startTime` or the response's
+/// `created`; the model from `model`, the request's or the response's.
+fn decode_openai_log(line: &str, line_no: u64, ctx: &LineContext<'_>) -> Result<Capture, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let request_value = match value.get("request") {
+        Some(request) => request.clone(),
+        None => serde_json::json!({ "messages": value["messages"] }),
+    };
+    let response_value = value
+        .get("response")
+        .filter(|r| r.is_object() || r.is_array())
+        .ok_or("an OpenAI log record without a `response` object")?;
+    let request = parse_request(&request_value.to_string(), true)
+        .map_err(|e| e.replace("endpointInput", "`request`"))?;
+    let reply = parse_reply(&response_value.to_string(), true)
+        .map_err(|e| e.replace("endpointOutput", "`response`"))?;
+    let time = ["timestamp", "startTime", "start_time", "created"]
+        .iter()
+        .find_map(|k| value.get(*k))
+        .or_else(|| response_value.get("created"))
+        .ok_or("an OpenAI log record without a time (`timestamp`, `startTime` or the response's `created`)")?;
+    let captured_at_us = parse_time_json(time).map_err(|e| format!("bad time: {e}"))?;
+    let end = ["endTime", "end_time"].iter().find_map(|k| value.get(*k));
+    let latency_ms = end
+        .and_then(|e| parse_time_json(e).ok())
+        .map(|e| (e - captured_at_us) as f64 / 1000.0)
+        .filter(|ms| *ms >= 0.0)
+        .or_else(|| value.get("latency_ms").and_then(serde_json::Value::as_f64));
+    let named = value
+        .get("model")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+        .or(request.model.clone())
+        .or(reply.model.clone());
+    let mapped = named.as_deref().map(|m| {
+        ctx.model_names
+            .and_then(|n| n.get(m))
+            .map_or(m, String::as_str)
+    });
+    let model = resolve_model(mapped, None, ctx)?;
+    let request_id = ["id", "request_id", "litellm_call_id"]
+        .iter()
+        .find_map(|k| value.get(*k).and_then(serde_json::Value::as_str))
+        .or_else(|| response_value.get("id").and_then(serde_json::Value::as_str))
+        .map_or_else(
+            || derived_request_id(ctx.source_uri, line_no),
+            str::to_string,
+        );
+    Ok(Capture {
+        request_id,
+        inference_id: None,
+        endpoint: ctx.path_endpoint.map(str::to_string),
+        model,
+        variant: None,
+        captured_at_us,
+        content_hash: content_hash(&request.prompt, &reply.response),
+        prompt: request.prompt,
+        messages: request.messages,
+        response: reply.response,
+        prompt_tokens: reply.prompt_tokens.and_then(to_i32),
+        completion_tokens: reply.completion_tokens.and_then(to_i32),
+        latency_ms,
+        finish_reason: reply.finish_reason,
+        payload_model: named,
+    })
+}
+
+/// A time as RFC 3339 text or Unix seconds (or milliseconds) in a JSON value.
+fn parse_time_json(value: &serde_json::Value) -> Result<i64, String> {
+    let raw = serde_json::value::to_raw_value(value).map_err(|e| e.to_string())?;
+    parse_time_value(&raw)
 }
 
 fn decode_sagemaker(
@@ -279,10 +428,12 @@ fn decode_plain(record: &Line<'_>, line_no: u64, ctx: &LineContext<'_>) -> Resul
         .prompt
         .as_deref()
         .ok_or("plain record without `prompt`")?;
-    let response = record
-        .response
-        .as_deref()
-        .ok_or("plain record without `response`")?;
+    let response: Cow<'_, str> = match record.response {
+        Some(raw) => serde_json::from_str(raw.get())
+            .map_err(|_| "plain record whose `response` is not text".to_string())?,
+        None => return Err("plain record without `response`".into()),
+    };
+    let response = response.as_ref();
     let raw_time = record
         .timestamp
         .ok_or("plain record without `timestamp` (RFC 3339 text or Unix seconds)")?;
@@ -576,7 +727,56 @@ mod tests {
             path_component: Some("chat-a"),
             default_model: None,
             model_from_payload: false,
+            ..LineContext::default()
         }
+    }
+
+    #[test]
+    fn openai_logs_as_vllm_and_litellm_write_them() {
+        let vllm = r#"{"id":"req-7","timestamp":"2026-10-02T08:00:00Z","request":{"model":"llama-3-8b","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Capital of France?"}]},"response":{"id":"cmpl-1","object":"chat.completion","created":1790000000,"model":"llama-3-8b","choices":[{"index":0,"message":{"role":"assistant","content":"Paris."},"finish_reason":"stop"}],"usage":{"prompt_tokens":14,"completion_tokens":2}}}"#;
+        let c = decode_line(vllm, 1, &LineContext::default()).unwrap();
+        assert_eq!(
+            (c.prompt.as_str(), c.response.as_str()),
+            ("Capital of France?", "Paris.")
+        );
+        assert_eq!(
+            (c.model.as_str(), c.request_id.as_str()),
+            ("llama-3-8b", "req-7")
+        );
+        assert_eq!((c.prompt_tokens, c.completion_tokens), (Some(14), Some(2)));
+        // LiteLLM's standard payload: messages at the top, start and end times in seconds.
+        let litellm = r#"{"id":"chatcmpl-9","model":"gpt-4o-mini","messages":[{"role":"user","content":"Hi"}],"response":{"choices":[{"message":{"content":"Hello!"}}]},"startTime":1790000000.0,"endTime":1790000000.75}"#;
+        let names =
+            std::collections::BTreeMap::from([("gpt-4o-mini".to_string(), "router".to_string())]);
+        let ctx = LineContext {
+            format: Format::OpenaiJsonl,
+            model_names: Some(&names),
+            ..LineContext::default()
+        };
+        let c = decode_line(litellm, 2, &ctx).unwrap();
+        assert_eq!(
+            (c.model.as_str(), c.response.as_str()),
+            ("router", "Hello!")
+        );
+        assert_eq!(c.latency_ms, Some(750.0));
+        // Pinned formats refuse the others' lines, naming what they expected.
+        let err =
+            decode_line(r#"{"prompt":"a","response":"b","timestamp":1}"#, 3, &ctx).unwrap_err();
+        assert!(err.contains("not an OpenAI request/response log"), "{err}");
+        let bedrock = LineContext {
+            format: Format::BedrockInvocationLogs,
+            ..LineContext::default()
+        };
+        let err = decode_line(vllm, 1, &bedrock).unwrap_err();
+        assert!(err.contains("not a Bedrock invocation log record"), "{err}");
+        // A plain record still reads as before.
+        let plain = decode_line(
+            r#"{"prompt":"a","response":"b","timestamp":1790000000,"model":"m"}"#,
+            4,
+            &LineContext::default(),
+        )
+        .unwrap();
+        assert_eq!(plain.response, "b");
     }
 
     fn sagemaker(input: &str, output: &str, encoding: &str) -> String {

@@ -1,6 +1,8 @@
 //! The ingest stage: captured prompt/response pairs into the `captures` table.
 //!
-//! Reads: capture objects from a source (local folder or S3 prefix), and the ingest manifest.
+//! Reads: capture objects from a source (local folder or S3 prefix: SageMaker data capture,
+//! Bedrock model invocation logs and the bodies they keep in their own objects, OpenAI-format
+//! request/response logs, plain records; `ingest.format`), and the ingest manifest.
 //! Writes: `captures/model=<m>/date=<d>/part-<h>.parquet`, `quarantine/date=<d>/part-<h>.parquet`
 //! for lines it cannot read, and the ingest manifest under `state/ingest/manifest/`
 //! ([`manifest`]). With a shard (`--shard I/N`), only the objects that shard owns
@@ -12,6 +14,7 @@
 //! by line; tokio drives the listing and the S3 transfers underneath.
 
 pub mod batch;
+pub mod bedrock;
 pub mod decode;
 pub mod features;
 pub mod manifest;
@@ -149,7 +152,9 @@ pub async fn ingest(job: IngestJob, warehouse: &Warehouse) -> Result<IngestSumma
         shard: job.shard.map(|s| s.to_string()),
         ..IngestSummary::default()
     };
-    let mut groups = Groups::new(shard, &summary.source, job.settings.model_from_payload);
+    // Where records name their model, a path's folders do not (Bedrock's name the region).
+    let path_blind = job.settings.model_from_payload || job.settings.format.records_name_models();
+    let mut groups = Groups::new(shard, &summary.source, path_blind);
     tracing::info!(
         source = %summary.source,
         warehouse = %summary.warehouse,
@@ -388,6 +393,8 @@ fn read_object(
         path_component: info.component.as_deref(),
         default_model: job.settings.default_model.as_deref(),
         model_from_payload: job.settings.model_from_payload,
+        format: job.settings.format,
+        model_names: Some(&job.settings.model_names),
     };
     let keep = job.settings.quarantine_raw_bytes;
     let mut writer = PartWriter {
@@ -456,7 +463,32 @@ fn read_object(
                 continue;
             }
         };
-        match decode_line(text, lines, &ctx) {
+        let decoded = match bedrock::body_paths(text) {
+            // Bedrock kept a body in its own object: read it, then decode.
+            Some((input, output)) => {
+                let mut bodies = bedrock::Bodies::default();
+                let mut failed = None;
+                for (path, slot) in [(input, &mut bodies.input), (output, &mut bodies.output)] {
+                    let Some(path) = path else { continue };
+                    match job.source.read_body(&path, handle) {
+                        Ok(bytes) => match bedrock::parse_body(&bytes) {
+                            Ok(body) => *slot = Some(body),
+                            Err(e) => failed = Some(format!("the body in `{path}` is {e}")),
+                        },
+                        Err(source::BodyError::Unreadable(reason)) => failed = Some(reason),
+                        Err(source::BodyError::Transient(e)) => {
+                            return Err(ReadFailure::Transient(e));
+                        }
+                    }
+                }
+                match failed {
+                    Some(reason) => Err(reason),
+                    None => bedrock::decode(text, &ctx, bodies),
+                }
+            }
+            None => decode_line(text, lines, &ctx),
+        };
+        match decoded {
             Ok(capture) => {
                 let date = DateTime::from_timestamp_micros(capture.captured_at_us)
                     .map_or(job.today, |t| t.date_naive());

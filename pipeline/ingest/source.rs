@@ -34,6 +34,15 @@ pub struct ObjectRef {
     pub version: String,
 }
 
+/// Why a body a record points to was not read.
+#[derive(Debug)]
+pub enum BodyError {
+    /// It cannot be read from here, or is not there: the line is quarantined with this.
+    Unreadable(String),
+    /// The transfer failed: the object is read again.
+    Transient(String),
+}
+
 #[derive(Debug, Clone)]
 pub enum Source {
     Local {
@@ -252,6 +261,45 @@ impl Source {
 
     /// Opens an object for reading on a blocking thread, decompressing gzip (detected by its
     /// magic bytes). `handle` drives the S3 stream underneath.
+    /// The bytes of an object a record points to (a Bedrock body kept apart): `s3://bucket/key`
+    /// through an S3 source's client, a local path from a folder source.
+    pub fn read_body(
+        &self,
+        path: &str,
+        handle: &tokio::runtime::Handle,
+    ) -> Result<Vec<u8>, BodyError> {
+        match (self, path.strip_prefix("s3://")) {
+            (Source::S3 { client, .. }, Some(rest)) => {
+                let (bucket, key) = rest
+                    .split_once('/')
+                    .ok_or_else(|| BodyError::Unreadable(format!("`{path}` names no key")))?;
+                let output =
+                    match handle.block_on(client.get_object().bucket(bucket).key(key).send()) {
+                        Ok(output) => output,
+                        Err(e) => {
+                            let text = sdk_error_text(&e);
+                            let missing = e.as_service_error().is_some_and(|s| s.is_no_such_key());
+                            return Err(if missing {
+                                BodyError::Unreadable(format!("`{path}` is not there: {text}"))
+                            } else {
+                                BodyError::Transient(format!("cannot read `{path}`: {text}"))
+                            });
+                        }
+                    };
+                handle
+                    .block_on(output.body.collect())
+                    .map(|b| b.into_bytes().to_vec())
+                    .map_err(|e| BodyError::Transient(format!("cannot read `{path}`: {e}")))
+            }
+            (Source::Local { .. }, Some(_)) => Err(BodyError::Unreadable(format!(
+                "the body is in `{path}`, which a local source cannot read: ingest from the \
+                 bucket (`s3://...`)"
+            ))),
+            (_, None) => std::fs::read(path)
+                .map_err(|e| BodyError::Unreadable(format!("cannot read `{path}`: {e}"))),
+        }
+    }
+
     pub fn open_blocking(
         &self,
         object: &ObjectRef,

@@ -8,6 +8,7 @@ mod compact;
 mod compare;
 mod deploy;
 mod embed;
+mod ingest_bedrock;
 mod ingest_local;
 mod ingest_s3;
 mod integrity;
