@@ -12,6 +12,7 @@ mod ingest_bedrock;
 mod ingest_local;
 mod ingest_s3;
 mod integrity;
+mod notebook;
 mod offline_judge;
 mod publish;
 mod report;

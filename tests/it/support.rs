@@ -331,6 +331,21 @@ pub const DUCKDB: &str = "duckdb==2.0.0";
 /// `botocore` (PyPI), the AWS service models `aws ... --cli-input-json` validates against.
 pub const BOTOCORE: &str = "botocore==1.44.5";
 
+/// The Python of `examples/analyst.py`'s venv (polars, DuckDB, matplotlib, and jupytext to turn
+/// it into a notebook), made on first use under `target/`.
+pub fn notebook_python() -> PathBuf {
+    venv_tool(
+        "notebook-venv-1",
+        &[
+            "polars==2.1.0",
+            DUCKDB,
+            "matplotlib==3.11.2",
+            "jupytext==1.19.6",
+        ],
+        "python",
+    )
+}
+
 /// The executable `bin` of the PyPI package `requirement` (`name==version`), installed on first
 /// use into `target/<name>-venv-<version>`; fails naming what went wrong, never skips.
 pub fn python_tool(requirement: &str, bin: &str) -> PathBuf {
