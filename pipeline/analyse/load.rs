@@ -60,6 +60,9 @@ pub struct DayData {
     pub gpu_mem: Vec<f64>,
     pub gpus_allocated: Vec<f64>,
     pub model_latency_ms: Vec<f64>,
+    /// Per telemetry interval with a latency: its invocations (1 when it has none), paired with
+    /// `model_latency_ms`.
+    pub model_latency_weights: Vec<f64>,
     pub invocations: Option<f64>,
     pub errors_5xx: Option<f64>,
     /// What the model's hardware cost that day; `None` without a cost entry or telemetry.
@@ -220,6 +223,8 @@ impl DayData {
         self.gpu_mem.extend(other.gpu_mem);
         self.gpus_allocated.extend(other.gpus_allocated);
         self.model_latency_ms.extend(other.model_latency_ms);
+        self.model_latency_weights
+            .extend(other.model_latency_weights);
         let add = |a: Option<f64>, b: Option<f64>| match (a, b) {
             (Some(a), Some(b)) => Some(a + b),
             (a, b) => a.or(b),
@@ -669,12 +674,21 @@ fn telemetry_part(df: &DataFrame) -> PolarsResult<DayData> {
             gpu_util.push(u.unwrap_or(f64::NAN));
         }
     }
+    // Each interval's mean latency with its invocations, for request-weighted percentiles.
+    let latency = df.column(schema::telemetry::MODEL_LATENCY_MS)?.f64()?;
+    let calls = df.column(schema::telemetry::INVOCATIONS)?.f64()?;
+    let (model_latency_ms, model_latency_weights): (Vec<f64>, Vec<f64>) = latency
+        .iter()
+        .zip(calls.iter())
+        .filter_map(|(l, n)| Some((l?, n.unwrap_or(1.0))))
+        .unzip();
     Ok(DayData {
         telemetry_ts,
         gpu_util,
         gpu_mem: present(df, schema::telemetry::GPU_MEM_PCT)?,
         gpus_allocated: present(df, schema::telemetry::GPUS_ALLOCATED)?,
-        model_latency_ms: present(df, schema::telemetry::MODEL_LATENCY_MS)?,
+        model_latency_ms,
+        model_latency_weights,
         invocations: sum_of(df, schema::telemetry::INVOCATIONS)?,
         errors_5xx: sum_of(df, schema::telemetry::ERRORS_5XX)?,
         cost_usd: sum_of(df, schema::telemetry::COST_USD)?,

@@ -1061,7 +1061,15 @@ fn aggregate(
         v
     };
     let latency = sorted(&day.latency_ms);
-    let quantile = |q: f64| (!latency.is_empty()).then(|| stats::quantile_sorted(&latency, q));
+    // Per-request latency from the captures where they carry it, else the telemetry's interval
+    // means weighted by their invocations (an approximation of the per-request percentiles).
+    let quantile = |q: f64| {
+        if latency.is_empty() {
+            stats::weighted_quantile(&day.model_latency_ms, &day.model_latency_weights, q)
+        } else {
+            Some(stats::quantile_sorted(&latency, q))
+        }
+    };
     let gpu = sorted(&day.gpu_util);
     // Requests for cost: the endpoint's invocations when telemetry has them (captures are often
     // a sample of the traffic), else the captured requests.

@@ -45,6 +45,35 @@ pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
     sorted[low] + (sorted[high] - sorted[low]) * fraction
 }
 
+/// The `q` quantile of `values` weighted by `weights` (the smallest value whose cumulative
+/// weight reaches `q` of the total); equal weights when they sum to nothing. `None` when empty.
+pub fn weighted_quantile(values: &[f64], weights: &[f64], q: f64) -> Option<f64> {
+    let mut pairs: Vec<(f64, f64)> = values
+        .iter()
+        .zip(weights.iter().chain(std::iter::repeat(&1.0)))
+        .filter(|(v, _)| !v.is_nan())
+        .map(|(v, w)| (*v, if w.is_finite() && *w > 0.0 { *w } else { 0.0 }))
+        .collect();
+    if pairs.is_empty() {
+        return None;
+    }
+    pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    let mut total: f64 = pairs.iter().map(|p| p.1).sum();
+    if total <= 0.0 {
+        pairs.iter_mut().for_each(|p| p.1 = 1.0);
+        total = pairs.len() as f64;
+    }
+    let target = q * total;
+    let mut cumulative = 0.0;
+    for (value, weight) in &pairs {
+        cumulative += weight;
+        if cumulative >= target {
+            return Some(*value);
+        }
+    }
+    pairs.last().map(|p| p.0)
+}
+
 /// The values without NaN, ascending.
 pub fn sorted(values: &[f64]) -> Vec<f64> {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
@@ -902,5 +931,17 @@ mod tests {
         assert_eq!(ks_2samp(&a, &a).0, 0.0);
         assert!(ks_2samp(&a, &a).1 > 0.999);
         assert_eq!(wasserstein1(&a, &a), 0.0);
+    }
+
+    #[test]
+    fn weighted_quantiles_follow_the_weights() {
+        // Three intervals: 100 ms for 1 request, 200 ms for 8, 900 ms for 1.
+        let (v, w) = ([900.0, 100.0, 200.0], [1.0, 1.0, 8.0]);
+        assert_eq!(weighted_quantile(&v, &w, 0.5), Some(200.0));
+        assert_eq!(weighted_quantile(&v, &w, 0.05), Some(100.0));
+        assert_eq!(weighted_quantile(&v, &w, 0.99), Some(900.0));
+        // No weight at all: equal weights.
+        assert_eq!(weighted_quantile(&v, &[0.0; 3], 0.5), Some(200.0));
+        assert_eq!(weighted_quantile(&[], &[], 0.5), None);
     }
 }

@@ -170,6 +170,25 @@ fn the_sample_telemetry_shows_the_over_provisioned_component() {
     assert!(
         mean_of("quality_per_dollar", "chat-b") < mean_of("quality_per_dollar", "chat-a") / 2.0
     );
+    // The captures carry no latency: p50 and p99 come from the telemetry's 5-minute means,
+    // weighted by their invocations, so they lie within those means' range; chat-a's latency
+    // grows with its load (850 ms + 900 ms x load), chat-b's hardly (620 + 180).
+    let telemetry = read_table(wh.path(), "telemetry");
+    let latencies = floats(&telemetry, "model_latency_ms");
+    let (low, high) = latencies
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
+    for (p50, p99) in floats(&agg, "latency_p50_ms")
+        .into_iter()
+        .zip(floats(&agg, "latency_p99_ms"))
+    {
+        assert!(
+            low <= p50 && p50 <= p99 && p99 <= high,
+            "{p50} {p99} in {low}..{high}"
+        );
+    }
+    assert!(mean_of("latency_p50_ms", "chat-a") > mean_of("latency_p50_ms", "chat-b") + 200.0);
+    assert!(mean_of("latency_p99_ms", "chat-a") > mean_of("latency_p50_ms", "chat-a"));
     // 14 days of one GPU at 5.752/4 USD/h for chat-a.
     let cost: f64 = (0..agg.height())
         .filter(|&i| models[i] == "chat-a")
