@@ -531,12 +531,19 @@ struct PlanArgs {
     judge: Option<String>,
 }
 
-/// `3d` or `3`: a number of days.
+/// `3`, `3d`, `72h`, `1week`: a whole number of days (humantime's durations).
 fn parse_days(text: &str) -> Result<usize, String> {
-    text.trim()
-        .trim_end_matches('d')
-        .parse::<usize>()
-        .map_err(|_| format!("`{text}` is not a number of days such as `3d`"))
+    let text = text.trim();
+    if let Ok(days) = text.parse::<usize>() {
+        return Ok(days);
+    }
+    let not_days = || format!("`{text}` is not a number of days such as `3d` or `1week`");
+    let duration = humantime::parse_duration(text).map_err(|e| format!("{}: {e}", not_days()))?;
+    let seconds = duration.as_secs();
+    if seconds == 0 || seconds % 86_400 != 0 || duration.subsec_nanos() != 0 {
+        return Err(format!("{}: a whole number of days", not_days()));
+    }
+    Ok((seconds / 86_400) as usize)
 }
 
 #[derive(Args)]
@@ -1565,4 +1572,20 @@ fn rubric_command(command: &RubricCommand) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_days;
+
+    #[test]
+    fn days_are_numbers_or_whole_day_durations() {
+        assert_eq!(parse_days("3"), Ok(3));
+        assert_eq!(parse_days("3d"), Ok(3));
+        assert_eq!(parse_days("72h"), Ok(3));
+        assert_eq!(parse_days("1week"), Ok(7));
+        let err = parse_days("36h").unwrap_err();
+        assert!(err.contains("whole number of days"), "{err}");
+        assert!(parse_days("soon").unwrap_err().contains("`soon`"));
+    }
 }

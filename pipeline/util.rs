@@ -35,38 +35,23 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What [`partition_value`] escapes: every byte but `[A-Za-z0-9._-]`.
+const PARTITION_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'-');
+
 /// Encodes a value for a Hive partition path segment (`model=<value>`): bytes outside
 /// `[A-Za-z0-9._-]` become `%XX`, as Hive, Spark and pyarrow expect and decode.
 pub fn partition_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(value, PARTITION_ESCAPED).to_string()
 }
 
 /// Decodes a Hive partition path segment written by [`partition_value`].
 pub fn partition_unescape(segment: &str) -> String {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&segment[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// An error and its sources, joined with `: ` (what `{:#}` gives for anyhow errors).
