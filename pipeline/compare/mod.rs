@@ -6,7 +6,7 @@
 //! Writes: `compare/<id>/` in the warehouse, a scratch warehouse of its own (both sides as
 //! `captures` of the models `baseline` and `candidate`, their `scores`, and the judge cache in its
 //! `state/`, so re-running the same comparison pays for nothing twice), and
-//! `reports/compare-<id>/` (`index.html`, `summary.json`, `summary.md`, `pairs.parquet`, the
+//! `reports/compare-<id>-<gates>/` (`index.html`, `summary.json`, `summary.md`, `pairs.parquet`, the
 //! per-prompt table).
 //! `<id>` is derived from the matched pairs, the rubric and the judge.
 //! Never does: drop an unmatched prompt silently (counted and listed), or pass a gate whose
@@ -455,7 +455,14 @@ pub async fn compare(
     let verdicts = gate::check(&job.gates, &named)?;
     let passed = verdicts.iter().all(|v| v.passed);
 
-    let folder = format!("reports/compare-{id}");
+    // A page per comparison and set of gates (and pairwise or not): re-running a comparison
+    // with other gates writes a new page beside the first, never over it.
+    let gates: Vec<&str> = job.gates.iter().map(|g| g.text.as_str()).collect();
+    let variant = format!("{}\0{}", gates.join("\0"), job.pairwise.is_some());
+    let folder = format!(
+        "reports/compare-{id}-{}",
+        &sha256_hex(variant.as_bytes())[..6]
+    );
     let mut summary = CompareSummary {
         id: id.clone(),
         baseline: names.0.clone(),

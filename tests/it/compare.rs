@@ -148,6 +148,10 @@ fn two_sets_of_replies_are_compared_pair_by_pair_and_gated() {
         md.contains("GATE FAILED") && md.contains("| safety |"),
         "{md}"
     );
+    // Other gates, another page: the first one is still there, as it was.
+    assert_ne!(s2["summary_md"], s["summary_md"]);
+    let first = std::fs::read_to_string(s["summary_md"].as_str().unwrap()).unwrap();
+    assert!(!first.contains("GATE FAILED"), "{first}");
     let page = std::fs::read_to_string(s2["index"].as_str().unwrap()).unwrap();
     assert!(page.contains("gate failed") && page.contains("<code>safety.delta &gt;= 0.5</code>"));
     assert_eq!(
