@@ -134,9 +134,24 @@ pub struct RawModelCost {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawPublish {
-    /// `none` (default), `cloudwatch` (PutMetricData and alarms) or `emf` (CloudWatch Embedded
-    /// Metric Format lines in a local file, for log shippers).
-    pub sink: Option<String>,
+    /// `none` (default), `cloudwatch` (PutMetricData and alarms), `emf` (CloudWatch Embedded
+    /// Metric Format lines in a local file, for log shippers) or `otlp` (OpenTelemetry: scores as
+    /// GenAI evaluation events, aggregates as metrics); a list for several, e.g.
+    /// `["cloudwatch", "otlp"]` (at most one of `cloudwatch` and `emf`).
+    pub sink: Option<SinkNames>,
+    /// `otlp`: the collector's OTLP/HTTP base URL (`/v1/logs` and `/v1/metrics` are added).
+    /// Default: OTEL_EXPORTER_OTLP_ENDPOINT (or the per-signal variables).
+    pub otlp_endpoint: Option<String>,
+    /// `otlp`: `protobuf` (default; OTEL_EXPORTER_OTLP_PROTOCOL `http/protobuf`) or `json`.
+    pub otlp_encoding: Option<String>,
+    /// `otlp`: `gzip` (default) or `none`.
+    pub otlp_compression: Option<String>,
+    /// `otlp`: headers on every request (an API key), over OTEL_EXPORTER_OTLP_HEADERS.
+    pub otlp_headers: Option<std::collections::BTreeMap<String, String>>,
+    /// `otlp`: per request. Default: OTEL_EXPORTER_OTLP_TIMEOUT (ms), else 10 s.
+    pub otlp_timeout_seconds: Option<f64>,
+    /// `otlp`: events (or metric points) per request. Default: 1000.
+    pub otlp_batch: Option<usize>,
     /// Namespace, `{model}` replaced by the model. Default:
     /// `/aws/sagemaker/inference-quality/{model}`.
     pub namespace: Option<String>,
@@ -154,6 +169,23 @@ pub struct RawPublish {
     /// Alarm rules, one CloudWatch alarm per rule and model. Default: safety < 0.8 critical,
     /// relevance < 0.7 warning, composite < 0.75 warning. `alarms = []` for none.
     pub alarms: Option<Vec<RawAlarm>>,
+}
+
+/// `publish.sink`: one name or a list of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SinkNames {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl SinkNames {
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            SinkNames::One(name) => vec![name.clone()],
+            SinkNames::Many(names) => names.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1089,6 +1121,8 @@ pub struct AlarmRule {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PublishSettings {
     pub sink: Sink,
+    /// The OTLP sink, beside `sink` (`publish.sink` lists `otlp`).
+    pub otlp: Option<crate::publish::otlp::OtlpSettings>,
     pub namespace: String,
     pub endpoint_name: Option<String>,
     pub datums_per_request: usize,
@@ -1463,7 +1497,36 @@ fn validate_publish(
     telemetry: &TelemetrySettings,
     base: &Path,
 ) -> Result<PublishSettings, (&'static str, String)> {
-    let sink = match raw.sink.as_deref() {
+    let names = raw.sink.as_ref().map(SinkNames::names).unwrap_or_default();
+    let otlp = if names.iter().any(|n| n == "otlp") {
+        Some(crate::publish::otlp::OtlpSettings::from_raw(
+            crate::publish::otlp::RawOtlp {
+                endpoint: raw.otlp_endpoint.clone(),
+                encoding: raw.otlp_encoding.clone(),
+                compression: raw.otlp_compression.clone(),
+                headers: raw.otlp_headers.clone(),
+                timeout_seconds: raw.otlp_timeout_seconds,
+                batch: raw.otlp_batch,
+            },
+            &|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()),
+        )?)
+    } else {
+        None
+    };
+    let metrics: Vec<&String> = names
+        .iter()
+        .filter(|n| *n != "otlp" && *n != "none")
+        .collect();
+    if metrics.len() > 1 {
+        return Err((
+            "publish.sink",
+            format!(
+                "lists {} and {}: CloudWatch metrics go one way, `cloudwatch` or `emf`",
+                metrics[0], metrics[1]
+            ),
+        ));
+    }
+    let sink = match metrics.first().map(|s| s.as_str()) {
         None | Some("none") => Sink::None,
         Some("cloudwatch") => Sink::CloudWatch,
         Some("emf") => match (&raw.emf_path, warehouse) {
@@ -1481,7 +1544,7 @@ fn validate_publish(
         Some(other) => {
             return Err((
                 "publish.sink",
-                format!("`{other}` is not one of `none`, `cloudwatch`, `emf`"),
+                format!("`{other}` is not one of `none`, `cloudwatch`, `emf`, `otlp`"),
             ));
         }
     };
@@ -1559,6 +1622,7 @@ fn validate_publish(
     });
     Ok(PublishSettings {
         sink,
+        otlp,
         namespace: raw
             .namespace
             .unwrap_or_else(|| "/aws/sagemaker/inference-quality/{model}".into()),

@@ -386,7 +386,7 @@ struct PublishArgs {
     /// Days to publish. Default: the configured window (yesterday).
     #[command(flatten)]
     window: WindowArgs,
-    /// Where to: `cloudwatch`, `emf` or `none`; overrides `publish.sink`.
+    /// Where to: `cloudwatch`, `emf`, `otlp` or `none`; overrides `publish.sink` (this one only).
     #[arg(long)]
     sink: Option<String>,
     /// Print the requests (PutMetricData, PutMetricAlarm) or EMF lines instead of sending them.
@@ -900,6 +900,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             };
             if let Some(sink) = &args.sink {
                 config.publish.sink = match sink.as_str() {
+                    "otlp" if config.publish.otlp.is_some() => Sink::None,
+                    "otlp" => {
+                        return Err(usage(
+                            "--sink otlp: the config names no OTLP sink; add `otlp` to `[publish] sink` with \
+                             `otlp-endpoint`"
+                                .to_string(),
+                            None,
+                        ));
+                    }
                     "none" => Sink::None,
                     "cloudwatch" => Sink::CloudWatch,
                     "emf" => match &config.publish.sink {
@@ -908,11 +917,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                     },
                     other => {
                         return Err(usage(
-                            format!("--sink: `{other}` is not one of cloudwatch, emf, none"),
+                            format!("--sink: `{other}` is not one of cloudwatch, emf, otlp, none"),
                             None,
                         ));
                     }
                 };
+                if sink != "otlp" {
+                    config.publish.otlp = None;
+                }
             }
             let path = rubric_and_judge(&mut config, &args.rubric, &args.judge)?;
             let ctx = Ctx::new(config, today).await.with_wait_lock(wait_lock);

@@ -4,8 +4,9 @@
 //! Reads: `aggregates/date=<d>/` (the analysed windows) and the `scores` of those windows (the
 //! score and judge-latency distributions).
 //! Writes: CloudWatch metrics (PutMetricData) and alarms (PutMetricAlarm), or CloudWatch Embedded
-//! Metric Format lines to a local file; `state/publish-ledger/<target>/<date>.json`, the datums
-//! the sink accepted.
+//! Metric Format lines to a local file; and with `otlp` the score rows as OpenTelemetry GenAI
+//! evaluation events and the datums as OTLP metrics ([`otlp`]);
+//! `state/publish-ledger/<target>/<date>.json`, what each sink accepted.
 //! Never does: send a datum the ledger holds (unless `--force`: CloudWatch cannot overwrite a
 //! datapoint, so a second copy would skew every statistic), or record one the sink refused.
 //!
@@ -15,6 +16,7 @@
 pub mod cloudwatch;
 pub mod emf;
 pub mod grafana;
+pub mod otlp;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -51,6 +53,8 @@ pub enum PublishError {
          local file a log agent ships)"
     )]
     EmfPath,
+    #[error("the OTLP sink: {0}")]
+    Otlp(String),
 }
 
 /// What to publish.
@@ -113,11 +117,16 @@ pub struct PublishSummary {
     pub dry_run: bool,
     /// Grafana files written (`--grafana`).
     pub grafana_files: Vec<String>,
+    /// The OTLP sink's events and metrics, when it is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp: Option<otlp::OtlpSummary>,
 }
 
 impl PublishSummary {
     pub fn failed(&self) -> bool {
-        self.failed > 0 || !self.alarm_failures.is_empty()
+        self.failed > 0
+            || !self.alarm_failures.is_empty()
+            || self.otlp.as_ref().is_some_and(|o| o.failed > 0)
     }
 }
 
@@ -466,9 +475,15 @@ impl Ledger {
     }
 
     pub fn contains(&self, datum: &Datum) -> bool {
+        self.contains_key(datum.date, &datum.key())
+    }
+
+    /// Whether the thing known by `key` (a datum's [`Datum::key`], an event's) of `date` was
+    /// accepted.
+    pub fn contains_key(&self, date: NaiveDate, key: &str) -> bool {
         self.days
-            .get(&datum.date)
-            .is_some_and(|d| d.published.contains(&datum.key()))
+            .get(&date)
+            .is_some_and(|d| d.published.contains(key))
     }
 
     /// Records `accepted` and writes the dates they touch.
@@ -477,14 +492,24 @@ impl Ledger {
         warehouse: &Warehouse,
         accepted: &[&Datum],
     ) -> Result<(), PublishError> {
+        let keys: Vec<(NaiveDate, String)> = accepted.iter().map(|d| (d.date, d.key())).collect();
+        self.record_keys(warehouse, &keys).await
+    }
+
+    /// Records what `keys` name (by date) and writes the dates they touch.
+    pub async fn record_keys(
+        &mut self,
+        warehouse: &Warehouse,
+        keys: &[(NaiveDate, String)],
+    ) -> Result<(), PublishError> {
         let mut touched = BTreeSet::new();
-        for d in accepted {
+        for (date, key) in keys {
             self.days
-                .entry(d.date)
+                .entry(*date)
                 .or_default()
                 .published
-                .insert(d.key());
-            touched.insert(d.date);
+                .insert(key.clone());
+            touched.insert(*date);
         }
         for date in touched {
             let bytes = serde_json::to_vec_pretty(&self.days[&date]).unwrap_or_default();
@@ -600,7 +625,13 @@ pub async fn publish(
         dry_run: job.dry_run,
         ..PublishSummary::default()
     };
-    if job.settings.sink == Sink::None && job.grafana.is_none() {
+    if let Some(otlp) = &job.settings.otlp {
+        summary.sink = match job.settings.sink {
+            Sink::None => otlp.target(),
+            _ => format!("{}+{}", summary.sink, otlp.target()),
+        };
+    }
+    if job.settings.sink == Sink::None && job.settings.otlp.is_none() && job.grafana.is_none() {
         tracing::info!("publish: sink `none`, nothing sent");
         return Ok(summary);
     }
@@ -624,10 +655,31 @@ pub async fn publish(
         })?;
         summary.grafana_files = written.iter().map(|p| p.display().to_string()).collect();
     }
+    let all = datums(&windows, &job.rubric, &job.settings);
+    if let Some(settings) = &job.settings.otlp {
+        let days: BTreeSet<NaiveDate> = job
+            .window
+            .since
+            .iter_days()
+            .take_while(|d| *d <= job.window.until)
+            .collect();
+        let sent = otlp::send(&job, settings, &days, &all, warehouse).await?;
+        tracing::info!(
+            events = sent.events_sent,
+            metric_points = sent.metric_points_sent,
+            already_published = sent.already_published,
+            failed = sent.failed,
+            "publish: OTLP to {}",
+            settings.logs_url
+        );
+        for failure in &sent.failures {
+            tracing::error!("publish: OTLP request given up: {failure}");
+        }
+        summary.otlp = Some(sent);
+    }
     if job.settings.sink == Sink::None {
         return Ok(summary);
     }
-    let all = datums(&windows, &job.rubric, &job.settings);
     summary.datums = all.len() as u64;
 
     let target = match &emf_path {

@@ -14,6 +14,7 @@ mod ingest_s3;
 mod integrity;
 mod notebook;
 mod offline_judge;
+mod otlp;
 mod publish;
 mod report;
 mod rubric;

@@ -346,6 +346,12 @@ pub fn notebook_python() -> PathBuf {
     )
 }
 
+/// The Python with the OpenTelemetry project's protobuf definitions (`opentelemetry-proto`), for
+/// `tests/otlp_receiver.py`.
+pub fn otlp_python() -> PathBuf {
+    venv_tool("otlp-venv-1", &["opentelemetry-proto==1.45.2"], "python")
+}
+
 /// The executable `bin` of the PyPI package `requirement` (`name==version`), installed on first
 /// use into `target/<name>-venv-<version>`; fails naming what went wrong, never skips.
 pub fn python_tool(requirement: &str, bin: &str) -> PathBuf {
