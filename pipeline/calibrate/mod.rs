@@ -954,98 +954,68 @@ fn level_name(preferences: bool, level: i64) -> String {
     }
 }
 
-/// The calibration as a self-contained page (the report's style): per dimension the figures with
-/// their intervals and the confusion matrix; a jury's members; the rows left out.
+/// The calibration as a self-contained page (`reports/templates/calibrate.html`, the report's
+/// style): per dimension the figures with their intervals and the confusion matrix; a jury's
+/// members; the rows left out.
 pub fn page(s: &CalibrateSummary) -> String {
-    use crate::report::html::{STYLE, esc};
     let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.3}"));
-    let mut out = format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>evalwatch calibrate</title><style>{STYLE}</style></head><body><main><header><h1>How well the judge agrees with your labels</h1><p class="meta">judge <code>{}</code> · rubric <code>{}</code> (hash <code>{}</code>) · {} labels of {} items, {} raters · <code>{}</code></p></header>"#,
-        esc(&s.judge),
-        esc(&s.rubric),
-        esc(&s.rubric_hash[..12.min(s.rubric_hash.len())]),
-        s.labels,
-        s.items,
-        s.raters,
-        esc(&s.labels_file)
-    );
-    out.push_str(r#"<section><h2>Agreement per dimension</h2><div class="scroll"><table id="figures"><thead><tr><th>dimension</th><th class="num">n</th><th>quadratic kappa (95% CI)</th><th class="num">linear kappa</th><th class="num">kappa</th><th>alpha (ordinal)</th><th>Spearman</th><th>accuracy</th><th class="num">majority baseline</th><th class="num">ROC-AUC</th><th class="num">raters' alpha</th><th>test-retest kappa</th></tr></thead><tbody>"#);
-    for (name, d) in &s.dimensions {
-        out.push_str(&format!(
-            r#"<tr><td>{}</td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td></tr>"#,
-            esc(name),
-            d.n,
-            d.kappa_quadratic,
-            opt(d.kappa_linear.value),
-            opt(d.kappa_unweighted.value),
-            d.alpha_ordinal,
-            d.spearman,
-            d.accuracy,
-            opt(d.majority_baseline),
-            opt(d.roc_auc),
-            opt(d.raters_alpha),
-            d.test_retest_kappa.map_or("n/a".to_string(), |e| e.to_string()),
-        ));
-    }
-    out.push_str("</tbody></table></div>");
-    for (name, d) in &s.dimensions {
-        if let Some(p) = d.position_consistency {
-            out.push_str(&format!(
-                r#"<p class="note">{}: preferences judged in both orders; the verdict held when the replies swapped places for {:.1}% of the pairs (an order-dependent verdict counts as a tie).</p>"#,
-                esc(name),
-                100.0 * p
-            ));
-        }
-    }
-    out.push_str("</section>");
-    for (name, d) in &s.dimensions {
-        out.push_str(&format!(
-            r#"<section><h2>{}: confusion matrix</h2><p class="note">Rows: your labels; columns: the judge's levels.</p><div class="scroll"><table class="confusion"><thead><tr><th></th>"#,
-            esc(name)
-        ));
-        for level in &d.levels {
-            out.push_str(&format!(
-                r#"<th class="num">{}</th>"#,
-                level_name(s.preferences, *level)
-            ));
-        }
-        out.push_str("</tr></thead><tbody>");
-        for (level, row) in d.levels.iter().zip(&d.confusion) {
-            out.push_str(&format!(
-                "<tr><th>{}</th>",
-                level_name(s.preferences, *level)
-            ));
-            for n in row {
-                out.push_str(&format!(r#"<td class="num">{n}</td>"#));
-            }
-            out.push_str("</tr>");
-        }
-        out.push_str("</tbody></table></div></section>");
-    }
-    if !s.members.is_empty() {
-        out.push_str(r#"<section><h2>The jury's members</h2><div class="scroll"><table id="members"><thead><tr><th>member</th><th>dimension</th><th>quadratic kappa (95% CI)</th><th>accuracy</th></tr></thead><tbody>"#);
-        for (member, dimensions) in &s.members {
-            for (name, d) in dimensions {
-                out.push_str(&format!(
-                    "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    esc(member),
-                    esc(name),
-                    d.kappa_quadratic,
-                    d.accuracy
-                ));
-            }
-        }
-        out.push_str("</tbody></table></div></section>");
-    }
-    out.push_str(&format!(
-        r#"<section><h2>Rows left out</h2><p class="note">{} rows left out, {} items whose judgment failed.</p><ul>"#,
-        s.rejected, s.judge_failed
-    ));
-    for r in &s.rejected_examples {
-        out.push_str(&format!("<li><code>{}</code></li>", esc(r)));
-    }
-    out.push_str("</ul></section></main></body></html>\n");
-    out
+    let dimensions: Vec<serde_json::Value> = s
+        .dimensions
+        .iter()
+        .map(|(name, d)| {
+            serde_json::json!({
+                "name": name,
+                "n": d.n,
+                "kappa_quadratic": d.kappa_quadratic.to_string(),
+                "kappa_linear": opt(d.kappa_linear.value),
+                "kappa": opt(d.kappa_unweighted.value),
+                "alpha_ordinal": d.alpha_ordinal.to_string(),
+                "spearman": d.spearman.to_string(),
+                "accuracy": d.accuracy.to_string(),
+                "majority_baseline": opt(d.majority_baseline),
+                "roc_auc": opt(d.roc_auc),
+                "raters_alpha": opt(d.raters_alpha),
+                "test_retest": d.test_retest_kappa.map_or("n/a".to_string(), |e| e.to_string()),
+                "position_consistency": d.position_consistency.map(|p| format!("{:.1}%", 100.0 * p)),
+                "levels": d.levels.iter().map(|l| level_name(s.preferences, *l)).collect::<Vec<_>>(),
+                "confusion": d.levels.iter().zip(&d.confusion).map(|(l, row)| serde_json::json!({
+                    "level": level_name(s.preferences, *l),
+                    "counts": row,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let members: Vec<serde_json::Value> = s
+        .members
+        .iter()
+        .flat_map(|(member, dims)| {
+            dims.iter().map(move |(name, d)| {
+                serde_json::json!({
+                    "member": member,
+                    "dimension": name,
+                    "kappa_quadratic": d.kappa_quadratic.to_string(),
+                    "accuracy": d.accuracy.to_string(),
+                })
+            })
+        })
+        .collect();
+    crate::report::html::render(
+        "calibrate.html",
+        &serde_json::json!({
+            "judge": s.judge,
+            "rubric": s.rubric,
+            "rubric_hash": &s.rubric_hash[..12.min(s.rubric_hash.len())],
+            "labels": s.labels,
+            "items": s.items,
+            "raters": s.raters,
+            "labels_file": s.labels_file,
+            "dimensions": dimensions,
+            "members": members,
+            "rejected": s.rejected,
+            "judge_failed": s.judge_failed,
+            "rejected_examples": s.rejected_examples,
+        }),
+    )
 }
 
 /// The calibration in a few lines.

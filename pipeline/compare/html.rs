@@ -1,11 +1,12 @@
-//! The comparison's page, in the nightly report's look (its stylesheet and escaping): the gate
-//! verdicts, a forest plot of each metric's mean difference with its 95% interval, the figures
-//! table, the operational side and the unmatched prompts. Self-contained, like the report.
+//! The comparison's page (`reports/templates/compare.html`), in the nightly report's look: the
+//! gate verdicts, a forest plot of each metric's mean difference with its 95% interval, the
+//! figures table, the pairwise results (`--pairwise`), the operational side and the unmatched
+//! prompts. Self-contained, like the report.
 
 use std::fmt::Write as _;
 
 use super::CompareSummary;
-use crate::report::html::{STYLE, esc, fmt};
+use crate::report::html::{esc, fmt, render};
 
 /// Each metric's delta and interval on a shared axis, zero marked.
 fn forest(s: &CompareSummary) -> String {
@@ -63,86 +64,86 @@ fn forest(s: &CompareSummary) -> String {
     svg
 }
 
-/// The whole page.
+/// The whole page: `reports/templates/compare.html`.
 pub fn page(s: &CompareSummary) -> String {
-    let mut out = String::new();
-    let verdict = if s.passed { "ok" } else { "alert" };
-    let _ = write!(
-        out,
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>evalwatch compare {id}</title><style>{STYLE}</style></head><body><main><header><h1>evalwatch compare <span class="badge {verdict}">{}</span></h1><p class="meta">baseline <code>{}</code> · candidate <code>{}</code> · rubric <code>{}</code> · judge <code>{}</code> · {} pairs ({} unmatched baseline, {} unmatched candidate, {} not scored) · id <code>{id}</code></p></header>"#,
-        if s.passed {
-            "gate passed"
-        } else {
-            "gate failed"
-        },
-        esc(&s.baseline),
-        esc(&s.candidate),
-        esc(&s.rubric),
-        esc(&s.judge),
-        s.matched,
-        s.unmatched_baseline,
-        s.unmatched_candidate,
-        s.unscored_pairs,
-        id = esc(&s.id),
-    );
-    out.push_str("<section><h2>Gates</h2>");
-    if s.gates.is_empty() {
-        out.push_str(r#"<p class="note">No gate was set.</p>"#);
-    } else {
-        out.push_str(r#"<div class="scroll"><table id="gates"><thead><tr><th>gate</th><th class="num">actual</th><th>verdict</th></tr></thead><tbody>"#);
-        for g in &s.gates {
-            let v = if g.passed { "ok" } else { "alert" };
-            let _ = write!(
-                out,
-                r#"<tr class="{v}"><td><code>{}</code></td><td class="num">{}</td><td><span class="badge {v}">{}</span></td></tr>"#,
-                esc(&g.gate),
-                fmt(g.actual, 4),
-                if g.passed { "pass" } else { "fail" }
-            );
-        }
-        out.push_str("</tbody></table></div>");
-    }
-    out.push_str("</section><section><h2>Quality, pair by pair</h2>");
-    let _ = write!(
-        out,
-        r#"<figure><figcaption>Mean difference (candidate − baseline) with its 95% paired bootstrap interval</figcaption>{}</figure>"#,
-        forest(s)
-    );
-    out.push_str(r#"<div class="scroll"><table id="pointwise"><thead><tr><th>metric</th><th class="num">baseline</th><th class="num">candidate</th><th class="num">delta</th><th class="num">95% CI</th><th class="num">Wilcoxon p</th><th class="num">worse</th><th class="num">better</th></tr></thead><tbody>"#);
-    for (metric, p) in &s.pointwise {
-        let _ = write!(
-            out,
-            r#"<tr><td>{}</td><td class="num">{:.3}</td><td class="num">{:.3}</td><td class="num">{:+.3}</td><td class="num">[{:+.3}, {:+.3}]</td><td class="num">{:.2e}</td><td class="num">{:.1}%</td><td class="num">{:.1}%</td></tr>"#,
-            esc(metric),
-            p.baseline_mean,
-            p.candidate_mean,
-            p.delta,
-            p.ci_low,
-            p.ci_high,
-            p.p_value,
-            100.0 * p.worse_share,
-            100.0 * p.better_share
-        );
-    }
-    out.push_str("</tbody></table></div></section>");
+    let percent = |v: f64| format!("{:.1}%", 100.0 * v);
+    let pointwise: Vec<serde_json::Value> = s
+        .pointwise
+        .iter()
+        .map(|(metric, p)| {
+            serde_json::json!({
+                "metric": metric,
+                "baseline": format!("{:.3}", p.baseline_mean),
+                "candidate": format!("{:.3}", p.candidate_mean),
+                "delta": format!("{:+.3}", p.delta),
+                "ci": format!("[{:+.3}, {:+.3}]", p.ci_low, p.ci_high),
+                "p": format!("{:.2e}", p.p_value),
+                "worse": percent(p.worse_share),
+                "better": percent(p.better_share),
+            })
+        })
+        .collect();
+    let pairwise = s.pairwise.as_ref().map(|p| {
+        let share = |k: usize| percent(k as f64 / p.n.max(1) as f64);
+        serde_json::json!({
+            "n": p.n,
+            "wins": p.wins,
+            "ties": p.ties,
+            "losses": p.losses,
+            "missing": p.missing,
+            "inconsistent": p.inconsistent,
+            "win_share": share(p.wins),
+            "tie_share": share(p.ties),
+            "loss_share": share(p.losses),
+            "win_rate": format!("{:.3}", p.win_rate),
+            "interval": format!("{:.3}–{:.3}", p.win_rate_lower, p.win_rate_upper),
+            "length_controlled": fmt(Some(p.length_controlled_win_rate).filter(|v| v.is_finite()), 3),
+            "inconsistency": percent(p.position_inconsistency),
+        })
+    });
     let (b, c) = (&s.baseline_side, &s.candidate_side);
-    let _ = write!(
-        out,
-        r#"<section><h2>Operational</h2><div class="scroll"><table id="operational"><thead><tr><th></th><th class="num">baseline</th><th class="num">candidate</th></tr></thead><tbody><tr><td>reply length (chars, mean)</td><td class="num">{}</td><td class="num">{}</td></tr><tr><td>latency (ms, mean)</td><td class="num">{}</td><td class="num">{}</td></tr><tr><td>cost per request (USD)</td><td class="num">{}</td><td class="num">{}</td></tr></tbody></table></div></section>"#,
-        fmt(Some(b.response_chars_mean), 0),
-        fmt(Some(c.response_chars_mean), 0),
-        fmt(b.latency_ms_mean, 0),
-        fmt(c.latency_ms_mean, 0),
-        fmt(b.cost_usd_mean, 5),
-        fmt(c.cost_usd_mean, 5),
-    );
-    if !s.unmatched_examples.is_empty() || !s.rejected_lines.is_empty() {
-        out.push_str("<section><h2>Left out</h2><ul>");
-        for line in s.unmatched_examples.iter().chain(&s.rejected_lines) {
-            let _ = write!(out, "<li>{}</li>", esc(line));
-        }
-        out.push_str("</ul></section>");
-    }
-    out.push_str("</main></body></html>\n");
-    out
+    let operational = [
+        (
+            "reply length (chars, mean)",
+            fmt(Some(b.response_chars_mean), 0),
+            fmt(Some(c.response_chars_mean), 0),
+        ),
+        (
+            "latency (ms, mean)",
+            fmt(b.latency_ms_mean, 0),
+            fmt(c.latency_ms_mean, 0),
+        ),
+        (
+            "cost per request (USD)",
+            fmt(b.cost_usd_mean, 5),
+            fmt(c.cost_usd_mean, 5),
+        ),
+    ];
+    let context = serde_json::json!({
+        "id": s.id,
+        "passed": s.passed,
+        "verdict": if s.passed { "ok" } else { "alert" },
+        "baseline": s.baseline,
+        "candidate": s.candidate,
+        "rubric": s.rubric,
+        "judge": s.judge,
+        "matched": s.matched,
+        "unmatched_baseline": s.unmatched_baseline,
+        "unmatched_candidate": s.unmatched_candidate,
+        "unscored": s.unscored_pairs,
+        "gates": s.gates.iter().map(|g| serde_json::json!({
+            "gate": g.gate,
+            "actual": fmt(g.actual, 4),
+            "passed": g.passed,
+            "verdict": if g.passed { "ok" } else { "alert" },
+        })).collect::<Vec<_>>(),
+        "forest": forest(s),
+        "pointwise": pointwise,
+        "pairwise": pairwise,
+        "operational": operational.iter().map(|(label, b, c)| serde_json::json!({
+            "label": label, "baseline": b, "candidate": c,
+        })).collect::<Vec<_>>(),
+        "left_out": s.unmatched_examples.iter().chain(&s.rejected_lines).collect::<Vec<_>>(),
+    });
+    render("compare.html", &context)
 }

@@ -1,6 +1,9 @@
-//! The report's page and its Markdown summary, written by hand: inline CSS, charts as inline
-//! SVG, one small inline script that marks the page ready once its charts are in place. Nothing
-//! is fetched, so the file opens offline and attaches to a ticket as is.
+//! The report's page and its Markdown summary. The HTML pages (the report, `compare`'s,
+//! `calibrate`'s) are minijinja templates in `reports/templates/` (with their stylesheet,
+//! `report.css`), compiled into the binary and escaped by default; this module works out what
+//! they show and draws the charts as inline SVG. One small inline script marks the report ready
+//! once its charts are in place. Nothing is fetched, so a page opens offline and attaches to a
+//! ticket as is.
 
 use crate::schema;
 use std::collections::BTreeMap;
@@ -205,38 +208,8 @@ pub fn line_chart(
     svg
 }
 
-pub const STYLE: &str = r#"
-:root { --fg:#1d2330; --muted:#5b6577; --line:#d9dee7; --bg:#ffffff; --card:#f6f8fb;
-        --alert:#c62828; --warn:#ef6c00; --ok:#2e7d32; }
-* { box-sizing: border-box; }
-body { margin:0; font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif; color:var(--fg); background:var(--bg); }
-main { max-width:1200px; margin:0 auto; padding:16px; }
-h1 { font-size:1.5em; margin:0.2em 0; } h2 { font-size:1.25em; margin:1.4em 0 0.4em; } h3 { font-size:1.05em; margin:1.2em 0 0.4em; }
-.meta { color:var(--muted); font-size:0.9em; overflow-wrap:anywhere; }
-.badge { display:inline-block; padding:1px 8px; border-radius:10px; font-size:0.8em; color:#fff; vertical-align:middle; }
-.badge.alert { background:var(--alert); } .badge.warn { background:var(--warn); } .badge.ok { background:var(--ok); }
-.scroll { overflow-x:auto; -webkit-overflow-scrolling:touch; }
-table { border-collapse:collapse; width:100%; font-size:0.9em; }
-th, td { text-align:left; padding:5px 8px; border-bottom:1px solid var(--line); white-space:nowrap; }
-td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
-tr.alert td:first-child { border-left:4px solid var(--alert); } tr.warn td:first-child { border-left:4px solid var(--warn); }
-.grid { display:grid; grid-template-columns:repeat(auto-fit,minmax(320px,1fr)); gap:16px; }
-figure { margin:0; background:var(--card); border-radius:8px; padding:8px; }
-figcaption { font-weight:600; font-size:0.9em; margin-bottom:4px; }
-svg.chart { width:100%; height:auto; display:block; }
-svg .grid { stroke:var(--line); stroke-width:1; } svg .tick, svg .legend { font-size:11px; fill:var(--muted); }
-svg .window { fill:#fff3cd; } svg .threshold { stroke:var(--warn); stroke-dasharray:6 4; stroke-width:1.5; }
-svg .threshold.critical { stroke:var(--alert); } svg .threshold-label { font-size:10px; fill:var(--muted); }
-.cards { display:grid; grid-template-columns:repeat(auto-fill,minmax(150px,1fr)); gap:8px; margin:12px 0; }
-.card { background:var(--card); border-radius:8px; padding:8px 10px; }
-.card b { display:block; font-size:1.15em; } .card span { color:var(--muted); font-size:0.8em; }
-.example { background:var(--card); border-radius:8px; padding:8px 12px; margin:8px 0; }
-.example pre { white-space:pre-wrap; overflow-wrap:anywhere; margin:4px 0; font:0.85em/1.4 ui-monospace,Menlo,Consolas,monospace; }
-.note { color:var(--muted); font-style:italic; }
-.spark { color:var(--accent, #1f77b4); vertical-align:middle; }
-.topic-alert { border-left:4px solid #d62728; }
-@media (max-width:600px) { main { padding:10px; } body { font-size:14px; } th, td { padding:4px 6px; } }
-"#;
+/// The pages' stylesheet, inlined into each.
+const STYLE: &str = include_str!("../../reports/templates/report.css");
 
 /// The 0..1 quality metrics of the trend chart: the composite and each dimension, with their
 /// aggregates columns.
@@ -288,106 +261,58 @@ fn symbol(comparison: &str) -> &'static str {
     }
 }
 
-fn card(out: &mut String, value: String, label: &str) {
-    let _ = write!(
-        out,
-        r#"<div class="card"><b>{}</b><span>{}</span></div>"#,
-        esc(&value),
-        esc(label)
-    );
+/// The templates of `reports/templates/`, compiled into the binary (a lone binary still writes
+/// reports); HTML escaped by default (minijinja escapes every value of a `.html` template but
+/// the chart SVGs this module draws, marked `| safe` there).
+fn templates() -> &'static minijinja::Environment<'static> {
+    static ENV: std::sync::OnceLock<minijinja::Environment<'static>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = minijinja::Environment::new();
+        for (name, source) in [
+            (
+                "report.html",
+                include_str!("../../reports/templates/report.html"),
+            ),
+            (
+                "compare.html",
+                include_str!("../../reports/templates/compare.html"),
+            ),
+            (
+                "calibrate.html",
+                include_str!("../../reports/templates/calibrate.html"),
+            ),
+            ("report.css", STYLE),
+        ] {
+            if let Err(e) = env.add_template(name, source) {
+                panic!("reports/templates/{name} does not parse: {e}");
+            }
+        }
+        env
+    })
 }
 
-/// The whole page.
+/// Renders a template of [`templates`] with a JSON context.
+pub fn render(name: &str, context: &serde_json::Value) -> String {
+    templates()
+        .get_template(name)
+        .and_then(|t| t.render(minijinja::value::Serde(context)))
+        .unwrap_or_else(|e| panic!("reports/templates/{name}: {e:#}"))
+}
+
+/// The whole page: `reports/templates/report.html` with what this function works out.
 pub fn page(job: &ReportJob, s: &ReportSummary) -> String {
-    let mut out = String::new();
-    let _ = write!(
-        out,
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>evalwatch report {w}</title><style>{STYLE}</style></head><body><main>"#,
-        w = esc(&s.window)
-    );
-    let _ = write!(
-        out,
-        r#"<header><h1>evalwatch report · {w}</h1><p class="meta">run <code>{run}</code> · rubric <code>{rubric}</code> (hash <code>{rh}</code>) · judge <code>{judge}</code> · config {origin} (sha256 <code>{ch}</code>) · evalwatch {v} · generated {at}</p></header>"#,
-        w = esc(&s.window),
-        run = esc(&s.run_id),
-        rubric = esc(&s.rubric),
-        rh = esc(&s.rubric_hash[..12.min(s.rubric_hash.len())]),
-        judge = esc(&s.judge),
-        origin = esc(&job.config_origin),
-        ch = esc(&s.config_hash[..12.min(s.config_hash.len())]),
-        v = esc(&s.evalwatch_version),
-        at = esc(&s.generated_at),
-    );
-    if s.judge.starts_with("offline:") {
-        out.push_str(r#"<p class="note">Scores by the offline scorer: a deterministic heuristic, not an LLM judge (README: how well it agrees with human labels).</p>"#);
-    }
-    if let Some(w) = &s.batch_waiting {
-        let _ = write!(
-            out,
-            r#"<p class="note batch">{} judgments are waiting in {} Bedrock batch job(s) submitted since {}: their scores come with the run that collects them; the figures here leave them out.</p>"#,
-            w.records,
-            w.jobs,
-            w.since.map(|t| t.to_rfc3339()).unwrap_or_default()
-        );
-    }
-    // How far to trust the judge: its agreement with people's labels, or that nobody measured it.
-    if s.calibration.is_empty() {
-        let _ = write!(
-            out,
-            r#"<p class="note calibration">The judge <code>{}</code> is <b>not calibrated</b> for this rubric: nothing here says how well it agrees with people. <code>evalwatch calibrate --labels FILE</code> measures it.</p>"#,
-            esc(&s.judge)
-        );
+    let calibration: Vec<String> = if s.calibration.is_empty() {
+        Vec::new()
     } else {
-        out.push_str(r#"<p class="note calibration">Agreement of the judge with your labels: "#);
-        let parts: Vec<String> = job
-            .rubric
+        job.rubric
             .dimensions
             .iter()
             .map(|d| match s.calibration.get(&d.name) {
-                Some(c) => format!("{} {}", esc(&d.name), esc(&c.to_string())),
-                None => format!("{} not calibrated", esc(&d.name)),
+                Some(c) => format!("{} {}", d.name, c),
+                None => format!("{} not calibrated", d.name),
             })
-            .collect();
-        out.push_str(&parts.join("; "));
-        out.push_str("</p>");
-    }
-
-    // Overview.
-    out.push_str(r#"<section><h2>Overview</h2><div class="scroll"><table id="overview"><thead><tr><th>model</th><th>status</th><th class="num">requests</th><th class="num">judged</th><th class="num">composite</th><th class="num">alerts</th><th class="num">warnings</th><th class="num">judge errors</th><th class="num">judge cost</th><th class="num">cost</th><th class="num">quality per $</th></tr></thead><tbody>"#);
-    for m in &s.models {
-        let g = |k: &str| m.window.get(k).copied();
-        let _ = write!(
-            out,
-            r##"<tr class="{st}"><td><a href="#model-{id}">{name}</a></td><td><span class="badge {st}">{st}</span></td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"##,
-            fmt(g(schema::aggregates::REQUESTS), 0),
-            fmt(g(schema::aggregates::JUDGED), 0),
-            fmt(g(schema::aggregates::COMPOSITE_MEAN), 3),
-            fmt(g(schema::aggregates::ALERTS), 0),
-            fmt(g(schema::aggregates::WARNINGS), 0),
-            fmt(g(schema::aggregates::JUDGE_ERRORS), 0),
-            usd(g(schema::aggregates::JUDGE_COST_USD)),
-            usd(g(schema::aggregates::COST_USD)),
-            fmt(g(schema::aggregates::QUALITY_PER_DOLLAR), 3),
-            st = esc(&m.status),
-            id = esc(&m.model),
-            name = esc(&m.model),
-        );
-    }
-    out.push_str("</tbody></table></div>");
-    let _ = write!(
-        out,
-        r#"<p class="meta">{} alerts and {} warnings in the window · {} quarantined capture lines · {} judge errors{}</p></section>"#,
-        s.alerts,
-        s.warnings,
-        s.quarantined,
-        s.judge_errors,
-        if job.telemetry {
-            ""
-        } else {
-            " · no telemetry source is configured: GPU and cost figures are empty"
-        }
-    );
-
+            .collect()
+    };
     let first = s.models.iter().flat_map(|m| m.trend.keys()).min().copied();
     let last = s.models.iter().flat_map(|m| m.trend.keys()).max().copied();
     let window = s.window.split_once("..").and_then(|(a, b)| {
@@ -397,54 +322,45 @@ pub fn page(job: &ReportJob, s: &ReportSummary) -> String {
         ))
     });
     let limits = thresholds(job);
-    for m in &s.models {
-        let _ = write!(
-            out,
-            r#"<section class="model" id="model-{id}"><h2>{name} <span class="badge {st}">{st}</span></h2>"#,
-            id = esc(&m.model),
-            name = esc(&m.model),
-            st = esc(&m.status)
-        );
-        let (Some(first), Some(last), Some(window)) = (first, last, window) else {
-            out.push_str("</section>");
-            continue;
-        };
-        out.push_str(r#"<div class="grid">"#);
-        let _ = write!(
-            out,
-            r#"<figure><figcaption>Quality per window (mean, 0–1), alarm thresholds dashed, the analysed window shaded</figcaption>{}{}</figure>"#,
-            line_chart(
-                &format!("quality-{}", m.model),
-                &format!("{} quality", m.model),
-                (first, last),
-                window,
-                (0.0, 1.0),
-                &quality_series(m, job),
-                &limits,
-            ),
-            m.detectable.as_ref().map_or(String::new(), |d| format!(
-                r#"<p class="note detectable">Sensitivity: {}.</p>"#,
-                esc(&d.sentence(job.window_days))
-            ))
-        );
-        let gpu = vec![
-            Series {
-                name: "GPU util mean".into(),
-                points: points(&m.trend, schema::aggregates::GPU_UTIL_MEAN),
-            },
-            Series {
-                name: "GPU util p95".into(),
-                points: points(&m.trend, schema::aggregates::GPU_UTIL_P95),
-            },
-            Series {
-                name: "GPU memory".into(),
-                points: points(&m.trend, schema::aggregates::GPU_MEM_MEAN),
-            },
-        ];
-        if gpu.iter().any(|s| !s.points.is_empty()) {
-            let _ = write!(
-                out,
-                r#"<figure><figcaption>GPU utilisation and memory (%)</figcaption>{}</figure>"#,
+    let models: Vec<serde_json::Value> = s
+        .models
+        .iter()
+        .map(|m| {
+            let g = |k: &str| m.window.get(k).copied();
+            let overview = [
+                fmt(g(schema::aggregates::REQUESTS), 0),
+                fmt(g(schema::aggregates::JUDGED), 0),
+                fmt(g(schema::aggregates::COMPOSITE_MEAN), 3),
+                fmt(g(schema::aggregates::ALERTS), 0),
+                fmt(g(schema::aggregates::WARNINGS), 0),
+                fmt(g(schema::aggregates::JUDGE_ERRORS), 0),
+                usd(g(schema::aggregates::JUDGE_COST_USD)),
+                usd(g(schema::aggregates::COST_USD)),
+                fmt(g(schema::aggregates::QUALITY_PER_DOLLAR), 3),
+            ];
+            let mut model = serde_json::json!({
+                "model": m.model,
+                "status": m.status,
+                "overview": overview,
+            });
+            let (Some(first), Some(last), Some(window)) = (first, last, window) else {
+                return model;
+            };
+            let gpu = vec![
+                Series {
+                    name: "GPU util mean".into(),
+                    points: points(&m.trend, schema::aggregates::GPU_UTIL_MEAN),
+                },
+                Series {
+                    name: "GPU util p95".into(),
+                    points: points(&m.trend, schema::aggregates::GPU_UTIL_P95),
+                },
+                Series {
+                    name: "GPU memory".into(),
+                    points: points(&m.trend, schema::aggregates::GPU_MEM_MEAN),
+                },
+            ];
+            let gpu_chart = gpu.iter().any(|s| !s.points.is_empty()).then(|| {
                 line_chart(
                     &format!("gpu-{}", m.model),
                     &format!("{} GPU", m.model),
@@ -454,204 +370,164 @@ pub fn page(job: &ReportJob, s: &ReportSummary) -> String {
                     &gpu,
                     &[],
                 )
-            );
-        } else {
-            out.push_str(r#"<figure><figcaption>GPU utilisation and memory</figcaption><p class="note">No telemetry for this model.</p></figure>"#);
-        }
-        out.push_str("</div>");
-
-        // Cost, latency, traffic.
-        let g = |k: &str| m.window.get(k).copied();
-        out.push_str(r#"<div class="cards">"#);
-        card(
-            &mut out,
-            fmt(g(schema::aggregates::REQUESTS), 0),
-            "requests captured",
-        );
-        card(
-            &mut out,
-            fmt(g(schema::aggregates::INVOCATIONS), 0),
-            "invocations (endpoint)",
-        );
-        card(
-            &mut out,
-            fmt(g(schema::aggregates::LATENCY_P50_MS), 0),
-            "latency p50 (ms)",
-        );
-        card(
-            &mut out,
-            fmt(g(schema::aggregates::LATENCY_P99_MS), 0),
-            "latency p99 (ms)",
-        );
-        card(
-            &mut out,
-            fmt(g(schema::aggregates::GPU_UTIL_MEAN), 1),
-            "GPU util mean (%)",
-        );
-        card(
-            &mut out,
-            usd(g(schema::aggregates::COST_USD)),
-            "hardware cost",
-        );
-        card(
-            &mut out,
-            usd(g(schema::aggregates::COST_PER_1K_REQUESTS)),
-            "cost per 1k requests",
-        );
-        card(
-            &mut out,
-            usd(g(schema::aggregates::JUDGE_COST_USD)),
-            "judge cost",
-        );
-        card(
-            &mut out,
-            fmt(g(schema::aggregates::QUALITY_PER_DOLLAR), 3),
-            "quality per $",
-        );
-        card(
-            &mut out,
-            fmt(g(schema::aggregates::REFUSAL_RATE), 3),
-            "refusal rate",
-        );
-        out.push_str("</div>");
-
-        // Drift.
-        out.push_str("<h3>Drift in the window</h3>");
-        if m.findings.is_empty() {
-            out.push_str(r#"<p class="note">No metric moved against its baseline.</p>"#);
-        } else {
-            out.push_str(r#"<div class="scroll"><table class="drift"><thead><tr><th>window</th><th>metric</th><th>tests</th><th class="num">statistic</th><th class="num">p (BH)</th><th class="num">baseline mean</th><th class="num">window mean</th><th>verdict</th><th>pattern</th></tr></thead><tbody>"#);
-            for f in &m.findings {
-                let _ = write!(
-                    out,
-                    r#"<tr class="{v}"><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td><span class="badge {v}">{v}</span></td><td>{}</td></tr>"#,
-                    f.date,
-                    esc(&f.metric),
-                    esc(&f.test),
-                    fmt(f.statistic, 3),
-                    f.p_adjusted.map_or("–".into(), |p| if p < 1e-4 {
-                        format!("{p:.1e}")
-                    } else {
-                        format!("{p:.4}")
-                    }),
-                    fmt(f.baseline_mean, 3),
-                    fmt(f.current_mean, 3),
-                    esc(&f.pattern),
-                    v = esc(&f.verdict),
-                );
-            }
-            out.push_str("</tbody></table></div>");
-        }
-
-        // A jury: its members' own agreement, and where they were far apart.
-        let alphas: Vec<String> = job
-            .rubric
-            .dimensions
-            .iter()
-            .filter_map(|d| {
-                g(&schema::dimension_jury_alpha(&d.name))
-                    .map(|a| format!("{} {a:.2}", esc(&d.name)))
-            })
-            .collect();
-        if !alphas.is_empty() {
-            let _ = write!(
-                out,
-                r#"<h3>Jury</h3><p class="note jury">Members' agreement (Krippendorff's alpha): {}; {} captures with members two levels or more apart.</p>"#,
-                alphas.join(", "),
-                fmt(g(schema::aggregates::JURY_DISAGREEMENTS), 0)
-            );
-            if !m.disagreements.is_empty() {
-                out.push_str(r#"<div class="scroll"><table class="disagreements"><thead><tr><th>day</th><th>request</th><th>dimension</th><th>members' levels</th></tr></thead><tbody>"#);
-                for d in &m.disagreements {
-                    let levels: Vec<String> = d
-                        .members
-                        .iter()
-                        .map(|(id, l)| format!("{} {l}", esc(id)))
-                        .collect();
-                    let _ = write!(
-                        out,
-                        "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
-                        d.date,
-                        esc(&d.request_id),
-                        esc(&d.dimension),
-                        levels.join("; ")
-                    );
-                }
-                out.push_str("</tbody></table></div>");
-            }
-        }
-
-        // Alarm thresholds.
-        if !m.breaches.is_empty() {
-            out.push_str(r#"<h3>Alarm thresholds crossed</h3><div class="scroll"><table class="breaches"><thead><tr><th>window</th><th>metric</th><th class="num">mean</th><th>threshold</th><th>severity</th></tr></thead><tbody>"#);
-            for b in &m.breaches {
-                let level = if b.severity == "critical" {
-                    "alert"
-                } else {
-                    "warn"
-                };
-                let _ = write!(
-                    out,
-                    r#"<tr class="{level}"><td>{}</td><td>{}</td><td class="num">{:.3}</td><td>{} {}</td><td><span class="badge {level}">{}</span></td></tr>"#,
-                    b.date,
-                    esc(&b.metric),
-                    b.value,
-                    symbol(&b.comparison),
-                    b.threshold,
-                    esc(&b.severity),
-                );
-            }
-            out.push_str("</tbody></table></div>");
-        }
-
-        what_users_asked(&mut out, m);
-
-        // Worst replies.
-        out.push_str("<h3>Lowest-scoring replies (personal data redacted)</h3>");
-        if m.worst.is_empty() {
-            out.push_str(r#"<p class="note">No scored replies in the window.</p>"#);
-        }
-        for e in &m.worst {
-            let scores: Vec<String> = e
-                .scores
+            });
+            let cards = [
+                (fmt(g(schema::aggregates::REQUESTS), 0), "requests captured"),
+                (
+                    fmt(g(schema::aggregates::INVOCATIONS), 0),
+                    "invocations (endpoint)",
+                ),
+                (
+                    fmt(g(schema::aggregates::LATENCY_P50_MS), 0),
+                    "latency p50 (ms)",
+                ),
+                (
+                    fmt(g(schema::aggregates::LATENCY_P99_MS), 0),
+                    "latency p99 (ms)",
+                ),
+                (
+                    fmt(g(schema::aggregates::GPU_UTIL_MEAN), 1),
+                    "GPU util mean (%)",
+                ),
+                (usd(g(schema::aggregates::COST_USD)), "hardware cost"),
+                (
+                    usd(g(schema::aggregates::COST_PER_1K_REQUESTS)),
+                    "cost per 1k requests",
+                ),
+                (usd(g(schema::aggregates::JUDGE_COST_USD)), "judge cost"),
+                (
+                    fmt(g(schema::aggregates::QUALITY_PER_DOLLAR), 3),
+                    "quality per $",
+                ),
+                (fmt(g(schema::aggregates::REFUSAL_RATE), 3), "refusal rate"),
+            ];
+            let findings: Vec<serde_json::Value> = m
+                .findings
                 .iter()
-                .map(|(k, v)| format!("{k} {v:.2}"))
+                .map(|f| {
+                    serde_json::json!({
+                        "date": f.date.to_string(),
+                        "metric": f.metric,
+                        "test": f.test,
+                        "statistic": fmt(f.statistic, 3),
+                        "p": f.p_adjusted.map_or("–".into(), |p| if p < 1e-4 {
+                            format!("{p:.1e}")
+                        } else {
+                            format!("{p:.4}")
+                        }),
+                        "baseline": fmt(f.baseline_mean, 3),
+                        "current": fmt(f.current_mean, 3),
+                        "verdict": f.verdict,
+                        "pattern": f.pattern,
+                    })
+                })
                 .collect();
-            let _ = write!(
-                out,
-                r#"<div class="example"><div class="meta">{} · <code>{}</code> · composite {:.3} · {}</div><b>prompt</b><pre>{}</pre><b>reply</b><pre>{}</pre></div>"#,
-                e.date,
-                esc(&e.request_id),
-                e.composite,
-                esc(&scores.join(", ")),
-                esc(&e.prompt),
-                esc(&e.response)
-            );
-        }
-        out.push_str("</section>");
-    }
-
-    // The run.
-    if !job.stages.is_empty() {
-        out.push_str(r#"<section><h2>Run</h2><div class="scroll"><table id="stages"><thead><tr><th>stage</th><th>status</th><th class="num">seconds</th></tr></thead><tbody>"#);
-        for (stage, seconds, status) in &job.stages {
-            let _ = write!(
-                out,
-                r#"<tr><td>{}</td><td>{}</td><td class="num">{seconds:.2}</td></tr>"#,
-                esc(stage),
-                esc(status)
-            );
-        }
-        out.push_str("</tbody></table></div></section>");
-    }
-    // Marks the page ready when every model section has its charts (the browser test reads it).
-    let _ = write!(
-        out,
-        r#"<script>(function(){{var models=document.querySelectorAll("section.model").length;var charts=document.querySelectorAll("svg.chart polyline.series").length;document.body.dataset.models=String(models);document.body.dataset.series=String(charts);document.body.dataset.ready=(models==={} && (models===0 || charts>0))?"1":"0";}})();</script>"#,
-        s.models.len()
-    );
-    out.push_str("</main></body></html>\n");
-    out
+            let alphas: Vec<String> = job
+                .rubric
+                .dimensions
+                .iter()
+                .filter_map(|d| {
+                    g(&schema::dimension_jury_alpha(&d.name)).map(|a| format!("{} {a:.2}", d.name))
+                })
+                .collect();
+            let jury = (!alphas.is_empty()).then(|| {
+                serde_json::json!({
+                    "alphas": alphas,
+                    "disagreeing": fmt(g(schema::aggregates::JURY_DISAGREEMENTS), 0),
+                    "disagreements": m.disagreements.iter().map(|d| serde_json::json!({
+                        "date": d.date.to_string(),
+                        "request_id": d.request_id,
+                        "dimension": d.dimension,
+                        "levels": d.members.iter().map(|(id, l)| format!("{id} {l}")).collect::<Vec<_>>(),
+                    })).collect::<Vec<_>>(),
+                })
+            });
+            let breaches: Vec<serde_json::Value> = m
+                .breaches
+                .iter()
+                .map(|b| {
+                    serde_json::json!({
+                        "date": b.date.to_string(),
+                        "metric": b.metric,
+                        "value": format!("{:.3}", b.value),
+                        "threshold": format!("{} {}", symbol(&b.comparison), b.threshold),
+                        "severity": b.severity,
+                        "level": if b.severity == "critical" { "alert" } else { "warn" },
+                    })
+                })
+                .collect();
+            let worst: Vec<serde_json::Value> = m
+                .worst
+                .iter()
+                .map(|e| {
+                    let scores: Vec<String> =
+                        e.scores.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
+                    serde_json::json!({
+                        "date": e.date.to_string(),
+                        "request_id": e.request_id,
+                        "composite": format!("{:.3}", e.composite),
+                        "scores": scores.join(", "),
+                        "prompt": e.prompt,
+                        "response": e.response,
+                    })
+                })
+                .collect();
+            let extra = serde_json::json!({
+                "charts": true,
+                "quality_chart": line_chart(
+                    &format!("quality-{}", m.model),
+                    &format!("{} quality", m.model),
+                    (first, last),
+                    window,
+                    (0.0, 1.0),
+                    &quality_series(m, job),
+                    &limits,
+                ),
+                "detectable": m.detectable.as_ref().map(|d| d.sentence(job.window_days)),
+                "gpu_chart": gpu_chart,
+                "cards": cards.iter().map(|(value, label)| serde_json::json!({"value": value, "label": label})).collect::<Vec<_>>(),
+                "findings": findings,
+                "jury": jury,
+                "breaches": breaches,
+                "topics": what_users_asked(m),
+                "worst": worst,
+            });
+            if let (Some(model), serde_json::Value::Object(extra)) = (model.as_object_mut(), extra) {
+                model.extend(extra);
+            }
+            model
+        })
+        .collect();
+    let context = serde_json::json!({
+        "window": s.window,
+        "run_id": s.run_id,
+        "rubric": s.rubric,
+        "rubric_hash": &s.rubric_hash[..12.min(s.rubric_hash.len())],
+        "judge": s.judge,
+        "config_origin": job.config_origin,
+        "config_hash": &s.config_hash[..12.min(s.config_hash.len())],
+        "version": s.evalwatch_version,
+        "generated_at": s.generated_at,
+        "offline": s.judge.starts_with("offline:"),
+        "batch_waiting": s.batch_waiting.as_ref().map(|w| serde_json::json!({
+            "records": w.records,
+            "jobs": w.jobs,
+            "since": w.since.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        })),
+        "calibration": calibration,
+        "models": models,
+        "alerts": s.alerts,
+        "warnings": s.warnings,
+        "quarantined": s.quarantined,
+        "judge_errors": s.judge_errors,
+        "telemetry": job.telemetry,
+        "stages": job.stages.iter().map(|(stage, seconds, status)| serde_json::json!({
+            "stage": stage,
+            "status": status,
+            "seconds": format!("{seconds:.2}"),
+        })).collect::<Vec<_>>(),
+    });
+    render("report.html", &context)
 }
 
 /// The short summary: a few lines fit for a ticket or a chat message.
@@ -684,100 +560,78 @@ fn about_topics(metric: &str) -> bool {
 
 /// The "What users asked" panel: the window's topics with their share, quality and cost, and
 /// an alert on what users asked explained by the novel prompts' terms and examples.
-fn what_users_asked(out: &mut String, m: &ModelReport) {
-    let Some(panel) = &m.topics else {
-        return;
-    };
-    out.push_str("<h3>What users asked</h3>");
-    let novel = panel
-        .topics
-        .iter()
-        .find(|t| t.topic == crate::analyse::embedding::NOVEL);
-    let alerts: Vec<&super::Finding> = m
+fn what_users_asked(m: &ModelReport) -> Option<serde_json::Value> {
+    let panel = m.topics.as_ref()?;
+    let percent = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:.1}%", v * 100.0));
+    let alerts: Vec<serde_json::Value> = m
         .findings
         .iter()
         .filter(|f| f.verdict == "alert" && about_topics(&f.metric))
-        .collect();
-    if !alerts.is_empty() {
-        out.push_str(r#"<div class="example topic-alert"><div class="meta">"#);
-        let listed: Vec<String> = alerts
-            .iter()
-            .map(|f| {
-                format!(
-                    "alert · {} · <code>{}</code> ({}, {})",
-                    f.date,
-                    esc(&f.metric),
-                    esc(&f.test),
-                    esc(&f.pattern)
-                )
+        .map(|f| {
+            serde_json::json!({
+                "date": f.date.to_string(),
+                "metric": f.metric,
+                "test": f.test,
+                "pattern": f.pattern,
             })
-            .collect();
-        out.push_str(&listed.join("<br>"));
-        out.push_str("</div>");
-        // What moved on the panel's window: prompts that fit no topic, and the topic that grew
-        // the most.
-        if let Some(n) = novel.filter(|n| n.prompts > 0 && n.share > n.baseline_share) {
-            let _ = write!(
-                out,
-                "<p>On {}, {:.1}% of the prompts fit no topic of the baseline (baseline {:.1}%); they are about: <b>{}</b>.</p>",
-                panel.date,
-                n.share * 100.0,
-                n.baseline_share * 100.0,
-                esc(if n.top_terms.is_empty() {
-                    "(too few to say)"
-                } else {
-                    &n.top_terms
-                })
-            );
-            for e in &n.examples {
-                let _ = write!(out, "<pre>{}</pre>", esc(e));
-            }
-        }
-        let grew = panel
-            .topics
-            .iter()
-            .filter(|t| t.topic != crate::analyse::embedding::NOVEL && t.prompts > 0)
-            .max_by(|a, b| (a.share - a.baseline_share).total_cmp(&(b.share - b.baseline_share)))
-            .filter(|t| t.share > t.baseline_share);
-        if let Some(t) = grew {
-            let _ = write!(
-                out,
-                "<p>On {}, the topic that grew the most: {} ({:.1}% of the prompts, baseline {:.1}%), about <b>{}</b>; for example:</p>",
-                panel.date,
-                esc(&t.topic),
-                t.share * 100.0,
-                t.baseline_share * 100.0,
-                esc(&t.top_terms)
-            );
-            if let Some(e) = t.examples.first() {
-                let _ = write!(out, "<pre>{}</pre>", esc(e));
-            }
-        }
-        out.push_str("</div>");
-    }
-    let _ = write!(
-        out,
-        r#"<p class="note">Topics: k-means on the embedded prompts of the baseline for the epoch from {} (topic names hold within an epoch); shares on {}, the line their trend over the epoch's windows. Cost share: the topic's share of the window's tokens. Examples redacted.</p><div class="scroll"><table class="topics"><thead><tr><th>topic</th><th class="num">share</th><th>trend</th><th class="num">baseline</th><th class="num">prompts</th><th class="num">composite</th><th class="num">judge errors</th><th class="num">cost share</th><th>terms</th><th>example</th></tr></thead><tbody>"#,
-        panel.epoch, panel.date
-    );
-    let percent = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:.1}%", v * 100.0));
-    for t in &panel.topics {
-        let _ = write!(
-            out,
-            r#"<tr><td>{}</td><td class="num">{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td><td>{}</td></tr>"#,
-            esc(&t.topic),
-            percent(Some(t.share)),
-            sparkline(&t.trend),
-            percent(Some(t.baseline_share)),
-            t.prompts,
-            fmt(t.composite_mean, 3),
-            percent(t.judge_error_rate),
-            percent(t.cost_share),
-            esc(&t.top_terms),
-            esc(t.examples.first().map_or("", String::as_str)),
-        );
-    }
-    out.push_str("</tbody></table></div>");
+        })
+        .collect();
+    // What moved on the panel's window: prompts that fit no topic, and the topic that grew the
+    // most.
+    let novel = panel
+        .topics
+        .iter()
+        .find(|t| t.topic == crate::analyse::embedding::NOVEL)
+        .filter(|n| n.prompts > 0 && n.share > n.baseline_share)
+        .map(|n| {
+            serde_json::json!({
+                "share": percent(Some(n.share)),
+                "baseline": percent(Some(n.baseline_share)),
+                "terms": if n.top_terms.is_empty() { "(too few to say)" } else { n.top_terms.as_str() },
+                "examples": n.examples,
+            })
+        });
+    let grew = panel
+        .topics
+        .iter()
+        .filter(|t| t.topic != crate::analyse::embedding::NOVEL && t.prompts > 0)
+        .max_by(|a, b| (a.share - a.baseline_share).total_cmp(&(b.share - b.baseline_share)))
+        .filter(|t| t.share > t.baseline_share)
+        .map(|t| {
+            serde_json::json!({
+                "topic": t.topic,
+                "share": percent(Some(t.share)),
+                "baseline": percent(Some(t.baseline_share)),
+                "terms": t.top_terms,
+                "example": t.examples.first(),
+            })
+        });
+    let rows: Vec<serde_json::Value> = panel
+        .topics
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "topic": t.topic,
+                "share": percent(Some(t.share)),
+                "trend": sparkline(&t.trend),
+                "baseline": percent(Some(t.baseline_share)),
+                "prompts": t.prompts,
+                "composite": fmt(t.composite_mean, 3),
+                "errors": percent(t.judge_error_rate),
+                "cost_share": percent(t.cost_share),
+                "terms": t.top_terms,
+                "example": t.examples.first().map_or("", String::as_str),
+            })
+        })
+        .collect();
+    Some(serde_json::json!({
+        "date": panel.date.to_string(),
+        "epoch": panel.epoch.to_string(),
+        "alerts": alerts,
+        "novel": novel,
+        "grew": grew,
+        "rows": rows,
+    }))
 }
 
 pub fn markdown(job: &ReportJob, s: &ReportSummary) -> String {

@@ -251,6 +251,25 @@ fn pairwise_judging_in_both_orders_exposes_a_judge_with_position_bias() {
     assert_eq!((count(p, "wins"), count(p, "losses")), (0, 0));
     assert_eq!(p["win_rate"], 0.5);
     assert!(stderr(&out).contains("GATE FAILED: pairwise.win_rate_lower >= 0.5"));
+    // The page shows them: win, tie and loss counts, the interval, the order's effect.
+    let s = stage_summary(&out, "compare");
+    let html = std::fs::read_to_string(s["index"].as_str().unwrap()).unwrap();
+    let table = &html[html
+        .find(r#"<table id="pairwise">"#)
+        .expect("the pairwise table")..];
+    let table = &table[..table.find("</table>").unwrap()];
+    assert!(
+        table.contains(r#"<td>tie (or the verdict flipped with the order)</td><td class="num">160</td><td class="num">100.0%</td>"#),
+        "{table}"
+    );
+    assert!(
+        html.contains("<b>100.0%</b><span>position inconsistency</span>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<b>0.500</b><span>candidate win rate"),
+        "{html}"
+    );
 }
 
 /// AlpacaEval (GPT-4 annotator) win rates against text_davinci_003, reproduced by replaying the
