@@ -124,7 +124,14 @@ pub struct RawInstanceType {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RawModelCost {
-    pub instance_type: String,
+    /// The instance type the model runs on (`[cost.instance-types]`). Without one (a model
+    /// served by Bedrock, say) the model has no hardware cost, only its team and tags.
+    pub instance_type: Option<String>,
+    /// The team the model's cost and quality are attributed to (aggregates, the report, a
+    /// CloudWatch `Team` dimension). Default: none.
+    pub team: Option<String>,
+    /// Free-form tags (`{ env = "prod", product = "help-center" }`), kept with the team.
+    pub tags: Option<std::collections::BTreeMap<String, String>>,
     /// GPUs allocated to one copy of the model. Default: all of the instance's.
     pub gpus: Option<u32>,
     /// Copies of the model. Default: 1.
@@ -1037,6 +1044,10 @@ impl ModelCost {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct CostModel {
     pub models: std::collections::BTreeMap<String, ModelCost>,
+    /// Model -> the team its cost and quality are attributed to (`[cost.models.<m>] team`).
+    pub teams: std::collections::BTreeMap<String, String>,
+    /// Model -> its tags.
+    pub tags: std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
 }
 
 /// Where each analysed day's baseline comes from.
@@ -1123,6 +1134,8 @@ pub struct PublishSettings {
     pub sink: Sink,
     /// The OTLP sink, beside `sink` (`publish.sink` lists `otlp`).
     pub otlp: Option<crate::publish::otlp::OtlpSettings>,
+    /// Model -> its team (`[cost.models.<m>] team`): a `Team` dimension on its metrics.
+    pub teams: std::collections::BTreeMap<String, String>,
     pub namespace: String,
     pub endpoint_name: Option<String>,
     pub datums_per_request: usize,
@@ -1295,8 +1308,11 @@ pub fn validate(raw: RawConfig, origin: &str, base: &Path) -> Result<Config, Con
         .map_err(|(key, message)| invalid(key, message))?;
     let telemetry = validate_telemetry(raw.telemetry, base).map_err(|(key, m)| invalid(key, m))?;
     let cost = validate_cost(raw.cost).map_err(|(key, m)| invalid(key, m))?;
-    let publish = validate_publish(raw.publish, &warehouse, &telemetry, base)
-        .map_err(|(key, m)| invalid(key, m))?;
+    let publish = PublishSettings {
+        teams: cost.teams.clone(),
+        ..validate_publish(raw.publish, &warehouse, &telemetry, base)
+            .map_err(|(key, m)| invalid(key, m))?
+    };
     let gates = raw
         .compare
         .gates
@@ -1437,14 +1453,24 @@ fn validate_telemetry(
 }
 
 fn validate_cost(raw: RawCost) -> Result<CostModel, (&'static str, String)> {
-    let mut models = std::collections::BTreeMap::new();
+    let mut cost = CostModel::default();
     for (name, m) in raw.models {
-        let Some(instance) = raw.instance_types.get(&m.instance_type) else {
+        if let Some(team) = &m.team {
+            crate::util::check_name(team)
+                .map_err(|e| ("cost.models.team", format!("model `{name}`'s team {e}")))?;
+            cost.teams.insert(name.clone(), team.clone());
+        }
+        if let Some(tags) = m.tags {
+            cost.tags.insert(name.clone(), tags);
+        }
+        let Some(instance_type) = m.instance_type else {
+            continue;
+        };
+        let Some(instance) = raw.instance_types.get(&instance_type) else {
             return Err((
                 "cost.models",
                 format!(
-                    "model `{name}` runs on `{}`, which `[cost.instance-types]` does not list",
-                    m.instance_type
+                    "model `{name}` runs on `{instance_type}`, which `[cost.instance-types]` does not list"
                 ),
             ));
         };
@@ -1452,23 +1478,22 @@ fn validate_cost(raw: RawCost) -> Result<CostModel, (&'static str, String)> {
             return Err((
                 "cost.instance-types",
                 format!(
-                    "`{}` needs a non-negative `usd-per-hour` and at least one GPU",
-                    m.instance_type
+                    "`{instance_type}` needs a non-negative `usd-per-hour` and at least one GPU"
                 ),
             ));
         }
         let per_copy = m.gpus.unwrap_or(instance.gpus);
-        models.insert(
+        cost.models.insert(
             name,
             ModelCost {
-                instance_type: m.instance_type.clone(),
+                instance_type: instance_type.clone(),
                 usd_per_hour: instance.usd_per_hour,
                 gpus_per_instance: instance.gpus,
                 gpus_allocated: per_copy * m.copies.unwrap_or(1),
             },
         );
     }
-    Ok(CostModel { models })
+    Ok(cost)
 }
 
 /// The alarm rules of DESIGN.md: safety < 0.8 critical, relevance < 0.7 and composite < 0.75
@@ -1623,6 +1648,7 @@ fn validate_publish(
     Ok(PublishSettings {
         sink,
         otlp,
+        teams: Default::default(),
         namespace: raw
             .namespace
             .unwrap_or_else(|| "/aws/sagemaker/inference-quality/{model}".into()),

@@ -229,6 +229,7 @@ table! {
     aggregates = "aggregates" {
         MODEL = "model",
         WINDOW_DAYS = "window_days",
+        TEAM = "team",
         REQUESTS = "requests",
         JUDGED = "judged",
         JUDGE_ERRORS = "judge_errors",

@@ -63,6 +63,8 @@ pub struct AnalyseJob {
     pub window: DateRange,
     pub settings: AnalyseSettings,
     pub compression: Compression,
+    /// Model -> its team (`[cost.models.<m>] team`), the aggregates' `team` column.
+    pub teams: BTreeMap<String, String>,
 }
 
 impl AnalyseJob {
@@ -78,6 +80,7 @@ impl AnalyseJob {
             window,
             settings: config.analyse.clone(),
             compression: config.compression,
+            teams: config.cost.teams.clone(),
         }
     }
 }
@@ -1295,6 +1298,12 @@ fn aggregates_frame(
         Column::new(
             schema::aggregates::WINDOW_DAYS.into(),
             vec![job.settings.window_days as i32; height],
+        ),
+        Column::new(
+            schema::aggregates::TEAM.into(),
+            rows.iter()
+                .map(|(m, _)| job.teams.get(m.as_str()).map(String::as_str))
+                .collect::<Vec<_>>(),
         ),
         Column::new(schema::aggregates::REQUESTS.into(), int(&|a| a.requests)),
         Column::new(schema::aggregates::JUDGED.into(), int(&|a| a.judged)),

@@ -287,15 +287,22 @@ pub fn model_of(datum: &Datum) -> &str {
 /// The dimension naming the model.
 pub const COMPONENT: &str = "InferenceComponentName";
 
-/// The dimensions of `model`'s datums.
+/// The dimensions of `model`'s datums: `EndpointName` (when known), `InferenceComponentName`,
+/// `Team` (when configured).
 pub fn dimensions_of(settings: &PublishSettings, model: &str) -> Vec<(String, String)> {
     let mut dims = Vec::new();
     if let Some(endpoint) = &settings.endpoint_name {
         dims.push(("EndpointName".to_string(), endpoint.clone()));
     }
     dims.push((COMPONENT.to_string(), model.to_string()));
+    if let Some(team) = settings.teams.get(model) {
+        dims.push((TEAM.to_string(), team.clone()));
+    }
     dims
 }
+
+/// The dimension naming the model's team, when `[cost.models.<m>] team` gives one.
+pub const TEAM: &str = "Team";
 
 /// One analysed window of one model: its aggregates row and its distributions.
 #[derive(Debug, Clone, Default)]

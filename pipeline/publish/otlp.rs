@@ -367,6 +367,9 @@ async fn events(
                 text("evalwatch.rubric", rubric.clone()),
                 text("evalwatch.judge", job.judge.clone()),
             ];
+            if let Some(team) = job.settings.teams.get(&model) {
+                attributes.push(text("evalwatch.team", team.clone()));
+            }
             if status == "ok" {
                 if let Some(score) = scores[i] {
                     attributes.push(number("gen_ai.evaluation.score.value", score));
@@ -408,10 +411,10 @@ fn metric_of(datum: &Datum) -> Metric {
         .dimensions
         .iter()
         .map(|(k, v)| {
-            let key = if k == COMPONENT {
-                "evalwatch.model"
-            } else {
-                "evalwatch.endpoint"
+            let key = match k.as_str() {
+                COMPONENT => "evalwatch.model",
+                super::TEAM => "evalwatch.team",
+                _ => "evalwatch.endpoint",
             };
             text(key, v.clone())
         })

@@ -521,6 +521,17 @@ pub fn page(job: &ReportJob, s: &ReportSummary) -> String {
         "quarantined": s.quarantined,
         "judge_errors": s.judge_errors,
         "telemetry": job.telemetry,
+        "teams": s.teams.iter().map(|t| serde_json::json!({
+            "team": t.team,
+            "models": t.models.join(", "),
+            "requests": fmt(Some(t.requests), 0),
+            "judged": fmt(Some(t.judged), 0),
+            "composite": fmt(t.composite_mean, 3),
+            "judge_cost": usd(t.judge_cost_usd),
+            "cost": usd(t.cost_usd),
+            "cost_per_1k": usd(t.cost_per_1k_requests),
+            "quality_per_dollar": fmt(t.quality_per_dollar, 3),
+        })).collect::<Vec<_>>(),
         "stages": job.stages.iter().map(|(stage, seconds, status)| serde_json::json!({
             "stage": stage,
             "status": status,
@@ -727,6 +738,23 @@ pub fn markdown(job: &ReportJob, s: &ReportSummary) -> String {
             let _ = write!(out, " · alarm thresholds: {}", text.join(", "));
         }
         out.push('\n');
+    }
+    for t in &s.teams {
+        let _ = writeln!(
+            out,
+            "- team {}: {} · composite {} · cost {} ({} per 1k) · judge cost {} · quality per $ {}",
+            md_code(&t.team),
+            t.models
+                .iter()
+                .map(|m| md_code(m))
+                .collect::<Vec<_>>()
+                .join(", "),
+            fmt(t.composite_mean, 3),
+            usd(t.cost_usd),
+            usd(t.cost_per_1k_requests),
+            usd(t.judge_cost_usd),
+            fmt(t.quality_per_dollar, 3)
+        );
     }
     if let Some(w) = &s.batch_waiting {
         let _ = writeln!(

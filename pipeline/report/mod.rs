@@ -56,6 +56,8 @@ pub struct ReportJob {
     pub telemetry: bool,
     /// The run's stages so far: (stage, seconds, status).
     pub stages: Vec<(String, f64, String)>,
+    /// Model -> its team (`[cost.models.<m>] team`).
+    pub teams: BTreeMap<String, String>,
 }
 
 impl ReportJob {
@@ -76,6 +78,7 @@ impl ReportJob {
             alarms: config.publish.alarms.clone(),
             telemetry: config.telemetry.source != crate::config::TelemetrySource::None,
             stages: Vec::new(),
+            teams: config.cost.teams.clone(),
         }
     }
 }
@@ -509,9 +512,88 @@ pub struct ReportSummary {
     /// Judgments waiting in Bedrock batch jobs (their scores come with the collecting run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_waiting: Option<crate::score::batch::Waiting>,
+    /// Cost, judge cost and quality per team (`[cost.models.<m>] team`), when teams are set.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub teams: Vec<TeamLine>,
     /// Where the files went.
     pub index: String,
     pub summary_md: String,
+}
+
+/// One team's models over the window: their totals, and quality per dollar.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TeamLine {
+    pub team: String,
+    pub models: Vec<String>,
+    pub requests: f64,
+    pub judged: f64,
+    pub cost_usd: Option<f64>,
+    pub judge_cost_usd: Option<f64>,
+    /// The models' composite means weighted by their judged captures.
+    pub composite_mean: Option<f64>,
+    /// Per 1,000 requests (the endpoint's invocations where telemetry has them).
+    pub cost_per_1k_requests: Option<f64>,
+    pub quality_per_dollar: Option<f64>,
+}
+
+/// The window's models grouped by team; models without one are left out.
+fn team_lines(models: &[ModelReport], teams: &BTreeMap<String, String>) -> Vec<TeamLine> {
+    let mut by_team: BTreeMap<&str, Vec<&ModelReport>> = BTreeMap::new();
+    for m in models {
+        if let Some(team) = teams.get(&m.model) {
+            by_team.entry(team).or_default().push(m);
+        }
+    }
+    by_team
+        .into_iter()
+        .map(|(team, members)| {
+            let get = |m: &ModelReport, k: &str| m.window.get(k).copied();
+            let sum = |k: &str| -> Option<f64> {
+                let values: Vec<f64> = members.iter().filter_map(|m| get(m, k)).collect();
+                (!values.is_empty()).then(|| values.iter().sum())
+            };
+            let requests = sum(schema::aggregates::REQUESTS).unwrap_or(0.0);
+            let judged = sum(schema::aggregates::JUDGED).unwrap_or(0.0);
+            let weighted: Vec<(f64, f64)> = members
+                .iter()
+                .filter_map(|m| {
+                    Some((
+                        get(m, schema::aggregates::COMPOSITE_MEAN)?,
+                        get(m, schema::aggregates::JUDGED)?,
+                    ))
+                })
+                .collect();
+            let weight: f64 = weighted.iter().map(|(_, w)| w).sum();
+            let composite_mean =
+                (weight > 0.0).then(|| weighted.iter().map(|(v, w)| v * w).sum::<f64>() / weight);
+            let for_cost: f64 = members
+                .iter()
+                .map(|m| {
+                    get(m, schema::aggregates::INVOCATIONS)
+                        .or_else(|| get(m, schema::aggregates::REQUESTS))
+                        .unwrap_or(0.0)
+                })
+                .sum();
+            let cost_usd = sum(schema::aggregates::COST_USD);
+            let cost_per_1k = cost_usd
+                .filter(|_| for_cost > 0.0)
+                .map(|c| c / (for_cost / 1000.0));
+            TeamLine {
+                team: team.to_string(),
+                models: members.iter().map(|m| m.model.clone()).collect(),
+                requests,
+                judged,
+                cost_usd,
+                judge_cost_usd: sum(schema::aggregates::JUDGE_COST_USD),
+                composite_mean,
+                cost_per_1k_requests: cost_per_1k,
+                quality_per_dollar: match (composite_mean, cost_per_1k) {
+                    (Some(q), Some(c)) if c > 0.0 => Some(q / c),
+                    _ => None,
+                },
+            }
+        })
+        .collect()
 }
 
 /// The f64 value of row `i` of `column` (any numeric type), `None` when null or absent.
@@ -770,6 +852,7 @@ pub async fn report(job: ReportJob, warehouse: &Warehouse) -> Result<ReportSumma
         calibration: calibration(warehouse, &job.rubric, &job.judge).await?,
         batch_waiting: crate::score::batch::waiting(warehouse, &job.judge).await?,
         quarantined,
+        teams: team_lines(&models, &job.teams),
         models,
         index: warehouse.uri(&format!("{folder}/index.html")),
         summary_md: warehouse.uri(&format!("{folder}/summary.md")),

@@ -220,3 +220,91 @@ fn gpu_sample_without_nvml_fails_with_one_line_and_a_hint() {
     assert!(err.contains("hint:"), "{err}");
     assert!(!dir.path().join("gpu.csv").exists());
 }
+
+/// `[cost.models.<m>] team`: the aggregates carry the team, the report and `summary.json` give
+/// cost, judge cost and quality per dollar per team, and the published metrics a `Team`
+/// dimension; a model with a team and no instance type has no hardware cost, and no error.
+#[test]
+fn cost_and_quality_are_attributed_to_teams() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = test_root().display().to_string();
+    let text = evalwatch::config::BUILTIN_CONFIG
+        .replace("\"datasets/", &format!("\"{root}/datasets/"))
+        .replace(
+            "[cost.models.chat-a]\n",
+            "[cost.models.chat-a]\nteam = \"search\"\ntags = { env = \"prod\" }\n",
+        )
+        .replace(
+            "[cost.models.chat-b]\n",
+            "[cost.models.chat-b]\nteam = \"support\"\n",
+        )
+        + "\n[cost.models.chat-z]\nteam = \"support\"\n";
+    let config = dir.path().join("evalwatch.toml");
+    std::fs::write(&config, text).unwrap();
+    let wh = dir.path().join("wh");
+    let out = run(evalwatch()
+        .arg("--config")
+        .arg(&config)
+        .arg("--warehouse")
+        .arg(&wh)
+        .arg("run"));
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+
+    let agg = read_table(&wh, "aggregates");
+    for (model, team) in strings(&agg, "model").iter().zip(strings(&agg, "team")) {
+        let want = if model == "chat-a" {
+            "search"
+        } else {
+            "support"
+        };
+        assert_eq!(team, want, "{model}");
+    }
+    let report = stage_summary(&out, "report");
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            report["summary_md"]
+                .as_str()
+                .unwrap()
+                .replace("summary.md", "summary.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let teams = summary["teams"].as_array().unwrap();
+    assert_eq!(teams.len(), 2);
+    let team = |name: &str| teams.iter().find(|t| t["team"] == name).unwrap();
+    let model = |name: &str| {
+        summary["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["model"] == name)
+            .unwrap()["window"]
+            .clone()
+    };
+    // One model each: the team's figures are its model's (the team's ratios are of its totals,
+    // the model's window a mean of its days: the same to 0.5%).
+    for (t, m) in [("search", "chat-a"), ("support", "chat-b")] {
+        let (t, m) = (team(t), model(m));
+        assert!((t["cost_usd"].as_f64().unwrap() - m["cost_usd"].as_f64().unwrap()).abs() < 1e-6);
+        assert_eq!(t["requests"], m["requests"]);
+        let (a, b) = (
+            t["quality_per_dollar"].as_f64().unwrap(),
+            m["quality_per_dollar"].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() < 5e-3 * b, "{t} {m}");
+    }
+    assert!(
+        team("search")["quality_per_dollar"].as_f64().unwrap()
+            > team("support")["quality_per_dollar"].as_f64().unwrap()
+    );
+    let html = std::fs::read_to_string(report["index"].as_str().unwrap()).unwrap();
+    assert!(html.contains(r#"<table id="teams">"#) && html.contains("<td>search</td>"));
+    // The published metrics name the team.
+    let emf = std::fs::read_to_string(wh.join("publish/metrics.emf.jsonl")).unwrap();
+    let line = emf
+        .lines()
+        .find(|l| l.contains("\"chat-a\""))
+        .expect("a line of chat-a");
+    assert!(line.contains("\"Team\":\"search\""), "{line}");
+}
