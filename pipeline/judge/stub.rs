@@ -13,7 +13,8 @@
 //! `[stub:partial]` (tool input cut short), `[stub:ignore-schema]` (text, no tool call),
 //! `[stub:reject]` (400 `ValidationException`).
 //!
-//! `GET /_stub/stats` returns the counters as JSON. It does not check signatures.
+//! `GET /_stub/stats` returns the counters as JSON. It does not check signatures. HTTP/1.1 is
+//! hyper's (keep-alive, chunked bodies).
 //!
 //! With an S3 endpoint (`s3_endpoint`, e.g. ministack) it also serves Bedrock's batch inference
 //! control plane ([`super::stub_batch`]): jobs read their records from S3 and are answered as
@@ -26,8 +27,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
 use super::offline;
 use super::protocol::TOOL_NAME;
@@ -171,7 +171,8 @@ impl Stub {
         self.book().user_texts.clone()
     }
 
-    /// Binds `addr` (port 0 for any) and serves until the task is dropped or aborted.
+    /// Binds `addr` (port 0 for any) and serves HTTP/1.1 (hyper) until the task is dropped or
+    /// aborted.
     pub async fn start(
         self: &Arc<Stub>,
         addr: &str,
@@ -187,38 +188,42 @@ impl Stub {
                 let _ = stream.set_nodelay(true);
                 let stub = stub.clone();
                 tokio::spawn(async move {
-                    let _ = stub.connection(stream).await;
+                    let service = hyper::service::service_fn(move |request| {
+                        let stub = stub.clone();
+                        async move { stub.serve(request).await }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
         Ok((local, task))
     }
 
-    async fn connection(self: Arc<Stub>, mut stream: TcpStream) -> std::io::Result<()> {
-        let mut buffer = Vec::with_capacity(16 * 1024);
-        loop {
-            let Some(request) = read_request(&mut stream, &mut buffer).await? else {
-                return Ok(());
-            };
-            let (status, headers, body) = self.handle(&request).await;
-            let mut head = format!(
-                "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
-                reason(status),
-                body.len()
-            );
-            for (name, value) in headers {
-                head.push_str(&format!("{name}: {value}\r\n"));
-            }
-            if request.close {
-                head.push_str("connection: close\r\n");
-            }
-            head.push_str("\r\n");
-            stream.write_all(head.as_bytes()).await?;
-            stream.write_all(&body).await?;
-            if request.close {
-                return Ok(());
-            }
+    /// One request: its body read whole, answered by [`Stub::handle`].
+    async fn serve(
+        &self,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, hyper::Error> {
+        use http_body_util::BodyExt;
+        let (parts, body) = request.into_parts();
+        let body = body.collect().await?.to_bytes().to_vec();
+        let request = Request {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_string(),
+            body,
+        };
+        let (status, headers, body) = self.handle(&request).await;
+        let mut response = hyper::Response::builder()
+            .status(status)
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            response = response.header(name, value);
         }
+        Ok(response
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap_or_else(|_| hyper::Response::new(http_body_util::Full::default())))
     }
 
     async fn handle(&self, request: &Request) -> (u16, Vec<(&'static str, String)>, Vec<u8>) {
@@ -676,116 +681,8 @@ fn next_random(state: &mut u64) -> f64 {
     (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        _ => "Status",
-    }
-}
-
 struct Request {
     method: String,
     path: String,
     body: Vec<u8>,
-    close: bool,
-}
-
-/// Reads one HTTP/1.1 request (Content-Length bodies; chunked bodies are decoded too).
-async fn read_request(
-    stream: &mut TcpStream,
-    buffer: &mut Vec<u8>,
-) -> std::io::Result<Option<Request>> {
-    let head_end = loop {
-        if let Some(at) = find(buffer, b"\r\n\r\n") {
-            break at;
-        }
-        let mut chunk = [0u8; 16 * 1024];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buffer[..head_end]).to_string();
-    buffer.drain(..head_end + 4);
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next().unwrap_or_default().split(' ');
-    let method = first.next().unwrap_or_default().to_string();
-    let path = first.next().unwrap_or_default().to_string();
-    let mut length = 0usize;
-    let mut chunked = false;
-    let mut close = false;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
-        match name.as_str() {
-            "content-length" => length = value.parse().unwrap_or(0),
-            "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
-            "connection" => close = value.eq_ignore_ascii_case("close"),
-            _ => {}
-        }
-    }
-    let body = if chunked {
-        read_chunked(stream, buffer).await?
-    } else {
-        while buffer.len() < length {
-            let mut chunk = [0u8; 16 * 1024];
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(None);
-            }
-            buffer.extend_from_slice(&chunk[..n]);
-        }
-        buffer.drain(..length).collect()
-    };
-    Ok(Some(Request {
-        method,
-        path,
-        body,
-        close,
-    }))
-}
-
-async fn read_chunked(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> std::io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = loop {
-            if let Some(at) = find(buffer, b"\r\n") {
-                break at;
-            }
-            fill(stream, buffer).await?;
-        };
-        let size_text = String::from_utf8_lossy(&buffer[..line_end]).to_string();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("0").trim(), 16)
-            .unwrap_or(0);
-        buffer.drain(..line_end + 2);
-        while buffer.len() < size + 2 {
-            fill(stream, buffer).await?;
-        }
-        body.extend(buffer.drain(..size));
-        buffer.drain(..2);
-        if size == 0 {
-            return Ok(body);
-        }
-    }
-}
-
-async fn fill(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> std::io::Result<()> {
-    let mut chunk = [0u8; 16 * 1024];
-    let n = stream.read(&mut chunk).await?;
-    if n == 0 {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    buffer.extend_from_slice(&chunk[..n]);
-    Ok(())
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }

@@ -340,7 +340,7 @@ fn the_bundled_sample_publishes_emf_lines_once() {
 
 /// The dashboards are Grafana dashboard JSON (schema version, panels, CloudWatch targets with
 /// namespace, metric and dimensions), the alert rules a provisioning file, and all three equal
-/// the committed snapshots in `tests/data/grafana/` (`UPDATE_SNAPSHOTS=1` rewrites them).
+/// the committed insta snapshots in `tests/data/grafana/`.
 fn grafana_files_are_dashboards_and_match_their_snapshots(dir: &Path) {
     let read = |name: &str| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(dir.join(name)).unwrap()).unwrap()
@@ -386,20 +386,16 @@ fn grafana_files_are_dashboards_and_match_their_snapshots(dir: &Path) {
     assert_eq!(rules["apiVersion"], 1);
     assert_eq!(rules["groups"][0]["rules"].as_array().unwrap().len(), 6);
 
-    let snapshots = repo_root().join("tests/data/grafana");
+    // insta snapshots in tests/data/grafana/ (`cargo insta review` or INSTA_UPDATE=always to
+    // accept a change).
     for name in ["quality.json", "quantity.json", "alert-rules.json"] {
         let ours = std::fs::read_to_string(dir.join(name)).unwrap();
-        let snapshot = snapshots.join(name);
-        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-            std::fs::create_dir_all(&snapshots).unwrap();
-            std::fs::write(&snapshot, &ours).unwrap();
-        }
-        let theirs = std::fs::read_to_string(&snapshot).unwrap_or_else(|e| {
-            panic!("{}: {e} (UPDATE_SNAPSHOTS=1 writes it)", snapshot.display())
+        insta::with_settings!({
+            snapshot_path => "../data/grafana",
+            prepend_module_to_snapshot => false,
+            omit_expression => true,
+        }, {
+            insta::assert_snapshot!(name, ours);
         });
-        assert_eq!(
-            ours, theirs,
-            "{name} differs from its snapshot (UPDATE_SNAPSHOTS=1 rewrites it)"
-        );
     }
 }
