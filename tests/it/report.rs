@@ -132,6 +132,39 @@ fn the_report_renders_in_a_browser_with_its_charts_and_the_regression() {
     assert!(chat_b.contains("score.safety") && chat_b.contains("sustained"));
     assert!(dom.matches(r#"class="example""#).count() >= 2 * evalwatch::report::WORST);
 
+    // At phone width (390 px) nothing makes the page wider than the screen: charts shrink,
+    // wide tables scroll inside their own boxes.
+    // Headless Chromium's window is at least 500 px wide, so the page goes in a 390 px frame.
+    let profile = tempfile::tempdir().unwrap();
+    let frame = index.with_file_name("phone.html");
+    std::fs::write(
+        &frame,
+        r#"<!doctype html><html><body><iframe id="f" src="index.html" width="390" height="2400"></iframe><script>window.onload=function(){var b=document.getElementById("f").contentDocument.body.dataset;document.body.dataset.width=b.width;document.body.dataset.viewport=b.viewport;};</script></body></html>"#,
+    )
+    .unwrap();
+    let (phone, _) = headless(
+        &frame,
+        profile.path(),
+        &[
+            "--dump-dom",
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=5000",
+        ],
+    );
+    let attr = |name: &str| -> u32 {
+        let at = phone
+            .find(&format!("data-{name}=\""))
+            .unwrap_or_else(|| panic!("{name}: {phone}"));
+        let rest = &phone[at + name.len() + 7..];
+        rest[..rest.find('"').unwrap()].parse().unwrap()
+    };
+    assert_eq!(attr("viewport"), 390);
+    assert!(
+        attr("width") <= attr("viewport"),
+        "the page is {} px wide on a 390 px screen",
+        attr("width")
+    );
+
     // Screenshots for people to look at: desktop and phone widths.
     let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .parent()
