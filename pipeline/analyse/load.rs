@@ -308,10 +308,9 @@ pub async fn load_scores(
     per_request: bool,
     data: &mut Data,
 ) -> Result<(), LoadError> {
-    // The score stage writes the rubric key as it is (`quality@1.0.0`). Each part (one model-day
-    // of one judge) is read on its own thread: captures never span parts, so the per-capture
-    // composite needs no table-wide group-by, and the 10M-row table is never held at once.
-    let prefix = format!("scores/rubric={}/", rubric.key());
+    // Each part (one model-day of one judge) is read on its own thread: captures never span
+    // parts, so the per-capture composite needs no table-wide group-by, and the 10M-row table is
+    // never held at once.
     let context = Context {
         rubric: Some(rubric.clone()),
         judge: judge.to_string(),
@@ -319,17 +318,7 @@ pub async fn load_scores(
         ..Context::default()
     };
     // One current part per folder and judge (score::current): never two generations.
-    let keys: Vec<String> = warehouse
-        .list(&prefix)
-        .await?
-        .into_iter()
-        .filter(|k| {
-            PartKey::parse(k)
-                .and_then(|p| p.date())
-                .is_some_and(|d| days.contains(&d))
-        })
-        .collect();
-    let keys = crate::score::current::current_parts(warehouse, &keys, judge).await?;
+    let keys = crate::score::current::parts_of_days(warehouse, rubric, judge, days).await?;
     read_parts(
         warehouse,
         keys,

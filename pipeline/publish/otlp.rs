@@ -275,18 +275,8 @@ async fn events(
     warehouse: &Warehouse,
     days: &BTreeSet<NaiveDate>,
 ) -> Result<Vec<Event>, PublishError> {
-    let prefix = format!("scores/rubric={}/", job.rubric.key());
-    let keys: Vec<String> = warehouse
-        .list(&prefix)
-        .await?
-        .into_iter()
-        .filter(|k| {
-            PartKey::parse(k)
-                .and_then(|p| p.date())
-                .is_some_and(|d| days.contains(&d))
-        })
-        .collect();
-    let keys = crate::score::current::current_parts(warehouse, &keys, &job.judge).await?;
+    let keys =
+        crate::score::current::parts_of_days(warehouse, &job.rubric, &job.judge, days).await?;
     let rubric = job.rubric.key();
     let observed = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64;
     let columns = [
@@ -554,6 +544,18 @@ async fn post(
     }
 }
 
+/// Whether a request went through; a refused one's records are counted as failed, with why.
+fn accepted(sent: Result<(), String>, records: usize, summary: &mut OtlpSummary) -> bool {
+    match sent {
+        Ok(()) => true,
+        Err(why) => {
+            summary.failed += records as u64;
+            summary.failures.push(why);
+            false
+        }
+    }
+}
+
 /// Sends the events of the windows' days and the metrics of `datums` not in the ledger.
 pub async fn send(
     job: &PublishJob,
@@ -611,7 +613,7 @@ pub async fn send(
             }],
         };
         let bytes = body(settings, &request).map_err(PublishError::Otlp)?;
-        match post(
+        let sent = post(
             &client,
             settings,
             &settings.logs_url,
@@ -619,18 +621,12 @@ pub async fn send(
             max_attempts,
             &mut summary,
         )
-        .await
-        {
-            Ok(()) => {
-                let keys: Vec<(NaiveDate, String)> =
-                    batch.iter().map(|e| (e.date, e.key.clone())).collect();
-                ledger.record_keys(warehouse, &keys).await?;
-                summary.events_sent += batch.len() as u64;
-            }
-            Err(why) => {
-                summary.failed += batch.len() as u64;
-                summary.failures.push(why);
-            }
+        .await;
+        if accepted(sent, batch.len(), &mut summary) {
+            let keys: Vec<(NaiveDate, String)> =
+                batch.iter().map(|e| (e.date, e.key.clone())).collect();
+            ledger.record_keys(warehouse, &keys).await?;
+            summary.events_sent += batch.len() as u64;
         }
     }
     for batch in datums.chunks(settings.batch) {
@@ -646,7 +642,7 @@ pub async fn send(
             }],
         };
         let bytes = body(settings, &request).map_err(PublishError::Otlp)?;
-        match post(
+        let sent = post(
             &client,
             settings,
             &settings.metrics_url,
@@ -654,16 +650,10 @@ pub async fn send(
             max_attempts,
             &mut summary,
         )
-        .await
-        {
-            Ok(()) => {
-                ledger.record(warehouse, batch).await?;
-                summary.metric_points_sent += batch.len() as u64;
-            }
-            Err(why) => {
-                summary.failed += batch.len() as u64;
-                summary.failures.push(why);
-            }
+        .await;
+        if accepted(sent, batch.len(), &mut summary) {
+            ledger.record(warehouse, batch).await?;
+            summary.metric_points_sent += batch.len() as u64;
         }
     }
     Ok(summary)

@@ -78,6 +78,28 @@ async fn generation(
     Ok(Some(newest))
 }
 
+/// The current parts of `rubric`'s scores by `judge` on `days` ([`current_parts`] of the
+/// `scores/rubric=<key>/` parts dated in `days`): what every reader of a window's scores reads.
+pub async fn parts_of_days(
+    warehouse: &Warehouse,
+    rubric: &Rubric,
+    judge: &str,
+    days: &std::collections::BTreeSet<NaiveDate>,
+) -> Result<Vec<String>, PartError> {
+    let prefix = format!("scores/rubric={}/", rubric.key());
+    let keys: Vec<String> = warehouse
+        .list(&prefix)
+        .await?
+        .into_iter()
+        .filter(|k| {
+            crate::table::PartKey::parse(k)
+                .and_then(|p| p.date())
+                .is_some_and(|d| days.contains(&d))
+        })
+        .collect();
+    current_parts(warehouse, &keys, judge).await
+}
+
 /// Of the scores parts in `keys`, the ones a reader of `judge`'s scores reads: per folder, the
 /// part named for the judge, or (in folders written before the rule) the newest part holding
 /// the judge's rows. Folders with a single part are taken as they are (readers filter rows by
