@@ -62,13 +62,10 @@ impl Drop for Receiver {
 /// The built-in config on the tests' sample, publishing to EMF and `otlp` (`extra` appended to
 /// `[publish]`).
 fn config(dir: &Path, extra: &str) -> std::path::PathBuf {
-    let root = test_root().display().to_string();
-    let text = evalwatch::config::BUILTIN_CONFIG
-        .replace("\"datasets/", &format!("\"{root}/datasets/"))
-        .replace(
-            "sink = \"emf\"",
-            &format!("sink = [\"emf\", \"otlp\"]\n{extra}"),
-        );
+    let text = sample_config_text().replace(
+        "sink = \"emf\"",
+        &format!("sink = [\"emf\", \"otlp\"]\n{extra}"),
+    );
     let path = dir.join("evalwatch.toml");
     std::fs::write(&path, text).unwrap();
     path

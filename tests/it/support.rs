@@ -34,6 +34,15 @@ pub fn sample_capture() -> PathBuf {
     test_root().join("datasets/sample/capture")
 }
 
+/// The built-in config's text with its `datasets/` paths made absolute, to the tests' sample
+/// ([`sample_capture`]): a config file for any folder, to add sections to.
+pub fn sample_config_text() -> String {
+    evalwatch::config::BUILTIN_CONFIG.replace(
+        "\"datasets/",
+        &format!("\"{}/datasets/", test_root().display()),
+    )
+}
+
 /// Where the binary runs: the repository's entries as links, but `datasets/sample/capture` a
 /// copy with the regressed days of [`sample_capture`]. Made once per test process under
 /// `target/tmp/`; the folders of processes that ended are removed.

@@ -227,9 +227,7 @@ fn gpu_sample_without_nvml_fails_with_one_line_and_a_hint() {
 #[test]
 fn cost_and_quality_are_attributed_to_teams() {
     let dir = tempfile::tempdir().unwrap();
-    let root = test_root().display().to_string();
-    let text = evalwatch::config::BUILTIN_CONFIG
-        .replace("\"datasets/", &format!("\"{root}/datasets/"))
+    let text = sample_config_text()
         .replace(
             "[cost.models.chat-a]\n",
             "[cost.models.chat-a]\nteam = \"search\"\ntags = { env = \"prod\" }\n",
