@@ -97,14 +97,7 @@ fn scores_reach_an_otel_collector_as_genai_evaluation_events_once() {
             receiver.url
         ),
     );
-    let run_it = || {
-        run(evalwatch()
-            .arg("--config")
-            .arg(&config)
-            .arg("--warehouse")
-            .arg(&wh)
-            .arg("run"))
-    };
+    let run_it = || run(configured(&config, &wh).arg("run"));
     let out = run_it();
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let publish = stage_summary(&out, "publish");
@@ -198,11 +191,7 @@ fn json_to_a_collector_named_by_the_otel_variables_and_a_dead_one_fails_the_run(
     let config = config(dir.path(), "");
     let day = ["--since", "2026-10-12", "--until", "2026-10-12"];
     // A collector that is not there: every attempt fails, the run says so and exits 1.
-    let dead = run(evalwatch()
-        .arg("--config")
-        .arg(&config)
-        .arg("--warehouse")
-        .arg(&wh)
+    let dead = run(configured(&config, &wh)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
         .arg("run")
@@ -210,11 +199,7 @@ fn json_to_a_collector_named_by_the_otel_variables_and_a_dead_one_fails_the_run(
     assert_eq!(dead.status.code(), Some(1), "{}", stderr(&dead));
     assert!(stderr(&dead).contains("127.0.0.1:9"), "{}", stderr(&dead));
     // Then the real one, by the standard variables: JSON, no gzip, the headers.
-    let out = run(evalwatch()
-        .arg("--config")
-        .arg(&config)
-        .arg("--warehouse")
-        .arg(&wh)
+    let out = run(configured(&config, &wh)
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.url)
         .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
         .env("OTEL_EXPORTER_OTLP_COMPRESSION", "none")

@@ -73,6 +73,12 @@ fn the_report_renders_in_a_browser_with_its_charts_and_the_regression() {
     let index = PathBuf::from(summary["index"].as_str().unwrap());
     assert!(index.starts_with(wh.path()), "{}", index.display());
     let html = std::fs::read_to_string(&index).unwrap();
+    // The thresholds crossed, their `<` escaped like every other value (the page was built with
+    // format strings once and left it raw).
+    assert!(
+        html.contains(r#"<td>&lt; 0.8</td>"#) && !html.contains("<td>< 0.8</td>"),
+        "the safety threshold cell"
+    );
     // Self-contained: nothing to fetch.
     for external in ["src=\"http", "href=\"http", "<link", "@import", "url(http"] {
         assert!(!html.contains(external), "the page fetches `{external}`");

@@ -139,12 +139,15 @@ pub fn embedding(cmd: &mut Command) -> &mut Command {
 
 /// `evalwatch --config CONFIG --warehouse WH score`, to run or spawn.
 pub fn score_command(config: &Path, wh: &Path) -> Command {
+    let mut cmd = configured(config, wh);
+    cmd.arg("score");
+    cmd
+}
+
+/// `evalwatch --config CONFIG --warehouse WH`, for a command to follow.
+pub fn configured(config: &Path, wh: &Path) -> Command {
     let mut cmd = evalwatch();
-    cmd.arg("--config")
-        .arg(config)
-        .arg("--warehouse")
-        .arg(wh)
-        .arg("score");
+    cmd.arg("--config").arg(config).arg("--warehouse").arg(wh);
     cmd
 }
 

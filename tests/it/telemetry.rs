@@ -240,12 +240,7 @@ fn cost_and_quality_are_attributed_to_teams() {
     let config = dir.path().join("evalwatch.toml");
     std::fs::write(&config, text).unwrap();
     let wh = dir.path().join("wh");
-    let out = run(evalwatch()
-        .arg("--config")
-        .arg(&config)
-        .arg("--warehouse")
-        .arg(&wh)
-        .arg("run"));
+    let out = run(configured(&config, &wh).arg("run"));
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
 
     let agg = read_table(&wh, "aggregates");
